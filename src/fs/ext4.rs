@@ -1,0 +1,93 @@
+//! ext2/3/4 through ext4-view (read-only; replays a 64bit+csum journal in memory).
+use super::{DirEntry, FileType, GuestFs, Meta};
+use crate::error::FsError;
+use crate::image::Dev;
+
+pub struct Ext4 {
+    fs: ext4_view::Ext4,
+    name: String,
+}
+
+struct Reader(Dev);
+
+impl ext4_view::Ext4Read for Reader {
+    fn read(
+        &mut self,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        self.0.read_at(dst, start_byte).map_err(|e| Box::new(e) as _)
+    }
+}
+
+impl Ext4 {
+    pub fn open(dev: Dev) -> Result<Self, FsError> {
+        let name = dev.name();
+        let fs = ext4_view::Ext4::load(Box::new(Reader(dev)))
+            .map_err(|e| FsError::corrupt(&name, "ext4", e.to_string()))?;
+        Ok(Ext4 { fs, name })
+    }
+
+    fn err(&self, path: &str, e: ext4_view::Ext4Error) -> FsError {
+        match e {
+            ext4_view::Ext4Error::NotFound => FsError::not_found(path),
+            ext4_view::Ext4Error::NotADirectory => FsError::NotADirectory { path: path.into() },
+            ext4_view::Ext4Error::IsADirectory => FsError::IsADirectory { path: path.into() },
+            ext4_view::Ext4Error::TooManySymlinks => FsError::SymlinkLoop { path: path.into() },
+            other => FsError::corrupt(&self.name, "ext4", format!("{path}: {other}")),
+        }
+    }
+}
+
+fn ftype(t: ext4_view::FileType) -> FileType {
+    if t.is_dir() {
+        FileType::Dir
+    } else if t.is_symlink() {
+        FileType::Symlink
+    } else if t.is_regular_file() {
+        FileType::File
+    } else {
+        FileType::Other
+    }
+}
+
+impl GuestFs for Ext4 {
+    fn fstype(&self) -> &'static str {
+        "ext4"
+    }
+    fn stat(&self, path: &str) -> Result<Option<Meta>, FsError> {
+        match self.fs.symlink_metadata(path) {
+            Ok(m) => Ok(Some(Meta {
+                ftype: ftype(m.file_type()),
+                size: m.len(),
+                mode: m.mode() as u32,
+            })),
+            Err(ext4_view::Ext4Error::NotFound) => Ok(None),
+            Err(e) => Err(self.err(path, e)),
+        }
+    }
+    fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+        let mut v = vec![];
+        for e in self.fs.read_dir(path).map_err(|e| self.err(path, e))? {
+            let e = e.map_err(|e| self.err(path, e))?;
+            let name = e.file_name().as_str().unwrap_or("").to_string();
+            if name.is_empty() {
+                continue;
+            }
+            let t = e.file_type().map(ftype).unwrap_or(FileType::Other);
+            v.push(DirEntry { name, ftype: t });
+        }
+        Ok(v)
+    }
+    fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
+        let m = self.fs.symlink_metadata(path).map_err(|e| self.err(path, e))?;
+        if m.len() > limit {
+            return Err(FsError::TooLarge { path: path.into(), size: m.len(), limit });
+        }
+        self.fs.read(path).map_err(|e| self.err(path, e))
+    }
+    fn read_link(&self, path: &str) -> Result<String, FsError> {
+        let p = self.fs.read_link(path).map_err(|e| self.err(path, e))?;
+        Ok(String::from_utf8_lossy(p.as_ref()).into_owned())
+    }
+}

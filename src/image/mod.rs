@@ -1,0 +1,282 @@
+//! Block layer: random-access reads of a virtual disk, whatever its container format.
+//!
+//! ```text
+//!   open_image(path) --sniff magic--> RawImage | Qcow2Image (backing chain) | error naming `revirt convert`
+//!          |                                   
+//!          v  Arc<dyn BlockDevice>   ---> Slice (partition) / LinearMap (LVM LV)
+//! ```
+use crate::error::ImageError;
+use std::path::Path;
+use std::sync::Arc;
+
+pub mod qcow2;
+pub mod raw;
+
+/// A read-only virtual disk. Reads are positional so one device can serve many readers.
+pub trait BlockDevice: Send + Sync {
+    /// Size of the virtual disk in bytes.
+    fn size(&self) -> u64;
+    /// Fills `buf` from `offset`. Reads past the end are an error; holes read as zeros.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError>;
+    /// Human name used in errors and reports (a path, or `path:partN`).
+    fn name(&self) -> String;
+}
+
+pub type Dev = Arc<dyn BlockDevice>;
+
+/// Container formats recognised by their magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Raw,
+    Qcow2,
+    Vmdk,
+    Vhd,
+    Vhdx,
+    Vdi,
+    Qed,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+            Format::Vmdk => "vmdk",
+            Format::Vhd => "vhd",
+            Format::Vhdx => "vhdx",
+            Format::Vdi => "vdi",
+            Format::Qed => "qed",
+        }
+    }
+}
+
+/// Sniffs the container format from the first bytes (and the VHD footer).
+pub fn detect_format(path: &Path) -> Result<Format, ImageError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| ImageError::io(path, e))?;
+    let len = f.metadata().map_err(|e| ImageError::io(path, e))?.len();
+    if len == 0 && !is_block_device(path) {
+        return Err(ImageError::Empty { path: path.into() });
+    }
+    let mut head = [0u8; 512];
+    let n = read_full(&mut f, &mut head).map_err(|e| ImageError::io(path, e))?;
+    let head = &head[..n];
+    let fmt = if head.starts_with(b"QFI\xfb") {
+        Format::Qcow2
+    } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") || head.starts_with(b"COWD") {
+        Format::Vmdk
+    } else if head.starts_with(b"vhdxfile") {
+        Format::Vhdx
+    } else if head.starts_with(b"conectix") {
+        Format::Vhd
+    } else if head.starts_with(b"QED\0") {
+        Format::Qed
+    } else if head.len() >= 68 && head[64..68] == [0x7f, 0x10, 0xda, 0xbe] {
+        Format::Vdi
+    } else {
+        // A fixed VHD is raw data followed by a 512-byte footer.
+        let mut foot = [0u8; 8];
+        if len >= 512 && f.seek(SeekFrom::Start(len - 512)).is_ok() && f.read_exact(&mut foot).is_ok() && &foot == b"conectix" {
+            Format::Vhd
+        } else {
+            Format::Raw
+        }
+    };
+    Ok(fmt)
+}
+
+fn read_full(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn is_block_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).map(|m| m.file_type().is_block_device()).unwrap_or(false)
+}
+
+/// What was opened: format and backing chain, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageInfo {
+    pub path: String,
+    pub format: Format,
+    pub virtual_size: u64,
+    pub file_size: u64,
+    /// Backing files, nearest first, as resolved paths.
+    pub backing_chain: Vec<String>,
+}
+
+/// Opens a disk image read-only, picking the backend from its magic.
+pub fn open_image(path: &Path) -> Result<(Dev, ImageInfo), ImageError> {
+    let fmt = detect_format(path)?;
+    let file_size = std::fs::metadata(path).map_err(|e| ImageError::io(path, e))?.len();
+    match fmt {
+        Format::Raw => {
+            let dev = raw::RawImage::open(path)?;
+            let info = ImageInfo {
+                path: path.display().to_string(),
+                format: fmt,
+                virtual_size: dev.size(),
+                file_size,
+                backing_chain: vec![],
+            };
+            Ok((Arc::new(dev), info))
+        }
+        Format::Qcow2 => {
+            let (dev, chain) = qcow2::Qcow2Image::open(path)?;
+            let info = ImageInfo {
+                path: path.display().to_string(),
+                format: fmt,
+                virtual_size: dev.size(),
+                file_size,
+                backing_chain: chain,
+            };
+            Ok((dev, info))
+        }
+        other => Err(ImageError::NeedsConvert {
+            path: path.into(),
+            format: other.as_str(),
+        }),
+    }
+}
+
+/// A byte range of another device: a partition, or a filesystem at an offset.
+pub struct Slice {
+    dev: Dev,
+    start: u64,
+    len: u64,
+    name: String,
+}
+
+impl Slice {
+    /// Precondition: `start + len` lies within `dev` (checked; an overrun is clamped to the end and
+    /// the caller is expected to have reported it).
+    pub fn new(dev: Dev, start: u64, len: u64, name: String) -> Self {
+        let len = len.min(dev.size().saturating_sub(start));
+        Slice { dev, start, len, name }
+    }
+}
+
+impl BlockDevice for Slice {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
+            return Err(ImageError::OutOfRange {
+                path: self.name.clone().into(),
+                offset,
+                len: buf.len(),
+                size: self.len,
+            });
+        }
+        self.dev.read_at(buf, self.start + offset)
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// A device made of extents of other devices (an LVM linear LV, possibly spanning disks).
+pub struct LinearMap {
+    /// (logical start, length, device, device offset), sorted by logical start, contiguous.
+    pub extents: Vec<(u64, u64, Dev, u64)>,
+    pub name: String,
+}
+
+impl BlockDevice for LinearMap {
+    fn size(&self) -> u64 {
+        self.extents.last().map(|e| e.0 + e.1).unwrap_or(0)
+    }
+    fn read_at(&self, mut buf: &mut [u8], mut offset: u64) -> Result<(), ImageError> {
+        if offset + buf.len() as u64 > self.size() {
+            return Err(ImageError::OutOfRange {
+                path: self.name.clone().into(),
+                offset,
+                len: buf.len(),
+                size: self.size(),
+            });
+        }
+        while !buf.is_empty() {
+            let i = self.extents.partition_point(|e| e.0 + e.1 <= offset);
+            let (lstart, len, dev, doff) = &self.extents[i];
+            let within = offset - lstart;
+            let n = ((len - within) as usize).min(buf.len());
+            let (head, tail) = buf.split_at_mut(n);
+            dev.read_at(head, doff + within)?;
+            buf = tail;
+            offset += n as u64;
+        }
+        Ok(())
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// Reads `len` bytes at `offset` into a new vector.
+pub fn read_vec(dev: &dyn BlockDevice, offset: u64, len: usize) -> Result<Vec<u8>, ImageError> {
+    let mut v = vec![0u8; len];
+    dev.read_at(&mut v, offset)?;
+    Ok(v)
+}
+
+/// Adapts a device to `Read + Seek` for crates that want a stream (mbrman, gpt, ntfs).
+pub struct DevReader {
+    dev: Dev,
+    pos: u64,
+}
+
+impl DevReader {
+    pub fn new(dev: Dev) -> Self {
+        DevReader { dev, pos: 0 }
+    }
+}
+
+impl std::io::Read for DevReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.dev.size();
+        if self.pos >= size {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(size - self.pos) as usize;
+        self.dev
+            .read_at(&mut buf[..n], self.pos)
+            .map_err(std::io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for DevReader {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        let size = self.dev.size() as i128;
+        let new = match pos {
+            std::io::SeekFrom::Start(p) => p as i128,
+            std::io::SeekFrom::End(d) => size + d as i128,
+            std::io::SeekFrom::Current(d) => self.pos as i128 + d as i128,
+        };
+        if new < 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before start"));
+        }
+        self.pos = new as u64;
+        Ok(self.pos)
+    }
+}
+
+/// `gpt` wants Write even to read; writes are refused so the source is never modified.
+impl std::io::Write for DevReader {
+    fn write(&mut self, _buf: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "revirt opens disks read-only"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! Linux guest facts.
+pub mod bootloader;
+pub mod network;

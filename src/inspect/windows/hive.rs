@@ -1,0 +1,1 @@
+//! Registry hive (regf) reader in pure Rust (in progress).

@@ -1,0 +1,13 @@
+//! revirt: offline inspection and repair of guest disks migrated to KVM.
+//!
+//! Pipeline: [`image`] (block devices) -> [`part`] / [`lvm`] (volumes) -> [`fs`] (read-only
+//! filesystems) -> [`inspect`] (guest facts) -> plan -> apply -> verify.
+pub mod convert;
+pub mod error;
+pub mod fs;
+pub mod guestfs;
+pub mod image;
+pub mod inspect;
+pub mod lvm;
+pub mod part;
+pub mod types;

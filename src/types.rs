@@ -1,0 +1,307 @@
+//! Records passed between pipeline stages. `Inspection` is also the `revirt inspect --json`
+//! schema: versioned by [`SCHEMA_VERSION`], documented in README.md; fields are only added.
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Bumped on any incompatible change of the inspection JSON.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Inspection {
+    pub schema_version: u32,
+    pub revirt_version: String,
+    pub disks: Vec<DiskReport>,
+    /// Every partition, whole-disk filesystem and logical volume, with what it holds.
+    pub volumes: Vec<VolumeReport>,
+    pub volume_groups: Vec<VgReport>,
+    pub operating_systems: Vec<OsReport>,
+    /// True when some filesystem could only be read through the libguestfs appliance.
+    pub appliance_used: bool,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskReport {
+    /// Guest device name this disk gets in reports (/dev/sda, /dev/sdb ... in argument order).
+    pub device: String,
+    pub image: crate::image::ImageInfo,
+    /// "mbr", "gpt", or "none" (a filesystem on the whole disk, or empty).
+    pub partition_table: String,
+    /// GPT only: the primary header was corrupt and the backup was used.
+    pub gpt_backup_used: bool,
+    pub disk_guid: Option<String>,
+    pub partitions: Vec<PartitionReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub number: u32,
+    pub device: String,
+    pub start: u64,
+    pub size: u64,
+    /// MBR type byte as hex ("83", "8e", "ef", "05"), or GPT type GUID.
+    pub type_id: String,
+    /// Readable type ("linux", "lvm", "efi-system", "bios-boot", "extended", "ntfs"...).
+    pub type_name: String,
+    pub part_uuid: Option<String>,
+    pub name: Option<String>,
+    pub bootable: bool,
+    pub logical: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeReport {
+    /// /dev/sda1, /dev/sda (whole disk), /dev/mapper/VG-LV.
+    pub device: String,
+    /// Other names of the same volume (/dev/VG/LV, /dev/disk/by-... are resolved, not listed).
+    pub aliases: Vec<String>,
+    pub size: u64,
+    pub fstype: Option<String>,
+    pub uuid: Option<String>,
+    pub label: Option<String>,
+    pub flags: Vec<String>,
+    /// Which reader serves it: "pure" (revirt's own), "appliance" (libguestfs), or "none".
+    pub reader: String,
+    /// Partition identity, for PARTUUID= / PARTLABEL= resolution.
+    pub part_uuid: Option<String>,
+    pub part_label: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VgReport {
+    pub name: String,
+    pub uuid: String,
+    pub pvs: Vec<String>,
+    pub missing_pvs: Vec<String>,
+    pub lvs: Vec<LvReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LvReport {
+    pub name: String,
+    pub device: String,
+    pub size: u64,
+    /// Segment types ("linear", "striped", "thin", "raid1"...).
+    pub segment_types: Vec<String>,
+    /// False when revirt cannot map it in pure Rust (striped/thin/raid): the appliance serves it.
+    pub pure: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OsReport {
+    /// "linux" or "windows".
+    pub kind: String,
+    pub root: RootFs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linux: Option<LinuxInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<WindowsInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RootFs {
+    pub device: String,
+    pub fstype: Option<String>,
+    pub uuid: Option<String>,
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LinuxInfo {
+    /// os-release ID ("rhel", "centos", "rocky", "ubuntu", "debian", "sles", "opensuse-leap"...).
+    pub distro: String,
+    pub version: String,
+    pub product_name: String,
+    /// "rhel", "suse", "debian", "alt" or "other".
+    pub family: String,
+    /// From the ELF header of a system binary: "x86_64", "i386", "aarch64"...
+    pub arch: Option<String>,
+    pub hostname: Option<String>,
+    /// Mounted filesystems (mountpoint -> device) used to read the guest.
+    pub mounts: BTreeMap<String, String>,
+    pub fstab: Vec<FstabEntry>,
+    pub crypttab: Vec<CrypttabEntry>,
+    /// "initramfs-tools", "dracut", "mkinitrd" or "unknown".
+    pub initramfs_tool: String,
+    pub kernels: Vec<KernelInfo>,
+    pub bootloader: BootloaderInfo,
+    pub network: NetworkInfo,
+    pub guest_tools: Vec<GuestTool>,
+    /// "enforcing", "permissive", "disabled"; None when SELinux is not installed.
+    pub selinux: Option<String>,
+    pub cloud_init: bool,
+}
+
+/// How an fstab/crypttab device spec names its device.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpecKind {
+    Uuid,
+    Label,
+    Partuuid,
+    Partlabel,
+    /// /dev/sdX, /dev/hdX, /dev/vdX, /dev/xvdX, /dev/nvmeXnY: changes with the bus.
+    DeviceName,
+    /// /dev/mapper/..., /dev/VG/LV.
+    Mapper,
+    ById,
+    ByPath,
+    ByUuid,
+    ByLabel,
+    /// none, tmpfs, proc, nfs server:/path ...
+    Virtual,
+    Other,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FstabEntry {
+    pub line: usize,
+    pub spec: String,
+    pub mountpoint: String,
+    pub fstype: String,
+    pub options: String,
+    pub nofail: bool,
+    pub spec_kind: SpecKind,
+    /// The volume it resolves to on these disks (its `device`), when it does.
+    pub resolves_to: Option<String>,
+    /// False for a device spec that names nothing on these disks.
+    pub present: bool,
+    /// True when the name depends on the disk bus or controller (sdX, by-path, by-id).
+    pub bus_dependent: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrypttabEntry {
+    pub line: usize,
+    pub name: String,
+    pub spec: String,
+    pub spec_kind: SpecKind,
+    pub resolves_to: Option<String>,
+    pub present: bool,
+    pub bus_dependent: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct KernelInfo {
+    pub version: String,
+    pub vmlinuz: String,
+    pub initramfs: Option<String>,
+    pub modules_dir: Option<String>,
+    pub config: Option<String>,
+    /// Per driver of interest (virtio_blk, virtio_scsi, virtio_net, virtio_pci).
+    pub drivers: BTreeMap<String, DriverState>,
+    /// Compression of each cpio segment of the initramfs, in order ("none", "gzip", "zstd"...).
+    pub initramfs_segments: Vec<String>,
+    /// Initramfs could not be read: why.
+    pub initramfs_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct DriverState {
+    /// CONFIG_...=y in /boot/config-VERSION.
+    pub builtin: bool,
+    /// A .ko (any compression) under /lib/modules/VERSION.
+    pub module_on_disk: bool,
+    /// The .ko is inside the initramfs (or built in, which also counts as available at boot).
+    pub in_initramfs: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct BootloaderInfo {
+    /// "grub2", "grub-legacy", "systemd-boot", "extlinux" or "none".
+    pub kind: String,
+    /// "bios" or "uefi".
+    pub firmware: String,
+    pub config: Option<String>,
+    /// /etc/default/grub or /etc/sysconfig/bootloader.
+    pub defaults_file: Option<String>,
+    pub grub_cmdline_linux: Option<String>,
+    pub grub_disable_linux_uuid: bool,
+    /// BLS entries under /boot/loader/entries are used.
+    pub bls: bool,
+    pub entries: Vec<BootEntry>,
+    /// Index into `entries` of the default entry.
+    pub default_entry: Option<usize>,
+    pub esp: Option<EspInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct BootEntry {
+    pub title: String,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub cmdline: String,
+    pub root: Option<String>,
+    pub resume: Option<String>,
+    /// Where the entry was read from (file and line).
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct EspInfo {
+    pub device: String,
+    /// EFI binaries found under /EFI (paths on the ESP).
+    pub efi_files: Vec<String>,
+    pub has_fallback: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NetworkInfo {
+    pub configs: Vec<NetConfigInfo>,
+    pub persistent_net_rules: Vec<PersistentNetRule>,
+    /// 75-persistent-net-generator.rules present and active.
+    pub persistent_net_generator: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NetConfigInfo {
+    /// "ifupdown", "netplan", "networkmanager", "ifcfg-rhel", "wicked", "systemd-networkd".
+    pub flavor: String,
+    pub file: String,
+    pub interfaces: Vec<IfaceInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct IfaceInfo {
+    /// Interface name the config binds to (may be absent for MAC-only or match-all configs).
+    pub name: Option<String>,
+    pub dhcp: bool,
+    pub addresses: Vec<String>,
+    pub gateway: Option<String>,
+    pub dns: Vec<String>,
+    /// MAC address the config is pinned to.
+    pub mac: Option<String>,
+    /// Line in `file` where this interface is defined.
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PersistentNetRule {
+    pub file: String,
+    pub line: usize,
+    pub name: String,
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GuestTool {
+    /// "vmware-tools", "open-vm-tools", "hyperv-daemons", "xe-guest-utilities", "virtualbox-additions".
+    pub name: String,
+    pub evidence: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WindowsInfo {
+    pub product_name: String,
+    /// "6.1", "6.3", "10.0".
+    pub version: String,
+    pub major: u32,
+    pub minor: u32,
+    pub build: Option<String>,
+    /// "Client" or "Server" (InstallationType; derived from the product name on older versions).
+    pub installation_type: Option<String>,
+    pub edition_id: Option<String>,
+    /// "x86_64" or "i386".
+    pub arch: String,
+    pub system_root: String,
+}
