@@ -1,1 +1,61 @@
-fn main() {}
+//! Developer tasks: fixture images, the boot harness, benchmarks.
+//!
+//! `cargo xtask fixtures [--only NAME]` builds every fixture recipe under fixtures/images/ into the
+//! cache (target/fixtures/, or $REVIRT_FIXTURE_CACHE), reusing what is already built and current.
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+mod boot;
+mod real;
+mod skeleton;
+
+#[derive(Parser)]
+#[command(about = "revirt developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build (or reuse cached) fixture images.
+    Fixtures {
+        /// Only build fixtures whose name contains this string.
+        #[arg(long)]
+        only: Option<String>,
+        /// Which set: skeleton, real or all.
+        #[arg(long, default_value = "all")]
+        set: String,
+    },
+    /// Boot an image under qemu and classify the outcome from the serial console.
+    Boot(boot::BootArgs),
+}
+
+/// Root of the repository (xtask lives one level below it).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Where built fixture images are cached, outside git.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("REVIRT_FIXTURE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/fixtures"))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Fixtures { only, set } => {
+            if set == "all" || set == "skeleton" {
+                skeleton::build_all(only.as_deref())?;
+            }
+            if set == "all" || set == "real" {
+                real::build_all(only.as_deref())?;
+            }
+            Ok(())
+        }
+        Cmd::Boot(args) => boot::run(args),
+    }
+}
