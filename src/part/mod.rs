@@ -1,1 +1,249 @@
-//! wip
+//! Partition tables: MBR (with extended/logical partitions, through mbrman) and GPT (through
+//! gpt, falling back to the backup header when the primary is corrupt). A disk with neither is
+//! treated as one volume (a filesystem on the whole disk).
+use crate::error::PartError;
+use crate::image::{read_vec, Dev, DevReader, Slice};
+use crate::types::PartitionReport;
+use std::sync::Arc;
+
+/// One partition with its device and what the table says about it.
+pub struct Partition {
+    pub report: PartitionReport,
+    pub dev: Dev,
+}
+
+pub struct PartTable {
+    /// "mbr", "gpt" or "none".
+    pub kind: &'static str,
+    pub gpt_backup_used: bool,
+    pub disk_guid: Option<String>,
+    pub partitions: Vec<Partition>,
+    pub warnings: Vec<String>,
+}
+
+const SECTOR: u64 = 512;
+
+/// Guest device name of partition `n` of disk `disk` ("/dev/sda" + 1 -> "/dev/sda1").
+pub fn part_device(disk: &str, n: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{n}")
+    } else {
+        format!("{disk}{n}")
+    }
+}
+
+/// Reads the partition table of `dev`, whose guest device name is `disk` (e.g. /dev/sda).
+pub fn detect_partitions(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
+    let size = dev.size();
+    if size < 2 * SECTOR {
+        return Ok(none_table());
+    }
+    let mbr0 = read_vec(dev.as_ref(), 0, 512)?;
+    let has_sig = mbr0[510] == 0x55 && mbr0[511] == 0xAA;
+    let protective = has_sig && (0..4).any(|i| mbr0[446 + i * 16 + 4] == 0xEE);
+    let gpt_sig = read_vec(dev.as_ref(), SECTOR, 8)? == b"EFI PART";
+    if protective || gpt_sig {
+        return read_gpt(dev, disk);
+    }
+    if has_sig && looks_like_mbr(&mbr0) {
+        return read_mbr(dev, disk);
+    }
+    Ok(none_table())
+}
+
+fn none_table() -> PartTable {
+    PartTable {
+        kind: "none",
+        gpt_backup_used: false,
+        disk_guid: None,
+        partitions: vec![],
+        warnings: vec![],
+    }
+}
+
+/// A boot sector of a filesystem also ends in 55AA; an MBR has sane entries (boot flag 0 or
+/// 0x80, and at least one non-empty entry) and no filesystem signature.
+fn looks_like_mbr(s: &[u8]) -> bool {
+    if &s[3..11] == b"NTFS    " || &s[82..87] == b"FAT32" || &s[54..59] == b"FAT16" || &s[54..59] == b"FAT12" {
+        return false;
+    }
+    let mut any = false;
+    for i in 0..4 {
+        let e = &s[446 + i * 16..446 + i * 16 + 16];
+        if e[0] != 0 && e[0] != 0x80 {
+            return false;
+        }
+        if e[4] != 0 {
+            any = true;
+        }
+    }
+    any
+}
+
+fn mbr_type_name(t: u8) -> &'static str {
+    match t {
+        0x83 => "linux",
+        0x8e => "lvm",
+        0x82 => "linux-swap",
+        0x05 | 0x0f | 0x85 => "extended",
+        0x07 => "ntfs",
+        0x0b | 0x0c | 0x0e | 0x06 | 0x04 | 0x01 => "fat",
+        0xef => "efi-system",
+        0xfd => "linux-raid",
+        0x42 => "windows-dynamic",
+        0x27 => "windows-recovery",
+        _ => "other",
+    }
+}
+
+fn read_mbr(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
+    let mut r = DevReader::new(dev.clone());
+    let mbr = mbrman::MBR::read_from(&mut r, SECTOR as u32).map_err(|e| PartError::Corrupt {
+        disk: disk.into(),
+        what: format!("MBR partition table: {e}"),
+    })?;
+    let mut t = none_table();
+    t.kind = "mbr";
+    for (i, e) in mbr.iter() {
+        if e.sys == 0 || e.sectors == 0 {
+            continue;
+        }
+        let n = i as u32;
+        let start = e.starting_lba as u64 * SECTOR;
+        let len = e.sectors as u64 * SECTOR;
+        if start + len > dev.size() {
+            t.warnings.push(format!(
+                "{disk}: partition {n} ends at byte {} past the end of the {}-byte disk (truncated image?)",
+                start + len,
+                dev.size()
+            ));
+        }
+        let device = part_device(disk, n);
+        let report = PartitionReport {
+            number: n,
+            device: device.clone(),
+            start,
+            size: len,
+            type_id: format!("{:02x}", e.sys),
+            type_name: mbr_type_name(e.sys).into(),
+            part_uuid: mbr_disk_signature(dev).map(|sig| format!("{sig:08x}-{n:02x}")),
+            name: None,
+            bootable: e.boot == 0x80,
+            logical: n > 4,
+        };
+        let d: Dev = Arc::new(Slice::new(dev.clone(), start, len, device));
+        t.partitions.push(Partition { report, dev: d });
+    }
+    Ok(t)
+}
+
+fn mbr_disk_signature(dev: &Dev) -> Option<u32> {
+    let b = read_vec(dev.as_ref(), 440, 4).ok()?;
+    Some(u32::from_le_bytes(b.try_into().ok()?))
+}
+
+fn gpt_type_name(t: &uuid::Uuid) -> &'static str {
+    match t.to_string().as_str() {
+        "c12a7328-f81f-11d2-ba4b-00a0c93ec93b" => "efi-system",
+        "21686148-6449-6e6f-744e-656564454649" => "bios-boot",
+        "0fc63daf-8483-4772-8e79-3d69d8477de4" => "linux",
+        "4f68bce3-e8cd-4db1-96e7-fbcaf984b709" => "linux-root-x86-64",
+        "e6d6d379-f507-44c2-a23c-238f2a3df928" => "lvm",
+        "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f" => "linux-swap",
+        "bc13c2ff-59e6-4262-a352-b275fd6f7172" => "linux-xbootldr",
+        "933ac7e1-2eb4-4f13-b844-0e14e2aef915" => "linux-home",
+        "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7" => "basic-data",
+        "e3c9e316-0b5c-4db8-817d-f92df00215ae" => "microsoft-reserved",
+        "de94bba4-06d1-4d40-a16a-bfd50179d6ac" => "windows-recovery",
+        "5808c8aa-7e8f-42e0-85d2-e1e90434cfb3" => "windows-ldm-metadata",
+        "af9b60a0-1431-4f62-bc68-3311714a69ad" => "windows-ldm-data",
+        "a19d880f-05fc-4d3b-a006-743f0f84911e" => "linux-raid",
+        _ => "other",
+    }
+}
+
+fn read_gpt(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
+    let lb = gpt::disk::LogicalBlockSize::Lb512;
+    let mut r = DevReader::new(dev.clone());
+    let mut t = none_table();
+    t.kind = "gpt";
+    let primary = gpt::header::read_header_from_arbitrary_device(&mut r, lb)
+        .map_err(|e| format!("{e}"))
+        .and_then(|h| check_entries(dev, &h).map(|_| h));
+    let header = match primary {
+        Ok(h) => h,
+        Err(why) => {
+            // The backup header sits in the last sector. gpt reads a header at LBA 1 of whatever
+            // device it is given, so hand it a view that starts one sector before the last one.
+            let last = dev.size() / SECTOR - 1;
+            let view: Dev = Arc::new(Slice::new(dev.clone(), (last - 1) * SECTOR, 2 * SECTOR, disk.into()));
+            let mut vr = DevReader::new(view);
+            let backup = gpt::header::read_header_from_arbitrary_device(&mut vr, lb)
+                .map_err(|e| format!("{e}"))
+                .and_then(|h| check_entries(dev, &h).map(|_| h));
+            match backup {
+                Ok(h) => {
+                    t.gpt_backup_used = true;
+                    t.warnings.push(format!(
+                        "{disk}: primary GPT header is corrupt ({why}); using the backup header at LBA {last}"
+                    ));
+                    h
+                }
+                Err(why2) => {
+                    return Err(PartError::Corrupt {
+                        disk: disk.into(),
+                        what: format!("GPT: primary header corrupt ({why}) and backup header at LBA {last} corrupt ({why2})"),
+                    })
+                }
+            }
+        }
+    };
+    t.disk_guid = Some(header.disk_guid.to_string());
+    let parts = gpt::partition::file_read_partitions(&mut r, &header, lb).map_err(|e| PartError::Corrupt {
+        disk: disk.into(),
+        what: format!("GPT partition entries at LBA {}: {e}", header.part_start),
+    })?;
+    for (n, p) in parts {
+        if !p.is_used() {
+            continue;
+        }
+        let start = p.first_lba * SECTOR;
+        let len = (p.last_lba + 1).saturating_sub(p.first_lba) * SECTOR;
+        let device = part_device(disk, n);
+        let report = PartitionReport {
+            number: n,
+            device: device.clone(),
+            start,
+            size: len,
+            type_id: p.part_type_guid.guid.to_string(),
+            type_name: gpt_type_name(&p.part_type_guid.guid).into(),
+            part_uuid: Some(p.part_guid.to_string()),
+            name: (!p.name.is_empty()).then(|| p.name.clone()),
+            bootable: p.flags & 4 != 0,
+            logical: false,
+        };
+        let d: Dev = Arc::new(Slice::new(dev.clone(), start, len, device));
+        t.partitions.push(Partition { report, dev: d });
+    }
+    Ok(t)
+}
+
+/// Validates what gpt does not: entry size (gpt asserts 128 and would panic), table bounds, and
+/// the CRC of the entry array.
+fn check_entries(dev: &Dev, h: &gpt::header::Header) -> Result<(), String> {
+    if h.part_size != 128 {
+        return Err(format!("unsupported partition entry size {}", h.part_size));
+    }
+    if h.num_parts == 0 || h.num_parts > 4096 {
+        return Err(format!("implausible partition entry count {}", h.num_parts));
+    }
+    let len = h.num_parts as usize * 128;
+    let off = h.part_start.checked_mul(SECTOR).ok_or("entry array offset overflows")?;
+    let bytes = read_vec(dev.as_ref(), off, len).map_err(|e| e.to_string())?;
+    let mut crc = flate2::Crc::new();
+    crc.update(&bytes);
+    if crc.sum() != h.crc32_parts {
+        return Err(format!("partition entry array CRC mismatch at LBA {}", h.part_start));
+    }
+    Ok(())
+}
