@@ -1,3 +1,402 @@
-//! Linux guest facts.
+//! Linux guest facts: distro, arch, hostname, fstab/crypttab, kernels and what their initramfs
+//! holds, bootloader, network, hypervisor tools, SELinux, cloud-init.
 pub mod bootloader;
+pub mod initramfs;
 pub mod network;
+
+use super::fstab::{parse_crypttab, parse_fstab};
+use super::Volume;
+use crate::fs::{FileType, Vfs};
+use crate::types::{DriverState, GuestTool, KernelInfo, LinuxInfo};
+use anyhow::Context;
+use std::collections::BTreeMap;
+
+/// Drivers whose presence decides whether the guest boots on virtio.
+pub const VIRTIO_DRIVERS: [(&str, &str); 4] = [
+    ("virtio_blk", "CONFIG_VIRTIO_BLK"),
+    ("virtio_scsi", "CONFIG_SCSI_VIRTIO"),
+    ("virtio_net", "CONFIG_VIRTIO_NET"),
+    ("virtio_pci", "CONFIG_VIRTIO_PCI"),
+];
+
+/// A Linux root has /etc with os-release (or a distro release file) and fstab, or /etc and a
+/// usr tree.
+pub fn looks_like_linux_root(vfs: &Vfs) -> bool {
+    vfs.is_dir("/etc")
+        && (vfs.exists("/etc/os-release") || vfs.exists("/usr/lib/os-release") || vfs.exists("/etc/redhat-release") || vfs.exists("/etc/SuSE-release"))
+        && (vfs.exists("/etc/fstab") || vfs.is_dir("/usr/bin") || vfs.is_dir("/bin"))
+}
+
+/// Parses KEY=value lines with shell quoting (os-release, /etc/default/grub, sysconfig).
+pub fn parse_shell_vars(text: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with('#') {
+            continue;
+        }
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        if let Some((k, v)) = l.split_once('=') {
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let v = v.trim();
+            let v = if (v.starts_with('"') && v.ends_with('"') && v.len() >= 2) || (v.starts_with('\'') && v.ends_with('\'') && v.len() >= 2) {
+                v[1..v.len() - 1].to_string()
+            } else {
+                v.split(" #").next().unwrap_or(v).to_string()
+            };
+            m.insert(k.to_string(), v);
+        }
+    }
+    m
+}
+
+fn family_of(id: &str, like: &str) -> &'static str {
+    let all: Vec<&str> = std::iter::once(id).chain(like.split_whitespace()).collect();
+    let has = |xs: &[&str]| all.iter().any(|a| xs.contains(a));
+    if has(&["rhel", "centos", "fedora", "rocky", "almalinux", "ol", "amzn", "scientific", "eurolinux", "virtuozzo", "cloudlinux"]) {
+        "rhel"
+    } else if has(&["sles", "suse", "opensuse", "opensuse-leap", "opensuse-tumbleweed", "sled", "sle-micro"]) {
+        "suse"
+    } else if has(&["debian", "ubuntu", "linuxmint", "raspbian", "kali"]) {
+        "debian"
+    } else if has(&["altlinux", "alt"]) {
+        "alt"
+    } else {
+        "other"
+    }
+}
+
+/// Distro identity from os-release, falling back to the older release files.
+fn detect_distro(vfs: &Vfs, info: &mut LinuxInfo) -> anyhow::Result<()> {
+    let osr = match vfs.read_text("/etc/os-release")? {
+        Some(t) => Some(t),
+        None => vfs.read_text("/usr/lib/os-release")?,
+    };
+    if let Some(t) = osr {
+        let v = parse_shell_vars(&t);
+        info.distro = v.get("ID").cloned().unwrap_or_default();
+        info.version = v.get("VERSION_ID").cloned().unwrap_or_default();
+        info.product_name = v.get("PRETTY_NAME").or(v.get("NAME")).cloned().unwrap_or_default();
+        info.family = family_of(&info.distro, v.get("ID_LIKE").map(String::as_str).unwrap_or("")).into();
+    } else if let Some(t) = vfs.read_text("/etc/redhat-release")? {
+        // "CentOS release 6.10 (Final)", "Red Hat Enterprise Linux Server release 7.9 (Maipo)"
+        let l = t.lines().next().unwrap_or("").trim().to_string();
+        let ver = regex::Regex::new(r"release (\d+(?:\.\d+)?)").unwrap();
+        info.version = ver.captures(&l).map(|c| c[1].to_string()).unwrap_or_default();
+        info.distro = if l.starts_with("CentOS") { "centos" } else if l.starts_with("Red Hat") { "rhel" } else { "redhat-based" }.into();
+        info.product_name = l;
+        info.family = "rhel".into();
+    } else if let Some(t) = vfs.read_text("/etc/SuSE-release")? {
+        info.product_name = t.lines().next().unwrap_or("").trim().into();
+        let v = parse_shell_vars(&t.replace(" = ", "="));
+        info.version = v.get("VERSION").cloned().unwrap_or_default();
+        info.distro = "sles".into();
+        info.family = "suse".into();
+    }
+    if info.distro == "debian" && info.version.is_empty() {
+        if let Some(v) = vfs.read_text("/etc/debian_version")? {
+            info.version = v.trim().into();
+        }
+    }
+    Ok(())
+}
+
+/// Architecture from the ELF header of a system binary.
+fn detect_arch(vfs: &Vfs) -> Option<String> {
+    for p in ["/bin/sh", "/usr/bin/bash", "/bin/bash", "/bin/ls", "/usr/bin/ls", "/sbin/init", "/usr/lib/systemd/systemd"] {
+        let Ok(b) = vfs.read_file(p) else { continue };
+        if b.len() < 20 || &b[0..4] != b"\x7fELF" {
+            continue;
+        }
+        let machine = if b[5] == 2 { u16::from_be_bytes([b[18], b[19]]) } else { u16::from_le_bytes([b[18], b[19]]) };
+        let a = match machine {
+            3 => "i386",
+            62 => "x86_64",
+            183 => "aarch64",
+            40 => "arm",
+            21 => "ppc64",
+            22 => "s390x",
+            243 => "riscv64",
+            _ => continue,
+        };
+        // ppc64 little endian reports the same machine; tell them apart by the ELF data byte.
+        return Some(if a == "ppc64" && b[5] == 1 { "ppc64le".into() } else { a.into() });
+    }
+    None
+}
+
+fn detect_hostname(vfs: &Vfs) -> anyhow::Result<Option<String>> {
+    for p in ["/etc/hostname", "/etc/HOSTNAME"] {
+        if let Some(t) = vfs.read_text(p)? {
+            let h = t.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+            if let Some(h) = h {
+                return Ok(Some(h.to_string()));
+            }
+        }
+    }
+    if let Some(t) = vfs.read_text("/etc/sysconfig/network")? {
+        if let Some(h) = parse_shell_vars(&t).get("HOSTNAME") {
+            return Ok(Some(h.clone()));
+        }
+    }
+    Ok(None)
+}
+
+fn detect_initramfs_tool(vfs: &Vfs) -> &'static str {
+    if vfs.exists("/usr/sbin/update-initramfs") || vfs.is_dir("/etc/initramfs-tools") {
+        "initramfs-tools"
+    } else if vfs.exists("/usr/bin/dracut") || vfs.exists("/usr/sbin/dracut") || vfs.exists("/sbin/dracut") || vfs.exists("/etc/dracut.conf") {
+        "dracut"
+    } else if vfs.exists("/sbin/mkinitrd") || vfs.exists("/usr/sbin/mkinitrd") {
+        "mkinitrd"
+    } else {
+        "unknown"
+    }
+}
+
+/// Version string embedded in a bzImage (setup header "HdrS", kernel_version pointer at 0x20e).
+fn bzimage_version(b: &[u8]) -> Option<String> {
+    if b.len() < 0x210 || &b[0x202..0x206] != b"HdrS" {
+        return None;
+    }
+    let off = u16::from_le_bytes([b[0x20e], b[0x20f]]) as usize + 0x200;
+    let s = b.get(off..(off + 256).min(b.len()))?;
+    let end = s.iter().position(|&c| c == 0 || c == b' ')?;
+    std::str::from_utf8(&s[..end]).ok().map(String::from)
+}
+
+/// Kernels under /boot with their modules, config and initramfs contents.
+fn detect_kernels(vfs: &Vfs) -> anyhow::Result<Vec<KernelInfo>> {
+    let mut out = vec![];
+    let boot = vfs.read_dir("/boot")?;
+    let mod_roots = ["/lib/modules", "/usr/lib/modules"];
+    for e in &boot {
+        let Some(ver) = e.name.strip_prefix("vmlinuz-").or_else(|| e.name.strip_prefix("vmlinux-")) else {
+            continue;
+        };
+        if ver.contains("rescue") {
+            continue; // RHEL rescue kernels carry a generic initramfs we do not repair
+        }
+        let vmlinuz = format!("/boot/{}", e.name);
+        let mut k = KernelInfo {
+            version: ver.to_string(),
+            vmlinuz: vmlinuz.clone(),
+            ..Default::default()
+        };
+        if let Ok(b) = vfs.read_file(&vmlinuz) {
+            if let Some(v) = bzimage_version(&b) {
+                if v != ver {
+                    tracing::debug!("{vmlinuz}: embedded version {v} differs from file name");
+                }
+            }
+        }
+        k.modules_dir = mod_roots.iter().map(|r| format!("{r}/{ver}")).find(|d| vfs.is_dir(d));
+        let cfg = format!("/boot/config-{ver}");
+        let config = if vfs.exists(&cfg) {
+            k.config = Some(cfg.clone());
+            vfs.read_text(&cfg)?.unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let builtin_list = match &k.modules_dir {
+            Some(d) => vfs.read_text(&format!("{d}/modules.builtin"))?.unwrap_or_default(),
+            None => String::new(),
+        };
+        let on_disk = match &k.modules_dir {
+            Some(d) => module_files(vfs, d)?,
+            None => Default::default(),
+        };
+        for cand in [format!("initrd.img-{ver}"), format!("initramfs-{ver}.img"), format!("initrd-{ver}"), format!("initrd-{ver}.img")] {
+            if boot.iter().any(|b| b.name == cand) {
+                k.initramfs = Some(format!("/boot/{cand}"));
+                break;
+            }
+        }
+        let listing = match &k.initramfs {
+            Some(p) => match vfs.read_file(p).map_err(|e| e.to_string()).and_then(|b| initramfs::list_initramfs(&b)) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    k.initramfs_error = Some(format!("{p}: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(l) = &listing {
+            k.initramfs_segments = l.segments.clone();
+        }
+        let in_initrd = listing.as_ref().map(|l| l.module_names()).unwrap_or_default();
+        for (drv, cfgname) in VIRTIO_DRIVERS {
+            let builtin = config.lines().any(|l| l.trim() == format!("{cfgname}=y"))
+                || builtin_list.lines().any(|l| initramfs::module_name(l).as_deref() == Some(drv));
+            let st = DriverState {
+                builtin,
+                module_on_disk: on_disk.contains(drv),
+                in_initramfs: builtin || in_initrd.contains(drv),
+            };
+            k.drivers.insert(drv.to_string(), st);
+        }
+        out.push(k);
+    }
+    out.sort_by(|a, b| version_cmp(&b.version, &a.version));
+    Ok(out)
+}
+
+/// Compares kernel versions numerically piece by piece ("5.14.0-362" > "5.14.0-70").
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |s: &str| -> Vec<(u64, String)> {
+        s.split(|c: char| !c.is_ascii_alphanumeric())
+            .map(|p| (p.parse::<u64>().unwrap_or(0), p.to_string()))
+            .collect()
+    };
+    split(a).cmp(&split(b))
+}
+
+/// Names of the virtio modules present under a modules directory (looked up where they live,
+/// not by walking the whole tree, to keep inspection fast).
+fn module_files(vfs: &Vfs, dir: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let mut found = std::collections::BTreeSet::new();
+    for sub in ["kernel/drivers/block", "kernel/drivers/scsi", "kernel/drivers/net", "kernel/drivers/virtio"] {
+        for e in vfs.read_dir(&format!("{dir}/{sub}"))? {
+            if e.ftype != FileType::Dir {
+                if let Some(n) = initramfs::module_name(&e.name) {
+                    found.insert(n);
+                }
+            }
+        }
+    }
+    // Fall back to modules.dep when the layout differs (e.g. extra/ or updates/ trees).
+    if let Some(dep) = vfs.read_text(&format!("{dir}/modules.dep"))? {
+        for l in dep.lines() {
+            if let Some((m, _)) = l.split_once(':') {
+                if let Some(n) = initramfs::module_name(m) {
+                    if VIRTIO_DRIVERS.iter().any(|(d, _)| *d == n) {
+                        found.insert(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Hypervisor guest tools, by the files their packages install.
+fn detect_guest_tools(vfs: &Vfs) -> Vec<GuestTool> {
+    let markers: [(&str, &[&str]); 6] = [
+        ("open-vm-tools", &["/usr/bin/vmtoolsd", "/lib/systemd/system/open-vm-tools.service", "/usr/lib/systemd/system/vmtoolsd.service"]),
+        ("vmware-tools", &["/etc/vmware-tools/locations", "/usr/lib/vmware-tools", "/etc/init.d/vmware-tools"]),
+        ("hyperv-daemons", &["/usr/sbin/hypervkvpd", "/usr/sbin/hv_kvp_daemon", "/usr/lib/systemd/system/hypervkvpd.service"]),
+        ("xe-guest-utilities", &["/usr/sbin/xe-daemon", "/etc/init.d/xe-linux-distribution"]),
+        ("virtualbox-additions", &["/opt/VBoxGuestAdditions", "/usr/sbin/VBoxService", "/etc/init.d/vboxadd"]),
+        ("parallels-tools", &["/usr/lib/parallels-tools", "/etc/init.d/prltoolsd"]),
+    ];
+    let mut out = vec![];
+    for (name, paths) in markers {
+        if let Some(p) = paths.iter().find(|p| vfs.lstat(p).ok().flatten().is_some()) {
+            out.push(GuestTool { name: name.into(), evidence: p.to_string() });
+            continue;
+        }
+        // VirtualBox additions install as /opt/VBoxGuestAdditions-VERSION.
+        if name == "virtualbox-additions" {
+            if let Ok(opt) = vfs.read_dir("/opt") {
+                if let Some(e) = opt.iter().find(|e| e.name.starts_with("VBoxGuestAdditions")) {
+                    out.push(GuestTool { name: name.into(), evidence: format!("/opt/{}", e.name) });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Mounts the fstab filesystems found on these disks under the root, so /boot, /usr and the ESP
+/// are read from where the guest keeps them. Returns mountpoint -> device and the ESP device.
+fn mount_fstab(vfs: &mut Vfs, fstab: &[crate::types::FstabEntry], root_dev: &str, vols: &[Volume]) -> (BTreeMap<String, String>, Option<String>) {
+    let mut mounts = BTreeMap::new();
+    mounts.insert("/".to_string(), root_dev.to_string());
+    let mut esp = None;
+    let mut entries: Vec<_> = fstab.iter().filter(|e| e.mountpoint.starts_with('/') && e.mountpoint != "/").collect();
+    entries.sort_by_key(|e| e.mountpoint.matches('/').count());
+    for e in entries {
+        let Some(dev) = &e.resolves_to else { continue };
+        let Some(v) = vols.iter().find(|v| &v.report.device == dev) else { continue };
+        match v.open_fs() {
+            Ok(Some(fs)) => {
+                // Mount at the resolved path so a symlinked mountpoint lands where the guest sees it.
+                let at = vfs.resolve(&e.mountpoint, true).ok().flatten().unwrap_or_else(|| e.mountpoint.clone());
+                vfs.mount(&at, fs);
+                mounts.insert(e.mountpoint.clone(), dev.clone());
+                if e.fstype == "vfat" && (e.mountpoint == "/boot/efi" || e.mountpoint == "/efi" || e.mountpoint == "/boot") {
+                    esp = Some(dev.clone());
+                }
+            }
+            Ok(None) => tracing::debug!("{}: no pure reader for {:?}", dev, v.report.fstype),
+            Err(err) => tracing::warn!("{dev}: cannot open for {}: {err}", e.mountpoint),
+        }
+    }
+    (mounts, esp)
+}
+
+/// Reads every Linux fact from the root filesystem in `vfs` (mounting its fstab entries).
+pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Result<LinuxInfo> {
+    let mut info = LinuxInfo::default();
+    detect_distro(&vfs, &mut info).context("reading os-release")?;
+    let fstab_text = vfs.read_text("/etc/fstab").context("reading /etc/fstab")?.unwrap_or_default();
+    info.fstab = parse_fstab(&fstab_text, vols);
+    if let Some(t) = vfs.read_text("/etc/crypttab").context("reading /etc/crypttab")? {
+        info.crypttab = parse_crypttab(&t, vols);
+    }
+    let (mounts, esp) = mount_fstab(&mut vfs, &info.fstab, &root.report.device, vols);
+    info.mounts = mounts;
+    info.arch = detect_arch(&vfs);
+    info.hostname = detect_hostname(&vfs)?;
+    info.initramfs_tool = detect_initramfs_tool(&vfs).into();
+    info.kernels = detect_kernels(&vfs).context("reading kernels")?;
+    info.bootloader = bootloader::detect_bootloader(&vfs, esp.as_deref()).context("reading bootloader")?;
+    info.network = network::detect_network(&vfs).context("reading network configuration")?;
+    info.guest_tools = detect_guest_tools(&vfs);
+    info.selinux = match vfs.read_text("/etc/selinux/config")? {
+        Some(t) => Some(parse_shell_vars(&t).get("SELINUX").cloned().unwrap_or_else(|| "enforcing".into())),
+        None => None,
+    };
+    info.cloud_init = vfs.exists("/etc/cloud/cloud.cfg") || vfs.exists("/usr/bin/cloud-init");
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_vars_with_quotes_and_comments() {
+        let v = parse_shell_vars("# c\nID=\"rocky\"\nVERSION_ID='9.3'\nGRUB_CMDLINE_LINUX=\"a b=c\"\nX=y # trailing\n");
+        assert_eq!(v["ID"], "rocky");
+        assert_eq!(v["VERSION_ID"], "9.3");
+        assert_eq!(v["GRUB_CMDLINE_LINUX"], "a b=c");
+        assert_eq!(v["X"], "y");
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(family_of("rocky", "rhel centos fedora"), "rhel");
+        assert_eq!(family_of("opensuse-leap", "suse opensuse"), "suse");
+        assert_eq!(family_of("ubuntu", "debian"), "debian");
+        assert_eq!(family_of("arch", ""), "other");
+    }
+
+    #[test]
+    fn kernel_versions_sort_numerically() {
+        assert_eq!(version_cmp("5.14.0-362.el9", "5.14.0-70.el9"), std::cmp::Ordering::Greater);
+        assert_eq!(version_cmp("6.1.0-13-amd64", "6.1.0-9-amd64"), std::cmp::Ordering::Greater);
+    }
+
+    #[test]
+    fn bzimage_version_is_read_from_setup_header() {
+        let mut b = vec![0u8; 0x400];
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        b[0x300..0x30f].copy_from_slice(b"6.1.0-13-amd64 ");
+        assert_eq!(bzimage_version(&b).as_deref(), Some("6.1.0-13-amd64"));
+    }
+}

@@ -1,0 +1,259 @@
+//! fstab / crypttab parsing and device-spec resolution against the volumes on these disks.
+use super::Volume;
+use crate::types::{CrypttabEntry, FstabEntry, SpecKind};
+
+/// Decodes fstab octal escapes (\040 for space) and udev's \x20 in by-label names.
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..].len() >= 3 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?') as char);
+            i += 4;
+        } else if b[i] == b'\\' && b[i + 1..].len() >= 3 && b[i + 1] == b'x' {
+            match u8::from_str_radix(&s[i + 2..i + 4], 16) {
+                Ok(c) => {
+                    out.push(c as char);
+                    i += 4;
+                }
+                Err(_) => {
+                    out.push('\\');
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn strip_quotes(s: &str) -> &str {
+    s.trim_matches('"').trim_matches('\'')
+}
+
+/// Disk index from a bus-dependent kernel name: sda -> 0, hdb -> 1, xvdc -> 2, vdaa -> 26.
+fn disk_letter_index(letters: &str) -> Option<usize> {
+    if letters.is_empty() || !letters.bytes().all(|c| c.is_ascii_lowercase()) {
+        return None;
+    }
+    let mut n = 0usize;
+    for c in letters.bytes() {
+        n = n * 26 + (c - b'a' + 1) as usize;
+    }
+    Some(n - 1)
+}
+
+/// How a spec is written, whether it depends on the bus, and the volume it names.
+pub fn resolve_spec<'a>(spec: &str, vols: &'a [Volume]) -> (SpecKind, bool, Option<&'a Volume>) {
+    let spec = strip_quotes(spec);
+    let eq = |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
+    let by = |f: &dyn Fn(&Volume) -> bool| vols.iter().find(|v| f(v));
+    if let Some(u) = spec.strip_prefix("UUID=") {
+        let u = strip_quotes(u);
+        return (SpecKind::Uuid, false, by(&|v| eq(&v.report.uuid, u)));
+    }
+    if let Some(l) = spec.strip_prefix("LABEL=") {
+        let l = unescape(strip_quotes(l));
+        return (SpecKind::Label, false, by(&|v| v.report.label.as_deref() == Some(l.as_str())));
+    }
+    if let Some(u) = spec.strip_prefix("PARTUUID=") {
+        let u = strip_quotes(u);
+        return (SpecKind::Partuuid, false, by(&|v| eq(&v.report.part_uuid, u)));
+    }
+    if let Some(l) = spec.strip_prefix("PARTLABEL=") {
+        let l = strip_quotes(l);
+        return (SpecKind::Partlabel, false, by(&|v| v.report.part_label.as_deref() == Some(l)));
+    }
+    if let Some(u) = spec.strip_prefix("/dev/disk/by-uuid/") {
+        return (SpecKind::ByUuid, false, by(&|v| eq(&v.report.uuid, u)));
+    }
+    if let Some(l) = spec.strip_prefix("/dev/disk/by-label/") {
+        let l = unescape(l);
+        return (SpecKind::ByLabel, false, by(&|v| v.report.label.as_deref() == Some(l.as_str())));
+    }
+    if let Some(u) = spec.strip_prefix("/dev/disk/by-partuuid/") {
+        return (SpecKind::Partuuid, false, by(&|v| eq(&v.report.part_uuid, u)));
+    }
+    if let Some(l) = spec.strip_prefix("/dev/disk/by-partlabel/") {
+        return (SpecKind::Partlabel, false, by(&|v| v.report.part_label.as_deref() == Some(l)));
+    }
+    if spec.starts_with("/dev/disk/by-id/") || spec.starts_with("/dev/disk/by-path/") {
+        let kind = if spec.starts_with("/dev/disk/by-id/") { SpecKind::ById } else { SpecKind::ByPath };
+        // by-id embeds a serial (dm-uuid-LVM-... and dm-name-... excepted) and by-path a
+        // controller address: neither can be matched offline. With a single disk the "-partN"
+        // suffix still identifies the partition.
+        let tail = spec.rsplit('/').next().unwrap_or("");
+        if let Some(name) = tail.strip_prefix("dm-name-") {
+            return (kind, false, by(&|v| v.report.device == format!("/dev/mapper/{name}")));
+        }
+        let disks: std::collections::BTreeSet<usize> = vols.iter().filter_map(|v| v.disk_index).collect();
+        let part = tail.rsplit_once("-part").and_then(|(_, n)| n.parse::<u32>().ok());
+        let found = if disks.len() == 1 {
+            let d = *disks.iter().next().unwrap_or(&0);
+            by(&|v| v.disk_index == Some(d) && v.part_number == part)
+        } else {
+            None
+        };
+        return (kind, true, found);
+    }
+    if let Some(rest) = spec.strip_prefix("/dev/mapper/") {
+        let dev = format!("/dev/mapper/{rest}");
+        return (SpecKind::Mapper, false, by(&|v| v.report.device == dev));
+    }
+    if let Some(rest) = spec.strip_prefix("/dev/") {
+        // Kernel names: sdXN, hdXN, vdXN, xvdXN, nvmeDnNpP.
+        for prefix in ["xvd", "sd", "hd", "vd"] {
+            if let Some(r) = rest.strip_prefix(prefix) {
+                let letters: String = r.chars().take_while(|c| c.is_ascii_lowercase()).collect();
+                let num = &r[letters.len()..];
+                if let Some(d) = disk_letter_index(&letters) {
+                    let part = if num.is_empty() { None } else { num.parse::<u32>().ok() };
+                    if num.is_empty() || part.is_some() {
+                        return (SpecKind::DeviceName, true, by(&|v| v.disk_index == Some(d) && v.part_number == part));
+                    }
+                }
+            }
+        }
+        if let Some(r) = rest.strip_prefix("nvme") {
+            // nvme0n1p2: controller 0 -> disk 0, partition 2.
+            let parts: Vec<&str> = r.splitn(2, 'n').collect();
+            if let (Some(Ok(d)), Some(tail)) = (parts.first().map(|c| c.parse::<usize>()), parts.get(1)) {
+                let part = tail.split_once('p').and_then(|(_, p)| p.parse::<u32>().ok());
+                return (SpecKind::DeviceName, true, by(&|v| v.disk_index == Some(d) && v.part_number == part));
+            }
+        }
+        // /dev/VG/LV
+        let dev = format!("/dev/{rest}");
+        if rest.matches('/').count() == 1 {
+            return (SpecKind::Mapper, false, by(&|v| v.report.aliases.contains(&dev)));
+        }
+        return (SpecKind::Other, false, by(&|v| v.report.device == dev || v.report.aliases.contains(&dev)));
+    }
+    (SpecKind::Virtual, false, None)
+}
+
+/// Whether a spec names a block device at all (not tmpfs, proc, nfs, bind mounts...).
+fn is_device_spec(kind: &SpecKind) -> bool {
+    !matches!(kind, SpecKind::Virtual)
+}
+
+/// Parses fstab text. Malformed lines are skipped (and logged), never fatal.
+pub fn parse_fstab(text: &str, vols: &[Volume]) -> Vec<FstabEntry> {
+    let mut out = vec![];
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 3 {
+            tracing::debug!("fstab line {}: too few fields: {l}", i + 1);
+            continue;
+        }
+        let (kind, bus, vol) = resolve_spec(f[0], vols);
+        let options = f.get(3).copied().unwrap_or("defaults").to_string();
+        let nofail = options.split(',').any(|o| o == "nofail" || o == "noauto");
+        let device_spec = is_device_spec(&kind) && !["bind", "rbind"].iter().any(|b| options.split(',').any(|o| o == *b));
+        out.push(FstabEntry {
+            line: i + 1,
+            spec: f[0].to_string(),
+            mountpoint: unescape(f[1]),
+            fstype: f[2].to_string(),
+            options,
+            nofail,
+            spec_kind: if device_spec { kind } else { SpecKind::Virtual },
+            resolves_to: vol.map(|v| v.report.device.clone()),
+            present: !device_spec || vol.is_some(),
+            bus_dependent: bus,
+        });
+    }
+    out
+}
+
+/// Parses crypttab text: name, device, keyfile, options.
+pub fn parse_crypttab(text: &str, vols: &[Volume]) -> Vec<CrypttabEntry> {
+    let mut out = vec![];
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 2 {
+            continue;
+        }
+        let (kind, bus, vol) = resolve_spec(f[1], vols);
+        out.push(CrypttabEntry {
+            line: i + 1,
+            name: f[0].to_string(),
+            spec: f[1].to_string(),
+            spec_kind: kind,
+            resolves_to: vol.map(|v| v.report.device.clone()),
+            present: vol.is_some(),
+            bus_dependent: bus,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::VolumeReport;
+
+    fn vol(device: &str, disk: usize, part: Option<u32>, uuid: &str, label: Option<&str>) -> Volume {
+        Volume {
+            report: VolumeReport {
+                device: device.into(),
+                aliases: vec![],
+                size: 1,
+                fstype: Some("ext4".into()),
+                uuid: Some(uuid.into()),
+                label: label.map(String::from),
+                flags: vec![],
+                reader: "pure".into(),
+                part_uuid: Some(format!("pu-{uuid}")),
+                part_label: None,
+            },
+            dev: None,
+            disk_index: Some(disk),
+            part_number: part,
+        }
+    }
+
+    #[test]
+    fn resolves_every_spec_style() {
+        let vols = vec![
+            vol("/dev/sda1", 0, Some(1), "1111-aaaa", Some("boot fs")),
+            vol("/dev/sda2", 0, Some(2), "2222-bbbb", Some("root")),
+        ];
+        let fstab = "# comment\nUUID=2222-BBBB / ext4 defaults 0 1\nLABEL=boot\\040fs /boot ext4 defaults 0 2\n\
+/dev/sda2 /x ext4 defaults 0 0\n/dev/hda1 /y ext4 defaults 0 0\n/dev/disk/by-id/ata-QEMU_HARDDISK_QM00001-part1 /z ext4 defaults 0 0\n\
+PARTUUID=pu-1111-aaaa /p ext4 defaults 0 0\n/dev/sdc1 /data ext4 defaults 0 0\ntmpfs /tmp tmpfs defaults 0 0\n\
+/dev/disk/by-uuid/9999 /gone xfs nofail 0 0\n";
+        let e = parse_fstab(fstab, &vols);
+        assert_eq!(e.len(), 9);
+        assert_eq!(e[0].resolves_to.as_deref(), Some("/dev/sda2"));
+        assert_eq!(e[0].line, 2);
+        assert_eq!(e[1].mountpoint, "/boot");
+        assert_eq!(e[1].resolves_to.as_deref(), Some("/dev/sda1"));
+        assert!(e[2].bus_dependent && e[2].resolves_to.as_deref() == Some("/dev/sda2"));
+        assert_eq!(e[3].resolves_to.as_deref(), Some("/dev/sda1"));
+        assert_eq!(e[4].spec_kind, SpecKind::ById);
+        assert_eq!(e[4].resolves_to.as_deref(), Some("/dev/sda1"));
+        assert_eq!(e[5].resolves_to.as_deref(), Some("/dev/sda1"));
+        assert!(!e[6].present, "sdc is not on these disks");
+        assert!(e[7].present && e[7].spec_kind == SpecKind::Virtual);
+        assert!(!e[8].present && e[8].nofail);
+    }
+
+    #[test]
+    fn letter_index() {
+        assert_eq!(disk_letter_index("a"), Some(0));
+        assert_eq!(disk_letter_index("c"), Some(2));
+        assert_eq!(disk_letter_index("aa"), Some(26));
+    }
+}

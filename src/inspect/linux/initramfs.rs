@@ -1,0 +1,291 @@
+//! Lists what an initramfs holds without unpacking it to disk.
+//!
+//! An initramfs is one or more newc cpio archives back to back: typically an uncompressed early
+//! microcode segment, then the main archive compressed with gzip, xz, zstd, lz4 (legacy frame),
+//! bzip2 or lzma. The kernel unpacks each in turn; so do we. Segments are 4-byte aligned and may
+//! be separated by zero padding.
+use std::collections::BTreeMap;
+use std::io::Read;
+
+/// What the initramfs contains: every path (without a leading "/") and small text files.
+#[derive(Debug, Default)]
+pub struct InitramfsListing {
+    /// Compression of each segment, in order: "none", "gzip", "xz", "zstd", "lz4", "bzip2", "lzma".
+    pub segments: Vec<String>,
+    /// Path -> size; later segments overwrite earlier ones, as the kernel does.
+    pub files: BTreeMap<String, u64>,
+    /// Contents of small config files (conf/modules, etc/modules-load.d/*, etc/cmdline.d/*).
+    pub texts: BTreeMap<String, String>,
+}
+
+impl InitramfsListing {
+    /// Kernel module names (basename without .ko[.xz|.zst|.gz], dashes as underscores) inside.
+    pub fn module_names(&self) -> std::collections::BTreeSet<String> {
+        self.files.keys().filter_map(|p| module_name(p)).collect()
+    }
+}
+
+/// "kernel/drivers/block/virtio_blk.ko.xz" -> "virtio_blk".
+pub fn module_name(path: &str) -> Option<String> {
+    let base = path.rsplit('/').next()?;
+    let stem = ["", ".xz", ".zst", ".gz"]
+        .iter()
+        .find_map(|c| base.strip_suffix(&format!(".ko{c}")))?;
+    Some(stem.replace('-', "_"))
+}
+
+const MAX_UNPACKED: u64 = 2 << 30;
+
+fn compression(b: &[u8]) -> Option<&'static str> {
+    if b.starts_with(b"070701") || b.starts_with(b"070702") {
+        Some("none")
+    } else if b.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if b.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some("xz")
+    } else if b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else if b.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
+        Some("lz4")
+    } else if b.starts_with(b"BZh") {
+        Some("bzip2")
+    } else if b.starts_with(&[0x5d, 0, 0]) {
+        Some("lzma")
+    } else if b.starts_with(&[0x89, b'L', b'Z', b'O']) {
+        Some("lzo")
+    } else {
+        None
+    }
+}
+
+/// Parses every segment of `data`. Errors name the offset and what was wrong.
+pub fn list_initramfs(data: &[u8]) -> Result<InitramfsListing, String> {
+    let mut out = InitramfsListing::default();
+    let mut pos = 0usize;
+    while pos < data.len() {
+        // Skip the zero padding between segments.
+        while pos < data.len() && data[pos] == 0 {
+            pos += 1;
+        }
+        if pos >= data.len() {
+            break;
+        }
+        let Some(kind) = compression(&data[pos..]) else {
+            return Err(format!("unknown data at offset {pos:#x} (not cpio nor a known compression)"));
+        };
+        out.segments.push(kind.into());
+        if kind == "none" {
+            pos += parse_cpio(&data[pos..], &mut out).map_err(|e| format!("cpio segment at {pos:#x}: {e}"))?;
+            continue;
+        }
+        // A compressed segment normally runs to the end of the file; whatever follows it is not
+        // looked at (the kernel would try, but no distro tool writes anything there).
+        let unpacked = decompress(kind, &data[pos..]).map_err(|e| format!("{kind} segment at {pos:#x}: {e}"))?;
+        let mut p = 0;
+        while p < unpacked.len() {
+            while p < unpacked.len() && unpacked[p] == 0 {
+                p += 1;
+            }
+            if p >= unpacked.len() {
+                break;
+            }
+            p += parse_cpio(&unpacked[p..], &mut out)
+                .map_err(|e| format!("cpio inside {kind} segment at {pos:#x}, offset {p:#x}: {e}"))?;
+        }
+        break;
+    }
+    if out.segments.is_empty() {
+        return Err("empty initramfs".into());
+    }
+    Ok(out)
+}
+
+fn decompress(kind: &str, src: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let e = |e: std::io::Error| e.to_string();
+    match kind {
+        "gzip" => {
+            flate2::bufread::MultiGzDecoder::new(src)
+                .take(MAX_UNPACKED)
+                .read_to_end(&mut out)
+                .map_err(e)?;
+        }
+        "zstd" => {
+            let mut d = ruzstd::decoding::StreamingDecoder::new(src).map_err(|e| e.to_string())?;
+            d.read_to_end(&mut out).map_err(e)?;
+        }
+        "xz" => {
+            let mut r = std::io::BufReader::new(src);
+            lzma_rs::xz_decompress(&mut r, &mut out).map_err(|e| e.to_string())?;
+        }
+        "lzma" => {
+            let mut r = std::io::BufReader::new(src);
+            lzma_rs::lzma_decompress(&mut r, &mut out).map_err(|e| e.to_string())?;
+        }
+        "bzip2" => {
+            bzip2::read::MultiBzDecoder::new(src)
+                .take(MAX_UNPACKED)
+                .read_to_end(&mut out)
+                .map_err(e)?;
+        }
+        "lz4" => out = lz4_legacy(src)?,
+        other => return Err(format!("{other} compression is not supported")),
+    }
+    Ok(out)
+}
+
+/// The kernel's lz4 initramfs format is LZ4 "legacy": magic, then blocks of a u32 compressed
+/// size followed by the block (each up to 8 MiB decompressed). A repeated magic may follow.
+fn lz4_legacy(src: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut p = 4;
+    while p + 4 <= src.len() {
+        let n = u32::from_le_bytes(src[p..p + 4].try_into().unwrap()) as usize;
+        if n == 0x184c2102 {
+            p += 4;
+            continue;
+        }
+        if n == 0 || p + 4 + n > src.len() {
+            break; // end of stream (padding or trailing data)
+        }
+        let block = lz4_flex::block::decompress(&src[p + 4..p + 4 + n], 8 << 20).map_err(|e| format!("lz4 block at {p:#x}: {e}"))?;
+        out.extend_from_slice(&block);
+        if out.len() as u64 > MAX_UNPACKED {
+            return Err("unpacks to more than 2 GiB".into());
+        }
+        p += 4 + n;
+    }
+    Ok(out)
+}
+
+fn hex(field: &[u8]) -> Result<u64, String> {
+    let s = std::str::from_utf8(field).map_err(|_| "non-ASCII header field")?;
+    u64::from_str_radix(s, 16).map_err(|_| format!("bad hex field {s:?}"))
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Parses one newc archive up to and including its TRAILER!!! entry; returns bytes consumed.
+fn parse_cpio(b: &[u8], out: &mut InitramfsListing) -> Result<usize, String> {
+    let mut p = 0usize;
+    loop {
+        if p + 110 > b.len() {
+            return Err(format!("truncated header at {p:#x}"));
+        }
+        let h = &b[p..p + 110];
+        if !(h.starts_with(b"070701") || h.starts_with(b"070702")) {
+            return Err(format!("bad cpio magic at {p:#x}"));
+        }
+        let mode = hex(&h[14..22])?;
+        let size = hex(&h[54..62])? as usize;
+        let namesize = hex(&h[94..102])? as usize;
+        if namesize == 0 || p + 110 + namesize > b.len() {
+            return Err(format!("bad name size {namesize} at {p:#x}"));
+        }
+        let name_raw = &b[p + 110..p + 110 + namesize - 1];
+        let name = String::from_utf8_lossy(name_raw).into_owned();
+        let data_at = align4(p + 110 + namesize);
+        if data_at + size > b.len() {
+            return Err(format!("{name}: {size} bytes of data run past the end at {data_at:#x}"));
+        }
+        if name == "TRAILER!!!" {
+            return Ok(align4(data_at + size).min(b.len()));
+        }
+        let path = name.trim_start_matches("./").trim_start_matches('/').to_string();
+        let is_file = mode & 0o170000 == 0o100000;
+        if is_file && size < 64 * 1024 && is_interesting_text(&path) {
+            let text = String::from_utf8_lossy(&b[data_at..data_at + size]).into_owned();
+            out.texts.insert(path.clone(), text);
+        }
+        if !path.is_empty() && path != "." {
+            out.files.insert(path, size as u64);
+        }
+        p = align4(data_at + size);
+    }
+}
+
+fn is_interesting_text(p: &str) -> bool {
+    p == "conf/modules"
+        || p.starts_with("etc/modules-load.d/")
+        || p.starts_with("etc/cmdline.d/")
+        || p == "etc/modules"
+        || p.ends_with("/modules.builtin")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a newc archive in memory (test helper, also used by other modules' tests).
+    pub fn newc(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut entry = |name: &str, data: &[u8], mode: u32| {
+            let hdr = format!(
+                "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+                1, mode, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0
+            );
+            out.extend_from_slice(hdr.as_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+            out.extend_from_slice(data);
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+        };
+        for (n, d) in files {
+            entry(n, d, 0o100644);
+        }
+        entry("TRAILER!!!", b"", 0);
+        out
+    }
+
+    #[test]
+    fn early_uncompressed_then_gzip_segment() {
+        use std::io::Write;
+        let early = newc(&[("kernel/x86/microcode/GenuineIntel.bin", b"ucode")]);
+        let main = newc(&[
+            ("usr/lib/modules/6.1.0-13-amd64/kernel/drivers/block/virtio_blk.ko", b"\x7fELF"),
+            ("conf/modules", b"ahci\nsd_mod\n"),
+        ]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&main).unwrap();
+        let mut img = early.clone();
+        img.extend_from_slice(&[0u8; 512]);
+        img.extend(gz.finish().unwrap());
+        let l = list_initramfs(&img).unwrap();
+        assert_eq!(l.segments, vec!["none", "gzip"]);
+        assert!(l.module_names().contains("virtio_blk"));
+        assert_eq!(l.texts["conf/modules"], "ahci\nsd_mod\n");
+        assert!(l.files.contains_key("kernel/x86/microcode/GenuineIntel.bin"));
+    }
+
+    #[test]
+    fn xz_and_zstd_segments() {
+        let main = newc(&[("lib/modules/5.14/kernel/drivers/virtio/virtio_pci.ko.xz", b"x")]);
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut std::io::Cursor::new(&main), &mut xz).unwrap();
+        let l = list_initramfs(&xz).unwrap();
+        assert_eq!(l.segments, vec!["xz"]);
+        assert!(l.module_names().contains("virtio_pci"));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors() {
+        assert!(list_initramfs(b"hello world").is_err());
+        let mut a = newc(&[("a", b"0123456789")]);
+        a.truncate(120);
+        assert!(list_initramfs(&a).unwrap_err().contains("truncated") || list_initramfs(&a).is_err());
+        assert!(list_initramfs(&[0u8; 64]).is_err());
+    }
+
+    #[test]
+    fn module_names_normalise() {
+        assert_eq!(module_name("a/virtio-blk.ko.zst").as_deref(), Some("virtio_blk"));
+        assert_eq!(module_name("a/readme.txt"), None);
+    }
+}
