@@ -10,4 +10,5 @@ pub mod image;
 pub mod inspect;
 pub mod lvm;
 pub mod part;
+pub mod report;
 pub mod types;

@@ -1,1 +1,112 @@
-fn main() {}
+//! revirt binary: parse, dispatch, map errors onto documented exit codes.
+mod cli;
+
+use anyhow::Result;
+use clap::Parser;
+use cli::{Cli, Cmd, ProgressMode};
+use revirt::inspect::InspectError;
+use std::io::IsTerminal;
+
+/// Exit codes (README "Exit codes").
+mod exit {
+    pub const OK: i32 = 0;
+    pub const INTERNAL: i32 = 1;
+    pub const UNREADABLE_IMAGE: i32 = 3;
+    pub const NO_OS: i32 = 4;
+    pub const UNSUPPORTED_LAYOUT: i32 = 5;
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("REVIRT_LOG").unwrap_or_else(|_| level.into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("revirt: error: {e:#}");
+            exit_code(&e)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn exit_code(e: &anyhow::Error) -> i32 {
+    if let Some(ie) = e.downcast_ref::<InspectError>() {
+        return match ie {
+            InspectError::Image(_) => exit::UNREADABLE_IMAGE,
+            InspectError::Layout(_) => exit::UNSUPPORTED_LAYOUT,
+            InspectError::NoOs(_) => exit::NO_OS,
+        };
+    }
+    if e.downcast_ref::<revirt::error::ImageError>().is_some() {
+        return exit::UNREADABLE_IMAGE;
+    }
+    exit::INTERNAL
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Inspect(c) => {
+            let guest = revirt::inspect::inspect(&c.images)?;
+            let ins = &guest.inspection;
+            if c.json {
+                println!("{}", serde_json::to_string_pretty(ins)?);
+            } else {
+                print!("{}", revirt::report::summary(ins));
+            }
+            for w in &ins.warnings {
+                eprintln!("revirt: warning: {w}");
+            }
+            if ins.operating_systems.is_empty() {
+                let names: Vec<String> = c.images.iter().map(|p| p.display().to_string()).collect();
+                return Err(InspectError::NoOs(names.join(", ")).into());
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Convert(c) => {
+            let fmt = match c.to {
+                cli::TargetFormat::Qcow2 => "qcow2",
+                cli::TargetFormat::Raw => "raw",
+            };
+            let mode = match c.progress {
+                ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Auto,
+                ProgressMode::Auto => ProgressMode::None,
+                m => m,
+            };
+            let bar = (mode == ProgressMode::Auto).then(|| {
+                let b = indicatif::ProgressBar::new(1000);
+                b.set_style(indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {percent:>3}% {elapsed}").unwrap());
+                b.set_message("converting");
+                b
+            });
+            let mut last = -1.0;
+            let mut cb = |p: f64| match mode {
+                ProgressMode::Json if p - last >= 1.0 || p >= 100.0 => {
+                    last = p;
+                    eprintln!("{}", serde_json::json!({"event": "progress", "phase": "convert", "percent": p}));
+                }
+                ProgressMode::Auto => {
+                    if let Some(b) = &bar {
+                        b.set_position((p * 10.0) as u64);
+                    }
+                }
+                _ => {}
+            };
+            revirt::convert::convert(&c.src, &c.dst, fmt, c.force, &mut cb)?;
+            if let Some(b) = bar {
+                b.finish_with_message("converted");
+            }
+            if mode == ProgressMode::Json {
+                eprintln!("{}", serde_json::json!({"event": "done", "phase": "convert", "output": c.dst}));
+            }
+            Ok(exit::OK)
+        }
+    }
+}

@@ -130,6 +130,8 @@ pub struct LinuxInfo {
     /// "enforcing", "permissive", "disabled"; None when SELinux is not installed.
     pub selinux: Option<String>,
     pub cloud_init: bool,
+    /// Facts that could not be read (e.g. a symlink loop at /etc/hostname), with the reason.
+    pub warnings: Vec<String>,
 }
 
 /// How an fstab/crypttab device spec names its device.
@@ -223,6 +225,18 @@ pub struct BootloaderInfo {
     /// Index into `entries` of the default entry.
     pub default_entry: Option<usize>,
     pub esp: Option<EspInfo>,
+    /// UEFI stub config that only `configfile`s/`source`s the real `config`.
+    pub stub_config: Option<String>,
+    /// GRUB_ENABLE_BLSCFG from the defaults file, when set.
+    pub grub_enable_blscfg: Option<bool>,
+    /// GRUB_DEFAULT from the defaults file, when set.
+    pub grub_default: Option<String>,
+    /// SUSE /etc/sysconfig/bootloader LOADER_TYPE ("grub2", "grub2-efi", "grub2-bls"...).
+    pub loader_type: Option<String>,
+    /// The default-entry spec grub would use (`set default=`, `saved_entry` substituted).
+    pub default_spec: Option<String>,
+    /// Files that could not be parsed, and other oddities; inspection goes on without them.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -235,6 +249,15 @@ pub struct BootEntry {
     pub resume: Option<String>,
     /// Where the entry was read from (file and line).
     pub source: String,
+    /// grub `--id`, or the BLS entry's file stem.
+    pub id: Option<String>,
+    /// Title of the grub submenu holding this entry.
+    pub submenu: Option<String>,
+    /// Guest path of `kernel` (grub paths are relative to the filesystem holding them: with a
+    /// separate /boot, "/vmlinuz-X" is "/boot/vmlinuz-X").
+    pub kernel_path: Option<String>,
+    /// Guest path of the last (main) initrd image.
+    pub initrd_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -251,11 +274,14 @@ pub struct NetworkInfo {
     pub persistent_net_rules: Vec<PersistentNetRule>,
     /// 75-persistent-net-generator.rules present and active.
     pub persistent_net_generator: bool,
+    /// Files that could not be parsed; inspection goes on without them.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct NetConfigInfo {
-    /// "ifupdown", "netplan", "networkmanager", "ifcfg-rhel", "wicked", "systemd-networkd".
+    /// "ifupdown", "netplan", "networkmanager", "ifcfg-rhel", "wicked", "systemd-networkd",
+    /// "systemd-link" (a .link file renaming an interface).
     pub flavor: String,
     pub file: String,
     pub interfaces: Vec<IfaceInfo>,
@@ -269,10 +295,19 @@ pub struct IfaceInfo {
     pub addresses: Vec<String>,
     pub gateway: Option<String>,
     pub dns: Vec<String>,
-    /// MAC address the config is pinned to.
+    /// MAC address the config is pinned to (lowercase).
     pub mac: Option<String>,
     /// Line in `file` where this interface is defined.
     pub line: Option<usize>,
+    /// IPv6 by DHCPv6 or autoconfiguration.
+    pub dhcp6: bool,
+    /// "ethernet", "bond", "bridge", "vlan", "wifi"... when the config says.
+    pub kind: Option<String>,
+    /// Brought up at boot (auto/allow-hotplug, ONBOOT, STARTMODE, autoconnect), when the config says.
+    pub auto_start: Option<bool>,
+    /// MAC address the config assigns to the interface (hwaddress, MACADDR, LLADDR,
+    /// cloned-mac-address, netplan macaddress): not a binding, but lost on a new NIC otherwise.
+    pub set_mac: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

@@ -350,15 +350,22 @@ pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Res
     let (mounts, esp) = mount_fstab(&mut vfs, &info.fstab, &root.report.device, vols);
     info.mounts = mounts;
     info.arch = detect_arch(&vfs);
-    info.hostname = detect_hostname(&vfs)?;
+    info.hostname = detect_hostname(&vfs).unwrap_or_else(|e| {
+        info.warnings.push(format!("hostname: {e:#}"));
+        None
+    });
     info.initramfs_tool = detect_initramfs_tool(&vfs).into();
     info.kernels = detect_kernels(&vfs).context("reading kernels")?;
     info.bootloader = bootloader::detect_bootloader(&vfs, esp.as_deref()).context("reading bootloader")?;
     info.network = network::detect_network(&vfs).context("reading network configuration")?;
     info.guest_tools = detect_guest_tools(&vfs);
-    info.selinux = match vfs.read_text("/etc/selinux/config")? {
-        Some(t) => Some(parse_shell_vars(&t).get("SELINUX").cloned().unwrap_or_else(|| "enforcing".into())),
-        None => None,
+    info.selinux = match vfs.read_text("/etc/selinux/config") {
+        Ok(Some(t)) => Some(parse_shell_vars(&t).get("SELINUX").cloned().unwrap_or_else(|| "enforcing".into())),
+        Ok(None) => None,
+        Err(e) => {
+            info.warnings.push(format!("/etc/selinux/config: {e}"));
+            None
+        }
     };
     info.cloud_init = vfs.exists("/etc/cloud/cloud.cfg") || vfs.exists("/usr/bin/cloud-init");
     Ok(info)

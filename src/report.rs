@@ -1,0 +1,84 @@
+//! Human-readable summaries of the JSON records.
+use crate::types::Inspection;
+use std::fmt::Write;
+
+fn gib(b: u64) -> String {
+    format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+/// A short, readable summary of an inspection (the `--json` output has everything).
+pub fn summary(ins: &Inspection) -> String {
+    let mut s = String::new();
+    for d in &ins.disks {
+        let _ = writeln!(
+            s,
+            "disk {} = {} ({}, {} virtual, table {}{})",
+            d.device,
+            d.image.path,
+            d.image.format.as_str(),
+            gib(d.image.virtual_size),
+            d.partition_table,
+            if d.gpt_backup_used { ", backup GPT header used" } else { "" }
+        );
+    }
+    for v in &ins.volumes {
+        let _ = writeln!(
+            s,
+            "  {:<28} {:>10}  {:<12} {:<38} reader={}",
+            v.device,
+            gib(v.size),
+            v.fstype.as_deref().unwrap_or("-"),
+            v.uuid.as_deref().unwrap_or(""),
+            v.reader
+        );
+    }
+    for os in &ins.operating_systems {
+        let _ = writeln!(s, "\n{} on {} ({})", os.kind, os.root.device, os.root.fstype.as_deref().unwrap_or("?"));
+        if let Some(l) = &os.linux {
+            let _ = writeln!(s, "  distro     {} {} ({} family), arch {}", l.distro, l.version, l.family, l.arch.as_deref().unwrap_or("?"));
+            let _ = writeln!(s, "  hostname   {}", l.hostname.as_deref().unwrap_or("-"));
+            let _ = writeln!(s, "  bootloader {} ({}), initramfs tool {}", l.bootloader.kind, l.bootloader.firmware, l.initramfs_tool);
+            if let Some(e) = l.bootloader.default_entry.and_then(|i| l.bootloader.entries.get(i)) {
+                let _ = writeln!(s, "  default    {} root={}", e.title, e.root.as_deref().unwrap_or("?"));
+            }
+            for k in &l.kernels {
+                let virtio: Vec<String> = k
+                    .drivers
+                    .iter()
+                    .map(|(d, st)| format!("{d}:{}", if st.builtin { "builtin" } else if st.in_initramfs { "initramfs" } else if st.module_on_disk { "disk-only" } else { "missing" }))
+                    .collect();
+                let _ = writeln!(s, "  kernel     {} initramfs={} [{}]", k.version, k.initramfs.as_deref().unwrap_or("-"), virtio.join(" "));
+            }
+            for f in &l.fstab {
+                let mark = if !f.present { " MISSING" } else if f.bus_dependent { " bus-dependent" } else { "" };
+                let _ = writeln!(s, "  fstab:{:<3} {:<44} {:<12} -> {}{}", f.line, f.spec, f.mountpoint, f.resolves_to.as_deref().unwrap_or("?"), mark);
+            }
+            for c in &l.network.configs {
+                for i in &c.interfaces {
+                    let _ = writeln!(
+                        s,
+                        "  network    {} {} {} {}{}",
+                        c.flavor,
+                        i.name.as_deref().unwrap_or("*"),
+                        if i.dhcp { "dhcp".to_string() } else { i.addresses.join(",") },
+                        c.file,
+                        i.mac.as_ref().map(|m| format!(" mac={m}")).unwrap_or_default()
+                    );
+                }
+            }
+            for r in &l.network.persistent_net_rules {
+                let _ = writeln!(s, "  net-rule   {} pins {} to {}", r.file, r.name, r.mac.as_deref().unwrap_or("?"));
+            }
+            for t in &l.guest_tools {
+                let _ = writeln!(s, "  tools      {} ({})", t.name, t.evidence);
+            }
+        }
+        if let Some(w) = &os.windows {
+            let _ = writeln!(s, "  product    {} (version {}, build {}), arch {}", w.product_name, w.version, w.build.as_deref().unwrap_or("?"), w.arch);
+        }
+    }
+    if ins.operating_systems.is_empty() {
+        let _ = writeln!(s, "\nno operating system found");
+    }
+    s
+}
