@@ -221,6 +221,7 @@ mod tests {
             dev: None,
             disk_index: Some(disk),
             part_number: part,
+            appliance_fs: None,
         }
     }
 

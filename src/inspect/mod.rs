@@ -26,6 +26,8 @@ pub struct Volume {
     pub disk_index: Option<usize>,
     /// Partition number (None for a whole disk or an LV).
     pub part_number: Option<u32>,
+    /// Set when the volume is served by the libguestfs appliance instead of a pure reader.
+    pub appliance_fs: Option<Rc<dyn GuestFs>>,
 }
 
 /// Inspection failures the CLI maps onto exit codes.
@@ -124,6 +126,7 @@ pub fn scan_volumes(paths: &[PathBuf]) -> Result<(Vec<DiskReport>, Vec<Volume>, 
                     dev: None,
                     disk_index: None,
                     part_number: None,
+                    appliance_fs: None,
                 }),
             }
         }
@@ -150,12 +153,16 @@ fn new_volume(device: String, dev: Dev, ident: Option<FsIdent>, disk: Option<usi
         dev: Some(dev),
         disk_index: disk,
         part_number: num,
+        appliance_fs: None,
     }
 }
 
 impl Volume {
     /// Opens this volume's filesystem with a pure reader, if there is one.
     pub fn open_fs(&self) -> Result<Option<Rc<dyn GuestFs>>, FsError> {
+        if let Some(fs) = &self.appliance_fs {
+            return Ok(Some(fs.clone()));
+        }
         let (Some(dev), Some(fstype)) = (&self.dev, &self.report.fstype) else {
             return Ok(None);
         };
@@ -178,11 +185,10 @@ fn root_of(v: &Volume) -> RootFs {
     }
 }
 
-/// Inspects the guest made of `paths` (several disks form one machine).
-pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
-    let (disks, mut volumes, vgs, mut warnings) = scan_volumes(paths)?;
+/// Looks for operating systems on the volumes `which` (indexes into `volumes`).
+fn detect_oses(volumes: &mut [Volume], which: &[usize], warnings: &mut Vec<String>) -> Vec<OsReport> {
     let mut oses = vec![];
-    for i in 0..volumes.len() {
+    for &i in which {
         let fs = match volumes[i].open_fs() {
             Ok(Some(fs)) => fs,
             Ok(None) => continue,
@@ -193,8 +199,9 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
             }
         };
         let vfs = Vfs::new(fs.clone());
+        let is_ntfs = volumes[i].report.fstype.as_deref() == Some("ntfs");
         if linux::looks_like_linux_root(&vfs) {
-            match linux::detect_linux(vfs, &volumes[i], &volumes) {
+            match linux::detect_linux(vfs, &volumes[i], volumes) {
                 Ok(info) => oses.push(OsReport {
                     kind: "linux".into(),
                     root: root_of(&volumes[i]),
@@ -203,7 +210,7 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
                 }),
                 Err(e) => warnings.push(format!("{}: Linux root found but not readable: {e:#}", volumes[i].report.device)),
             }
-        } else if fs.fstype() == "ntfs" {
+        } else if is_ntfs {
             match windows::detect_windows(&vfs) {
                 Ok(Some(w)) => oses.push(OsReport {
                     kind: "windows".into(),
@@ -216,6 +223,84 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
             }
         }
     }
+    oses
+}
+
+/// Filesystems revirt has no pure reader for, which the appliance can serve.
+fn needs_appliance(v: &Volume) -> bool {
+    match v.report.fstype.as_deref() {
+        Some("btrfs") | Some("jfs") | Some("reiserfs") | Some("f2fs") | Some("zfs_member") => true,
+        None => v.dev.is_none() && v.disk_index.is_none(), // an LV not mapped in pure Rust
+        _ => false,
+    }
+}
+
+/// Serves the volumes no pure reader handles through one appliance launch, read-only.
+fn attach_appliance(paths: &[PathBuf], disks: &[DiskReport], volumes: &mut [Volume], idx: &[usize], warnings: &mut Vec<String>) -> Result<Rc<crate::guestfs::Appliance>, crate::guestfs::GuestfsError> {
+    tracing::info!("launching the libguestfs appliance for {} volume(s) without a pure reader", idx.len());
+    let app = Rc::new(crate::guestfs::Appliance::new(&Default::default())?);
+    for (p, d) in paths.iter().zip(disks) {
+        app.add_drive(p, d.image.format.as_str(), true)?;
+    }
+    app.launch()?;
+    let fss = app.list_filesystems()?;
+    for &i in idx {
+        let v = &mut volumes[i];
+        // The appliance names LVs /dev/VG/LV; partitions match revirt's /dev/sdXN naming.
+        let name = std::iter::once(&v.report.device)
+            .chain(v.report.aliases.iter())
+            .find(|n| fss.iter().any(|(d, _)| d == *n))
+            .cloned();
+        let Some(name) = name else {
+            warnings.push(format!("{}: not found by the appliance either", v.report.device));
+            continue;
+        };
+        let fstype = fss.iter().find(|(d, _)| *d == name).map(|(_, t)| t.clone());
+        if v.report.fstype.is_none() {
+            v.report.fstype = fstype.filter(|t| t != "unknown");
+            v.report.uuid = app.vfs_uuid(&name).ok().filter(|u| !u.is_empty());
+            v.report.label = app.vfs_label(&name).ok().filter(|l| !l.is_empty());
+        }
+        match app.mount_ro(&name) {
+            Ok(fs) => {
+                v.appliance_fs = Some(Rc::new(fs));
+                v.report.reader = "appliance".into();
+            }
+            Err(e) => warnings.push(format!("{}: {e}", v.report.device)),
+        }
+    }
+    Ok(app)
+}
+
+/// Inspects the guest made of `paths` (several disks form one machine).
+pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
+    let (disks, mut volumes, vgs, mut warnings) = scan_volumes(paths)?;
+    let all: Vec<usize> = (0..volumes.len()).collect();
+    let mut oses = detect_oses(&mut volumes, &all, &mut warnings);
+    let mut appliance_used = false;
+    let pending: Vec<usize> = (0..volumes.len()).filter(|&i| needs_appliance(&volumes[i])).collect();
+    // The appliance costs seconds: only when some volume needs it and the pure pass found no
+    // OS, or found one whose fstab mounts a volume only the appliance can read.
+    let fstab_needs = oses.iter().filter_map(|o| o.linux.as_ref()).flat_map(|l| &l.fstab).any(|e| {
+        e.resolves_to.as_ref().is_some_and(|d| pending.iter().any(|&i| &volumes[i].report.device == d))
+    });
+    if !pending.is_empty() && (oses.is_empty() || fstab_needs) {
+        match attach_appliance(paths, &disks, &mut volumes, &pending, &mut warnings) {
+            Ok(app) => {
+                appliance_used = true;
+                // Volumes keep the appliance alive through their ApplianceFs handles.
+                drop(app);
+                if fstab_needs {
+                    // Re-read the OSes whose fstab mounts appliance-served volumes.
+                    oses.clear();
+                    oses = detect_oses(&mut volumes, &all, &mut warnings);
+                } else {
+                    oses.extend(detect_oses(&mut volumes, &pending, &mut warnings));
+                }
+            }
+            Err(e) => warnings.push(format!("appliance fallback failed: {e}")),
+        }
+    }
     let inspection = Inspection {
         schema_version: SCHEMA_VERSION,
         revirt_version: env!("CARGO_PKG_VERSION").into(),
@@ -223,7 +308,7 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
         volumes: volumes.iter().map(|v| v.report.clone()).collect(),
         volume_groups: vgs,
         operating_systems: oses,
-        appliance_used: false,
+        appliance_used,
         warnings,
     };
     Ok(Guest { inspection, volumes })
