@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod bench;
 mod boot;
 mod real;
 mod skeleton;
@@ -30,6 +31,12 @@ enum Cmd {
     },
     /// Boot an image under qemu and classify the outcome from the serial console.
     Boot(boot::BootArgs),
+    /// Print wall time and peak RSS of `revirt inspect` on the fixture images.
+    Bench {
+        /// Only the real (bootable) guests.
+        #[arg(long)]
+        real_only: bool,
+    },
 }
 
 /// Root of the repository (xtask lives one level below it).
@@ -57,5 +64,6 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Boot(args) => boot::run(args),
+        Cmd::Bench { real_only } => bench::run(real_only),
     }
 }

@@ -1,0 +1,117 @@
+//! `cargo xtask bench`: wall time and peak RSS of `revirt inspect` on every cached real guest and
+//! on a 100 GiB sparse qcow2 holding the same guest, next to virt-v2v-inspector when installed.
+//! Prints figures; asserts nothing (targets: < 1 s, < 64 MB, no appliance, flat in disk size).
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+struct Sample {
+    secs: f64,
+    rss_mb: f64,
+    ok: bool,
+}
+
+/// Runs a command and measures wall time and the child's peak RSS (via wait4's rusage).
+fn measure(cmd: &mut Command) -> Result<Sample> {
+    let start = Instant::now();
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child; rusage is a POD out-parameter.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    anyhow::ensure!(r == pid, "wait4 failed for {cmd:?}");
+    Ok(Sample {
+        secs: start.elapsed().as_secs_f64(),
+        rss_mb: ru.ru_maxrss as f64 / 1024.0,
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+    })
+}
+
+fn best_of(n: usize, mut f: impl FnMut() -> Result<Sample>) -> Result<Sample> {
+    let mut best: Option<Sample> = None;
+    for _ in 0..n {
+        let s = f()?;
+        if best.as_ref().is_none_or(|b| s.secs < b.secs) {
+            best = Some(s);
+        }
+    }
+    Ok(best.expect("n >= 1"))
+}
+
+fn images() -> Vec<PathBuf> {
+    let mut v = vec![];
+    for set in ["real", "skeletons"] {
+        if let Ok(rd) = std::fs::read_dir(crate::cache_dir().join(set)) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "qcow2") && !p.to_string_lossy().contains(".tmp") {
+                    v.push(p);
+                }
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+pub fn run(only_real: bool) -> Result<()> {
+    let root = crate::repo_root();
+    let st = Command::new("cargo").args(["build", "--release", "--quiet", "--bin", "revirt"]).current_dir(&root).status()?;
+    anyhow::ensure!(st.success(), "building revirt --release failed");
+    let revirt = root.join("target/release/revirt");
+    let v2v = which("virt-v2v-inspector");
+    let tmp = std::env::temp_dir().join(format!("revirt-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let imgs: Vec<PathBuf> = images().into_iter().filter(|p| !only_real || p.to_string_lossy().contains("/real/")).collect();
+    anyhow::ensure!(!imgs.is_empty(), "no fixture images in {}: run `cargo xtask fixtures` first", crate::cache_dir().display());
+    println!("{:<34} {:>9} {:>9} {:>10} {:>10} {:>8}", "image", "revirt s", "RSS MB", "v2v-insp s", "RSS MB", "ratio");
+    for img in &imgs {
+        let name = img.file_stem().unwrap().to_string_lossy().to_string();
+        let big = tmp.join(format!("{name}-100G.qcow2"));
+        let st = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(img)
+            .arg(&big)
+            .arg("100G")
+            .status()?;
+        anyhow::ensure!(st.success(), "qemu-img create overlay for {name}");
+        for (label, path) in [(name.clone(), img.clone()), (format!("{name} (100G)"), big.clone())] {
+            let r = best_of(3, || measure(Command::new(&revirt).args(["inspect", "--json"]).arg(&path)))?;
+            let (vs, vr, ratio) = match &v2v {
+                Some(v) if img.to_string_lossy().contains("/real/") => {
+                    let s = measure(
+                        Command::new(v)
+                            .args(["-i", "disk"])
+                            .arg(&path)
+                            .env("LIBGUESTFS_BACKEND", "direct")
+                            .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg"),
+                    )?;
+                    (format!("{:.2}", s.secs), format!("{:.0}", s.rss_mb), format!("{:.0}x", s.secs / r.secs))
+                }
+                _ => ("-".into(), "-".into(), "-".into()),
+            };
+            println!(
+                "{:<34} {:>9.3} {:>9.1} {:>10} {:>10} {:>8}{}",
+                label,
+                r.secs,
+                r.rss_mb,
+                vs,
+                vr,
+                ratio,
+                if r.ok { "" } else { "  (revirt exited non-zero)" }
+            );
+        }
+        let _ = std::fs::remove_file(&big);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    if v2v.is_none() {
+        println!("virt-v2v-inspector not installed: comparison column skipped (apt-get install virt-v2v)");
+    }
+    Ok(())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| Path::new(p).exists()))
+}
