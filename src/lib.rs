@@ -10,5 +10,6 @@ pub mod image;
 pub mod inspect;
 pub mod lvm;
 pub mod part;
+pub mod plan;
 pub mod report;
 pub mod types;

@@ -196,6 +196,12 @@ pub struct KernelInfo {
     pub initramfs_segments: Vec<String>,
     /// Initramfs could not be read: why.
     pub initramfs_error: Option<String>,
+    /// Where this kernel's modules live inside the initramfs ("usr/lib/modules/VER").
+    pub initramfs_modules_dir: Option<String>,
+    /// Small config files inside the initramfs (conf/modules, etc/modules-load.d/*), which an
+    /// appended segment must extend rather than replace.
+    #[serde(skip)]
+    pub initramfs_texts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]

@@ -211,7 +211,6 @@ fn is_interesting_text(p: &str) -> bool {
         || p.starts_with("etc/modules-load.d/")
         || p.starts_with("etc/cmdline.d/")
         || p == "etc/modules"
-        || p.ends_with("/modules.builtin")
 }
 
 #[cfg(test)]

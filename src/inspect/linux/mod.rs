@@ -226,6 +226,13 @@ fn detect_kernels(vfs: &Vfs) -> anyhow::Result<Vec<KernelInfo>> {
         };
         if let Some(l) = &listing {
             k.initramfs_segments = l.segments.clone();
+            k.initramfs_texts = l.texts.clone();
+            let needle = format!("modules/{ver}");
+            k.initramfs_modules_dir = l
+                .files
+                .keys()
+                .find_map(|p| p.find(&needle).map(|i| p[..i + needle.len()].to_string()))
+                .or_else(|| Some(if l.files.contains_key("usr/lib/modules") { format!("usr/lib/{needle}") } else { format!("lib/{needle}") }));
         }
         let in_initrd = listing.as_ref().map(|l| l.module_names()).unwrap_or_default();
         for (drv, cfgname) in VIRTIO_DRIVERS {

@@ -1,0 +1,206 @@
+//! Planning: a pure function from what inspection found (plus the text of the files it read) and
+//! the options to an ordered list of typed actions. Nothing here touches a disk; `apply` does.
+//!
+//! ```text
+//! Inspection + PlanInputs (file texts, collected by `collect_inputs`) + PlanOptions
+//!     -> plan_linux -> RepairPlan { actions: [Action { change, target, reason, diff }] }
+//! ```
+pub mod bootloader;
+pub mod diff;
+pub mod fstab;
+pub mod initramfs;
+pub mod network;
+pub mod templates;
+
+use crate::fs::Vfs;
+use crate::types::{Inspection, LinuxInfo, OsReport};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Bumped on any incompatible change of the plan/report JSON.
+pub const PLAN_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkMode {
+    /// DHCP on whatever NIC appears.
+    #[default]
+    Dhcp,
+    /// Keep static addresses, moved off the old NIC name and MAC onto the first NIC.
+    KeepStatic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockBus {
+    #[default]
+    VirtioBlk,
+    VirtioScsi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitramfsMode {
+    /// Append a cpio segment with the virtio modules (no guest binary runs).
+    Offline,
+    /// Run the guest's own dracut / update-initramfs / mkinitrd inside the appliance.
+    GuestTool,
+    /// Offline, falling back to the guest tool.
+    #[default]
+    Auto,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PlanOptions {
+    pub network: NetworkMode,
+    pub block: BlockBus,
+    pub initramfs: InitramfsMode,
+    /// Add console=tty0 console=ttyS0,115200 to the kernel command line.
+    pub serial_console: bool,
+}
+
+/// Guest file texts the planners need, read once by [`collect_inputs`]. Missing files are absent.
+#[derive(Debug, Clone, Default)]
+pub struct PlanInputs {
+    pub files: BTreeMap<String, String>,
+    /// Guest paths that exist (for files whose content is not needed, e.g. a symlink mask).
+    pub existing: std::collections::BTreeSet<String>,
+}
+
+impl PlanInputs {
+    pub fn text(&self, path: &str) -> Option<&str> {
+        self.files.get(path).map(String::as_str)
+    }
+}
+
+/// One change to the guest. Paths are absolute guest paths.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Change {
+    /// Create or replace a text file.
+    WriteFile { path: String, content: String, mode: u32 },
+    /// Move a file aside to an inert name (kept as a backup, no longer read by the guest).
+    Rename { from: String, to: String },
+    /// Create (or replace) a symlink, e.g. masking a udev rule with /dev/null.
+    Symlink { path: String, target: String },
+    /// Append a newc segment with these guest files (modules and their index) plus `extra`
+    /// generated files to the initramfs at `path`, after saving a copy at `backup`.
+    AppendInitramfs {
+        path: String,
+        backup: String,
+        kernel: String,
+        modules: Vec<String>,
+        extra: BTreeMap<String, String>,
+    },
+    /// Run the guest's initramfs tool for `kernel` inside the appliance.
+    RunInitramfsTool { kernel: String, command: Vec<String> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Action {
+    /// What kind of repair: "initramfs", "fstab", "bootloader", "network", "net-rules",
+    /// "guest-tools", "selinux", "persist-drivers".
+    pub area: String,
+    pub change: Change,
+    /// Why, in a sentence that names what inspection found.
+    pub reason: String,
+    /// Unified diff for text edits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+impl Action {
+    /// A text-file edit from `before` (None = new file) to `after`, with its diff.
+    pub fn edit(area: &str, path: &str, before: Option<&str>, after: String, reason: String) -> Action {
+        let d = diff::unified(path, before.unwrap_or(""), &after);
+        Action {
+            area: area.into(),
+            change: Change::WriteFile { path: path.into(), content: after, mode: 0o644 },
+            reason,
+            diff: Some(d),
+        }
+    }
+    pub fn target(&self) -> &str {
+        match &self.change {
+            Change::WriteFile { path, .. } | Change::Symlink { path, .. } | Change::AppendInitramfs { path, .. } => path,
+            Change::Rename { from, .. } => from,
+            Change::RunInitramfsTool { kernel, .. } => kernel,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairPlan {
+    pub schema_version: u32,
+    pub options: PlanOptions,
+    /// Root device of the OS this plan repairs.
+    pub root: String,
+    pub actions: Vec<Action>,
+    /// Why the guest cannot be repaired safely (then `actions` is empty and nothing is written).
+    pub refusals: Vec<String>,
+    /// Facts that do not block the repair but need a human's look.
+    pub notes: Vec<String>,
+}
+
+/// Guest paths the planners want to read for this OS.
+pub fn wanted_inputs(l: &LinuxInfo) -> Vec<String> {
+    let mut v = vec!["/etc/fstab".to_string(), "/etc/crypttab".to_string()];
+    v.extend(bootloader::wanted_inputs(l));
+    v.extend(network::wanted_inputs(l));
+    v.extend(initramfs::wanted_inputs(l));
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Reads the planners' inputs from the guest (the only I/O of planning).
+pub fn collect_inputs(vfs: &Vfs, l: &LinuxInfo) -> anyhow::Result<PlanInputs> {
+    let mut inp = PlanInputs::default();
+    for p in wanted_inputs(l) {
+        if vfs.lstat(&p)?.is_some() {
+            inp.existing.insert(p.clone());
+        }
+        if let Ok(Some(t)) = vfs.read_text(&p) {
+            inp.files.insert(p, t);
+        }
+    }
+    Ok(inp)
+}
+
+/// Plans the repair of a Linux OS. Pure: same inputs, same plan.
+pub fn plan_linux(os: &OsReport, ins: &Inspection, inputs: &PlanInputs, opts: &PlanOptions) -> RepairPlan {
+    let l = os.linux.as_ref().expect("plan_linux needs a Linux OS");
+    let mut plan = RepairPlan {
+        schema_version: PLAN_SCHEMA_VERSION,
+        options: opts.clone(),
+        root: os.root.device.clone(),
+        actions: vec![],
+        refusals: refusals(l, ins),
+        notes: vec![],
+    };
+    if !plan.refusals.is_empty() {
+        return plan;
+    }
+    plan.actions.extend(initramfs::plan_initramfs(l, inputs, opts, &mut plan.notes));
+    plan.actions.extend(fstab::plan_fstab(l, ins, inputs, &mut plan.notes));
+    plan.actions.extend(bootloader::plan_bootloader(l, ins, inputs, opts, &mut plan.notes));
+    plan.actions.extend(network::plan_network(l, inputs, opts, &mut plan.notes));
+    plan
+}
+
+/// Guests revirt will not touch: a repair could make things worse or is impossible offline.
+fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
+    let mut r = vec![];
+    if l.kernels.is_empty() {
+        r.push("no kernel found under /boot: nothing to make bootable".into());
+    }
+    for v in &ins.volumes {
+        if v.flags.iter().any(|f| f == "needs_recovery") && l.mounts.values().any(|d| d == &v.device) {
+            r.push(format!("{}: ext journal needs recovery (the snapshot was taken while the filesystem was busy); run fsck or take a consistent snapshot", v.device));
+        }
+    }
+    if l.arch.as_deref().is_some_and(|a| a != "x86_64" && a != "i386") {
+        r.push(format!("guest architecture {} is not supported (x86 only)", l.arch.as_deref().unwrap_or("?")));
+    }
+    r
+}
