@@ -65,6 +65,10 @@ pub struct VolumeReport {
     /// Partition identity, for PARTUUID= / PARTLABEL= resolution.
     pub part_uuid: Option<String>,
     pub part_label: Option<String>,
+    /// Disk (argument order) the volume sits on; None for LVs. Resolves kernel names (sdb2).
+    pub disk_index: Option<usize>,
+    /// Partition number; None for a whole disk or an LV.
+    pub part_number: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,6 +1,5 @@
 //! fstab / crypttab parsing and device-spec resolution against the volumes on these disks.
-use super::Volume;
-use crate::types::{CrypttabEntry, FstabEntry, SpecKind};
+use crate::types::{CrypttabEntry, FstabEntry, SpecKind, VolumeReport as Volume};
 
 /// Decodes fstab octal escapes (\040 for space) and udev's \x20 in by-label names.
 fn unescape(s: &str) -> String {
@@ -8,7 +7,11 @@ fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..].len() >= 3 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len() + 0
+            && b[i + 1..].len() >= 3
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?') as char);
             i += 4;
         } else if b[i] == b'\\' && b[i + 1..].len() >= 3 && b[i + 1] == b'x' {
@@ -53,44 +56,71 @@ pub fn resolve_spec<'a>(spec: &str, vols: &'a [Volume]) -> (SpecKind, bool, Opti
     let by = |f: &dyn Fn(&Volume) -> bool| vols.iter().find(|v| f(v));
     if let Some(u) = spec.strip_prefix("UUID=") {
         let u = strip_quotes(u);
-        return (SpecKind::Uuid, false, by(&|v| eq(&v.report.uuid, u)));
+        return (SpecKind::Uuid, false, by(&|v| eq(&v.uuid, u)));
     }
     if let Some(l) = spec.strip_prefix("LABEL=") {
         let l = unescape(strip_quotes(l));
-        return (SpecKind::Label, false, by(&|v| v.report.label.as_deref() == Some(l.as_str())));
+        return (
+            SpecKind::Label,
+            false,
+            by(&|v| v.label.as_deref() == Some(l.as_str())),
+        );
     }
     if let Some(u) = spec.strip_prefix("PARTUUID=") {
         let u = strip_quotes(u);
-        return (SpecKind::Partuuid, false, by(&|v| eq(&v.report.part_uuid, u)));
+        return (SpecKind::Partuuid, false, by(&|v| eq(&v.part_uuid, u)));
     }
     if let Some(l) = spec.strip_prefix("PARTLABEL=") {
         let l = strip_quotes(l);
-        return (SpecKind::Partlabel, false, by(&|v| v.report.part_label.as_deref() == Some(l)));
+        return (
+            SpecKind::Partlabel,
+            false,
+            by(&|v| v.part_label.as_deref() == Some(l)),
+        );
     }
     if let Some(u) = spec.strip_prefix("/dev/disk/by-uuid/") {
-        return (SpecKind::ByUuid, false, by(&|v| eq(&v.report.uuid, u)));
+        return (SpecKind::ByUuid, false, by(&|v| eq(&v.uuid, u)));
     }
     if let Some(l) = spec.strip_prefix("/dev/disk/by-label/") {
         let l = unescape(l);
-        return (SpecKind::ByLabel, false, by(&|v| v.report.label.as_deref() == Some(l.as_str())));
+        return (
+            SpecKind::ByLabel,
+            false,
+            by(&|v| v.label.as_deref() == Some(l.as_str())),
+        );
     }
     if let Some(u) = spec.strip_prefix("/dev/disk/by-partuuid/") {
-        return (SpecKind::Partuuid, false, by(&|v| eq(&v.report.part_uuid, u)));
+        return (SpecKind::Partuuid, false, by(&|v| eq(&v.part_uuid, u)));
     }
     if let Some(l) = spec.strip_prefix("/dev/disk/by-partlabel/") {
-        return (SpecKind::Partlabel, false, by(&|v| v.report.part_label.as_deref() == Some(l)));
+        return (
+            SpecKind::Partlabel,
+            false,
+            by(&|v| v.part_label.as_deref() == Some(l)),
+        );
     }
     if spec.starts_with("/dev/disk/by-id/") || spec.starts_with("/dev/disk/by-path/") {
-        let kind = if spec.starts_with("/dev/disk/by-id/") { SpecKind::ById } else { SpecKind::ByPath };
+        let kind = if spec.starts_with("/dev/disk/by-id/") {
+            SpecKind::ById
+        } else {
+            SpecKind::ByPath
+        };
         // by-id embeds a serial (dm-uuid-LVM-... and dm-name-... excepted) and by-path a
         // controller address: neither can be matched offline. With a single disk the "-partN"
         // suffix still identifies the partition.
         let tail = spec.rsplit('/').next().unwrap_or("");
         if let Some(name) = tail.strip_prefix("dm-name-") {
-            return (kind, false, by(&|v| v.report.device == format!("/dev/mapper/{name}")));
+            return (
+                kind,
+                false,
+                by(&|v| v.device == format!("/dev/mapper/{name}")),
+            );
         }
-        let disks: std::collections::BTreeSet<usize> = vols.iter().filter_map(|v| v.disk_index).collect();
-        let part = tail.rsplit_once("-part").and_then(|(_, n)| n.parse::<u32>().ok());
+        let disks: std::collections::BTreeSet<usize> =
+            vols.iter().filter_map(|v| v.disk_index).collect();
+        let part = tail
+            .rsplit_once("-part")
+            .and_then(|(_, n)| n.parse::<u32>().ok());
         let found = if disks.len() == 1 {
             let d = *disks.iter().next().unwrap_or(&0);
             by(&|v| v.disk_index == Some(d) && v.part_number == part)
@@ -101,7 +131,7 @@ pub fn resolve_spec<'a>(spec: &str, vols: &'a [Volume]) -> (SpecKind, bool, Opti
     }
     if let Some(rest) = spec.strip_prefix("/dev/mapper/") {
         let dev = format!("/dev/mapper/{rest}");
-        return (SpecKind::Mapper, false, by(&|v| v.report.device == dev));
+        return (SpecKind::Mapper, false, by(&|v| v.device == dev));
     }
     if let Some(rest) = spec.strip_prefix("/dev/") {
         // Kernel names: sdXN, hdXN, vdXN, xvdXN, nvmeDnNpP.
@@ -110,9 +140,17 @@ pub fn resolve_spec<'a>(spec: &str, vols: &'a [Volume]) -> (SpecKind, bool, Opti
                 let letters: String = r.chars().take_while(|c| c.is_ascii_lowercase()).collect();
                 let num = &r[letters.len()..];
                 if let Some(d) = disk_letter_index(&letters) {
-                    let part = if num.is_empty() { None } else { num.parse::<u32>().ok() };
+                    let part = if num.is_empty() {
+                        None
+                    } else {
+                        num.parse::<u32>().ok()
+                    };
                     if num.is_empty() || part.is_some() {
-                        return (SpecKind::DeviceName, true, by(&|v| v.disk_index == Some(d) && v.part_number == part));
+                        return (
+                            SpecKind::DeviceName,
+                            true,
+                            by(&|v| v.disk_index == Some(d) && v.part_number == part),
+                        );
                     }
                 }
             }
@@ -120,17 +158,29 @@ pub fn resolve_spec<'a>(spec: &str, vols: &'a [Volume]) -> (SpecKind, bool, Opti
         if let Some(r) = rest.strip_prefix("nvme") {
             // nvme0n1p2: controller 0 -> disk 0, partition 2.
             let parts: Vec<&str> = r.splitn(2, 'n').collect();
-            if let (Some(Ok(d)), Some(tail)) = (parts.first().map(|c| c.parse::<usize>()), parts.get(1)) {
-                let part = tail.split_once('p').and_then(|(_, p)| p.parse::<u32>().ok());
-                return (SpecKind::DeviceName, true, by(&|v| v.disk_index == Some(d) && v.part_number == part));
+            if let (Some(Ok(d)), Some(tail)) =
+                (parts.first().map(|c| c.parse::<usize>()), parts.get(1))
+            {
+                let part = tail
+                    .split_once('p')
+                    .and_then(|(_, p)| p.parse::<u32>().ok());
+                return (
+                    SpecKind::DeviceName,
+                    true,
+                    by(&|v| v.disk_index == Some(d) && v.part_number == part),
+                );
             }
         }
         // /dev/VG/LV
         let dev = format!("/dev/{rest}");
         if rest.matches('/').count() == 1 {
-            return (SpecKind::Mapper, false, by(&|v| v.report.aliases.contains(&dev)));
+            return (SpecKind::Mapper, false, by(&|v| v.aliases.contains(&dev)));
         }
-        return (SpecKind::Other, false, by(&|v| v.report.device == dev || v.report.aliases.contains(&dev)));
+        return (
+            SpecKind::Other,
+            false,
+            by(&|v| v.device == dev || v.aliases.contains(&dev)),
+        );
     }
     (SpecKind::Virtual, false, None)
 }
@@ -156,7 +206,10 @@ pub fn parse_fstab(text: &str, vols: &[Volume]) -> Vec<FstabEntry> {
         let (kind, bus, vol) = resolve_spec(f[0], vols);
         let options = f.get(3).copied().unwrap_or("defaults").to_string();
         let nofail = options.split(',').any(|o| o == "nofail" || o == "noauto");
-        let device_spec = is_device_spec(&kind) && !["bind", "rbind"].iter().any(|b| options.split(',').any(|o| o == *b));
+        let device_spec = is_device_spec(&kind)
+            && !["bind", "rbind"]
+                .iter()
+                .any(|b| options.split(',').any(|o| o == *b));
         out.push(FstabEntry {
             line: i + 1,
             spec: f[0].to_string(),
@@ -165,7 +218,7 @@ pub fn parse_fstab(text: &str, vols: &[Volume]) -> Vec<FstabEntry> {
             options,
             nofail,
             spec_kind: if device_spec { kind } else { SpecKind::Virtual },
-            resolves_to: vol.map(|v| v.report.device.clone()),
+            resolves_to: vol.map(|v| v.device.clone()),
             present: !device_spec || vol.is_some(),
             bus_dependent: bus,
         });
@@ -191,7 +244,7 @@ pub fn parse_crypttab(text: &str, vols: &[Volume]) -> Vec<CrypttabEntry> {
             name: f[0].to_string(),
             spec: f[1].to_string(),
             spec_kind: kind,
-            resolves_to: vol.map(|v| v.report.device.clone()),
+            resolves_to: vol.map(|v| v.device.clone()),
             present: vol.is_some(),
             bus_dependent: bus,
         });
@@ -202,26 +255,27 @@ pub fn parse_crypttab(text: &str, vols: &[Volume]) -> Vec<CrypttabEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::VolumeReport;
 
-    fn vol(device: &str, disk: usize, part: Option<u32>, uuid: &str, label: Option<&str>) -> Volume {
-        Volume {
-            report: VolumeReport {
-                device: device.into(),
-                aliases: vec![],
-                size: 1,
-                fstype: Some("ext4".into()),
-                uuid: Some(uuid.into()),
-                label: label.map(String::from),
-                flags: vec![],
-                reader: "pure".into(),
-                part_uuid: Some(format!("pu-{uuid}")),
-                part_label: None,
-            },
-            dev: None,
+    fn vol(
+        device: &str,
+        disk: usize,
+        part: Option<u32>,
+        uuid: &str,
+        label: Option<&str>,
+    ) -> Volume {
+        VolumeReport {
+            device: device.into(),
+            aliases: vec![],
+            size: 1,
+            fstype: Some("ext4".into()),
+            uuid: Some(uuid.into()),
+            label: label.map(String::from),
+            flags: vec![],
+            reader: "pure".into(),
+            part_uuid: Some(format!("pu-{uuid}")),
+            part_label: None,
             disk_index: Some(disk),
             part_number: part,
-            appliance_fs: None,
         }
     }
 

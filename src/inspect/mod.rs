@@ -22,10 +22,6 @@ use std::rc::Rc;
 pub struct Volume {
     pub report: VolumeReport,
     pub dev: Option<Dev>,
-    /// Disk the volume sits on (None for LVs), for kernel-name resolution (sdb2 -> disk 1).
-    pub disk_index: Option<usize>,
-    /// Partition number (None for a whole disk or an LV).
-    pub part_number: Option<u32>,
     /// Set when the volume is served by the libguestfs appliance instead of a pure reader.
     pub appliance_fs: Option<Rc<dyn GuestFs>>,
 }
@@ -60,7 +56,17 @@ pub fn disk_device(i: usize) -> String {
 }
 
 /// Scans the disks into volumes: partitions, whole-disk filesystems and LVM LVs.
-pub fn scan_volumes(paths: &[PathBuf]) -> Result<(Vec<DiskReport>, Vec<Volume>, Vec<crate::types::VgReport>, Vec<String>), InspectError> {
+pub fn scan_volumes(
+    paths: &[PathBuf],
+) -> Result<
+    (
+        Vec<DiskReport>,
+        Vec<Volume>,
+        Vec<crate::types::VgReport>,
+        Vec<String>,
+    ),
+    InspectError,
+> {
     let mut disks = vec![];
     let mut vols = vec![];
     let mut warnings = vec![];
@@ -70,7 +76,8 @@ pub fn scan_volumes(paths: &[PathBuf]) -> Result<(Vec<DiskReport>, Vec<Volume>, 
         let ddev = disk_device(i);
         let table = crate::part::detect_partitions(&dev, &ddev)?;
         warnings.extend(table.warnings.iter().cloned());
-        let mut candidates: Vec<(String, Dev, Option<u32>, Option<String>, Option<String>)> = vec![];
+        let mut candidates: Vec<(String, Dev, Option<u32>, Option<String>, Option<String>)> =
+            vec![];
         if table.kind == "none" {
             candidates.push((ddev.clone(), dev.clone(), None, None, None));
         }
@@ -78,7 +85,13 @@ pub fn scan_volumes(paths: &[PathBuf]) -> Result<(Vec<DiskReport>, Vec<Volume>, 
             if p.report.type_name == "extended" {
                 continue;
             }
-            candidates.push((p.report.device.clone(), p.dev.clone(), Some(p.report.number), p.report.part_uuid.clone(), p.report.name.clone()));
+            candidates.push((
+                p.report.device.clone(),
+                p.dev.clone(),
+                Some(p.report.number),
+                p.report.part_uuid.clone(),
+                p.report.name.clone(),
+            ));
         }
         for (device, d, num, part_uuid, part_label) in candidates {
             let ident = probe(d.as_ref()).map_err(InspectError::Image)?;
@@ -87,7 +100,15 @@ pub fn scan_volumes(paths: &[PathBuf]) -> Result<(Vec<DiskReport>, Vec<Volume>, 
                     pvs.push(pv);
                 }
             }
-            vols.push(new_volume(device, d, ident, Some(i), num, part_uuid, part_label));
+            vols.push(new_volume(
+                device,
+                d,
+                ident,
+                Some(i),
+                num,
+                part_uuid,
+                part_label,
+            ));
         }
         disks.push(DiskReport {
             device: ddev,
@@ -122,10 +143,10 @@ pub fn scan_volumes(paths: &[PathBuf]) -> Result<(Vec<DiskReport>, Vec<Volume>, 
                         reader: "none".into(),
                         part_uuid: None,
                         part_label: None,
+                        disk_index: None,
+                        part_number: None,
                     },
                     dev: None,
-                    disk_index: None,
-                    part_number: None,
                     appliance_fs: None,
                 }),
             }
@@ -135,8 +156,21 @@ pub fn scan_volumes(paths: &[PathBuf]) -> Result<(Vec<DiskReport>, Vec<Volume>, 
     Ok((disks, vols, vgs, warnings))
 }
 
-fn new_volume(device: String, dev: Dev, ident: Option<FsIdent>, disk: Option<usize>, num: Option<u32>, part_uuid: Option<String>, part_label: Option<String>) -> Volume {
-    let pure = ident.as_ref().is_some_and(|i| matches!(i.fstype.as_str(), "ext2" | "ext3" | "ext4" | "xfs" | "vfat" | "ntfs"));
+fn new_volume(
+    device: String,
+    dev: Dev,
+    ident: Option<FsIdent>,
+    disk: Option<usize>,
+    num: Option<u32>,
+    part_uuid: Option<String>,
+    part_label: Option<String>,
+) -> Volume {
+    let pure = ident.as_ref().is_some_and(|i| {
+        matches!(
+            i.fstype.as_str(),
+            "ext2" | "ext3" | "ext4" | "xfs" | "vfat" | "ntfs"
+        )
+    });
     Volume {
         report: VolumeReport {
             device,
@@ -149,10 +183,10 @@ fn new_volume(device: String, dev: Dev, ident: Option<FsIdent>, disk: Option<usi
             reader: if pure { "pure" } else { "none" }.into(),
             part_uuid,
             part_label,
+            disk_index: disk,
+            part_number: num,
         },
         dev: Some(dev),
-        disk_index: disk,
-        part_number: num,
         appliance_fs: None,
     }
 }
@@ -186,7 +220,11 @@ fn root_of(v: &Volume) -> RootFs {
 }
 
 /// Looks for operating systems on the volumes `which` (indexes into `volumes`).
-fn detect_oses(volumes: &mut [Volume], which: &[usize], warnings: &mut Vec<String>) -> Vec<OsReport> {
+fn detect_oses(
+    volumes: &mut [Volume],
+    which: &[usize],
+    warnings: &mut Vec<String>,
+) -> Vec<OsReport> {
     let mut oses = vec![];
     for &i in which {
         let fs = match volumes[i].open_fs() {
@@ -208,7 +246,10 @@ fn detect_oses(volumes: &mut [Volume], which: &[usize], warnings: &mut Vec<Strin
                     linux: Some(info),
                     windows: None,
                 }),
-                Err(e) => warnings.push(format!("{}: Linux root found but not readable: {e:#}", volumes[i].report.device)),
+                Err(e) => warnings.push(format!(
+                    "{}: Linux root found but not readable: {e:#}",
+                    volumes[i].report.device
+                )),
             }
         } else if is_ntfs {
             match windows::detect_windows(&vfs) {
@@ -219,7 +260,10 @@ fn detect_oses(volumes: &mut [Volume], which: &[usize], warnings: &mut Vec<Strin
                     windows: Some(w),
                 }),
                 Ok(None) => {}
-                Err(e) => warnings.push(format!("{}: Windows found but not readable: {e:#}", volumes[i].report.device)),
+                Err(e) => warnings.push(format!(
+                    "{}: Windows found but not readable: {e:#}",
+                    volumes[i].report.device
+                )),
             }
         }
     }
@@ -230,14 +274,23 @@ fn detect_oses(volumes: &mut [Volume], which: &[usize], warnings: &mut Vec<Strin
 fn needs_appliance(v: &Volume) -> bool {
     match v.report.fstype.as_deref() {
         Some("btrfs") | Some("jfs") | Some("reiserfs") | Some("f2fs") | Some("zfs_member") => true,
-        None => v.dev.is_none() && v.disk_index.is_none(), // an LV not mapped in pure Rust
+        None => v.dev.is_none() && v.report.disk_index.is_none(), // an LV not mapped in pure Rust
         _ => false,
     }
 }
 
 /// Serves the volumes no pure reader handles through one appliance launch, read-only.
-fn attach_appliance(paths: &[PathBuf], disks: &[DiskReport], volumes: &mut [Volume], idx: &[usize], warnings: &mut Vec<String>) -> Result<Rc<crate::guestfs::Appliance>, crate::guestfs::GuestfsError> {
-    tracing::info!("launching the libguestfs appliance for {} volume(s) without a pure reader", idx.len());
+fn attach_appliance(
+    paths: &[PathBuf],
+    disks: &[DiskReport],
+    volumes: &mut [Volume],
+    idx: &[usize],
+    warnings: &mut Vec<String>,
+) -> Result<Rc<crate::guestfs::Appliance>, crate::guestfs::GuestfsError> {
+    tracing::info!(
+        "launching the libguestfs appliance for {} volume(s) without a pure reader",
+        idx.len()
+    );
     let app = Rc::new(crate::guestfs::Appliance::new(&Default::default())?);
     for (p, d) in paths.iter().zip(disks) {
         app.add_drive(p, d.image.format.as_str(), true)?;
@@ -252,7 +305,10 @@ fn attach_appliance(paths: &[PathBuf], disks: &[DiskReport], volumes: &mut [Volu
             .find(|n| fss.iter().any(|(d, _)| d == *n))
             .cloned();
         let Some(name) = name else {
-            warnings.push(format!("{}: not found by the appliance either", v.report.device));
+            warnings.push(format!(
+                "{}: not found by the appliance either",
+                v.report.device
+            ));
             continue;
         };
         let fstype = fss.iter().find(|(d, _)| *d == name).map(|(_, t)| t.clone());
@@ -278,12 +334,20 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
     let all: Vec<usize> = (0..volumes.len()).collect();
     let mut oses = detect_oses(&mut volumes, &all, &mut warnings);
     let mut appliance_used = false;
-    let pending: Vec<usize> = (0..volumes.len()).filter(|&i| needs_appliance(&volumes[i])).collect();
+    let pending: Vec<usize> = (0..volumes.len())
+        .filter(|&i| needs_appliance(&volumes[i]))
+        .collect();
     // The appliance costs seconds: only when some volume needs it and the pure pass found no
     // OS, or found one whose fstab mounts a volume only the appliance can read.
-    let fstab_needs = oses.iter().filter_map(|o| o.linux.as_ref()).flat_map(|l| &l.fstab).any(|e| {
-        e.resolves_to.as_ref().is_some_and(|d| pending.iter().any(|&i| &volumes[i].report.device == d))
-    });
+    let fstab_needs = oses
+        .iter()
+        .filter_map(|o| o.linux.as_ref())
+        .flat_map(|l| &l.fstab)
+        .any(|e| {
+            e.resolves_to
+                .as_ref()
+                .is_some_and(|d| pending.iter().any(|&i| &volumes[i].report.device == d))
+        });
     if !pending.is_empty() && (oses.is_empty() || fstab_needs) {
         match attach_appliance(paths, &disks, &mut volumes, &pending, &mut warnings) {
             Ok(app) => {
@@ -311,5 +375,8 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
         appliance_used,
         warnings,
     };
-    Ok(Guest { inspection, volumes })
+    Ok(Guest {
+        inspection,
+        volumes,
+    })
 }

@@ -10,6 +10,12 @@ pub fn wanted_inputs(l: &LinuxInfo) -> Vec<String> {
 }
 
 /// Plans root=/resume= and console fixes in the bootloader configuration.
-pub fn plan_bootloader(_l: &LinuxInfo, _ins: &Inspection, _inputs: &PlanInputs, _opts: &PlanOptions, _notes: &mut Vec<String>) -> Vec<Action> {
+pub fn plan_bootloader(
+    _l: &LinuxInfo,
+    _ins: &Inspection,
+    _inputs: &PlanInputs,
+    _opts: &PlanOptions,
+    _notes: &mut Vec<String>,
+) -> Vec<Action> {
     vec![]
 }

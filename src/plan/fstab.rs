@@ -8,7 +8,9 @@ pub fn stable_spec(v: &VolumeReport) -> Option<String> {
     if let Some(u) = &v.uuid {
         return Some(format!("UUID={u}"));
     }
-    v.label.as_ref().map(|l| format!("LABEL={}", l.replace(' ', "\\040")))
+    v.label
+        .as_ref()
+        .map(|l| format!("LABEL={}", l.replace(' ', "\\040")))
 }
 
 /// Replaces field `idx` (0-based, whitespace separated) of a line, keeping its spacing.
@@ -44,7 +46,10 @@ pub fn edit_fstab(text: &str, specs: &[(usize, String)], nofail: &[usize]) -> St
     let mut out = String::new();
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let n = i + 1;
-        let (body, nl) = line.strip_suffix('\n').map(|b| (b, "\n")).unwrap_or((line, ""));
+        let (body, nl) = line
+            .strip_suffix('\n')
+            .map(|b| (b, "\n"))
+            .unwrap_or((line, ""));
         let mut l = body.to_string();
         if let Some((_, s)) = specs.iter().find(|(k, _)| *k == n) {
             l = replace_field(&l, 0, s);
@@ -66,7 +71,12 @@ pub fn edit_fstab(text: &str, specs: &[(usize, String)], nofail: &[usize]) -> St
     out
 }
 
-pub fn plan_fstab(l: &LinuxInfo, ins: &Inspection, inputs: &PlanInputs, notes: &mut Vec<String>) -> Vec<Action> {
+pub fn plan_fstab(
+    l: &LinuxInfo,
+    ins: &Inspection,
+    inputs: &PlanInputs,
+    notes: &mut Vec<String>,
+) -> Vec<Action> {
     let mut actions = vec![];
     let vol = |d: &str| ins.volumes.iter().find(|v| v.device == d);
     if let Some(text) = inputs.text("/etc/fstab") {
@@ -83,13 +93,25 @@ pub fn plan_fstab(l: &LinuxInfo, ins: &Inspection, inputs: &PlanInputs, notes: &
             }
             if !e.present && !e.nofail {
                 nofail.push(e.line);
-                why.push(format!("line {}: {} is not on these disks, mounted with nofail", e.line, e.spec));
-                notes.push(format!("/etc/fstab line {}: {} ({}) names a device not on these disks", e.line, e.spec, e.mountpoint));
+                why.push(format!(
+                    "line {}: {} is not on these disks, mounted with nofail",
+                    e.line, e.spec
+                ));
+                notes.push(format!(
+                    "/etc/fstab line {}: {} ({}) names a device not on these disks",
+                    e.line, e.spec, e.mountpoint
+                ));
             }
         }
         if !specs.is_empty() || !nofail.is_empty() {
             let after = edit_fstab(text, &specs, &nofail);
-            actions.push(Action::edit("fstab", "/etc/fstab", Some(text), after, format!("device names that change on virtio: {}", why.join("; "))));
+            actions.push(Action::edit(
+                "fstab",
+                "/etc/fstab",
+                Some(text),
+                after,
+                format!("device names that change on virtio: {}", why.join("; ")),
+            ));
         }
     }
     if let Some(text) = inputs.text("/etc/crypttab") {
@@ -109,14 +131,23 @@ pub fn plan_fstab(l: &LinuxInfo, ins: &Inspection, inputs: &PlanInputs, notes: &
             for (i, line) in text.split_inclusive('\n').enumerate() {
                 match specs.iter().find(|(k, _)| *k == i + 1) {
                     Some((_, s)) => {
-                        let (body, nl) = line.strip_suffix('\n').map(|b| (b, "\n")).unwrap_or((line, ""));
+                        let (body, nl) = line
+                            .strip_suffix('\n')
+                            .map(|b| (b, "\n"))
+                            .unwrap_or((line, ""));
                         out.push_str(&replace_field(body, 1, s));
                         out.push_str(nl);
                     }
                     None => out.push_str(line),
                 }
             }
-            actions.push(Action::edit("fstab", "/etc/crypttab", Some(text), out, format!("device names that change on virtio: {}", why.join("; "))));
+            actions.push(Action::edit(
+                "fstab",
+                "/etc/crypttab",
+                Some(text),
+                out,
+                format!("device names that change on virtio: {}", why.join("; ")),
+            ));
         }
     }
     actions
@@ -135,6 +166,9 @@ mod tests {
 
     #[test]
     fn three_field_line_gets_options() {
-        assert_eq!(edit_fstab("/dev/sdc1 /x ext4\n", &[], &[1]), "/dev/sdc1 /x ext4 defaults,nofail\n");
+        assert_eq!(
+            edit_fstab("/dev/sdc1 /x ext4\n", &[], &[1]),
+            "/dev/sdc1 /x ext4 defaults,nofail\n"
+        );
     }
 }

@@ -15,7 +15,16 @@ pub fn boot_drivers(bus: BlockBus) -> Vec<&'static str> {
         BlockBus::VirtioScsi => "virtio_scsi",
     };
     // Both storage drivers are always added so the disk can move between buses later.
-    let mut v = vec!["virtio_pci", disk, if disk == "virtio_blk" { "virtio_scsi" } else { "virtio_blk" }, "virtio_net"];
+    let mut v = vec![
+        "virtio_pci",
+        disk,
+        if disk == "virtio_blk" {
+            "virtio_scsi"
+        } else {
+            "virtio_blk"
+        },
+        "virtio_net",
+    ];
     v.dedup();
     v
 }
@@ -35,8 +44,14 @@ pub fn wanted_inputs(l: &LinuxInfo) -> Vec<String> {
 
 /// Whether `k` lacks a driver needed to boot on `bus`.
 pub fn kernel_needs_virtio(k: &KernelInfo, bus: BlockBus) -> bool {
-    let disk = if bus == BlockBus::VirtioBlk { "virtio_blk" } else { "virtio_scsi" };
-    ["virtio_pci", disk].iter().any(|d| !k.drivers.get(*d).is_some_and(|s| s.in_initramfs))
+    let disk = if bus == BlockBus::VirtioBlk {
+        "virtio_blk"
+    } else {
+        "virtio_scsi"
+    };
+    ["virtio_pci", disk]
+        .iter()
+        .any(|d| !k.drivers.get(*d).is_some_and(|s| s.in_initramfs))
 }
 
 /// Resolves `names` and all their dependencies to paths relative to the modules dir, from
@@ -44,9 +59,17 @@ pub fn kernel_needs_virtio(k: &KernelInfo, bus: BlockBus) -> bool {
 pub fn module_closure(dep: &str, names: &[&str]) -> Vec<String> {
     let mut by_name: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     for line in dep.lines() {
-        let Some((m, deps)) = line.split_once(':') else { continue };
+        let Some((m, deps)) = line.split_once(':') else {
+            continue;
+        };
         if let Some(n) = module_name(m) {
-            by_name.insert(n, (m.trim().to_string(), deps.split_whitespace().map(String::from).collect()));
+            by_name.insert(
+                n,
+                (
+                    m.trim().to_string(),
+                    deps.split_whitespace().map(String::from).collect(),
+                ),
+            );
         }
     }
     let mut out = BTreeSet::new();
@@ -75,7 +98,12 @@ fn ctx_modules(modules: &[&str], original: Option<&str>) -> tera::Context {
     c
 }
 
-pub fn plan_initramfs(l: &LinuxInfo, inputs: &PlanInputs, opts: &PlanOptions, notes: &mut Vec<String>) -> Vec<Action> {
+pub fn plan_initramfs(
+    l: &LinuxInfo,
+    inputs: &PlanInputs,
+    opts: &PlanOptions,
+    notes: &mut Vec<String>,
+) -> Vec<Action> {
     let mut actions = vec![];
     let drivers = boot_drivers(opts.block);
     let mut any = false;
@@ -84,30 +112,52 @@ pub fn plan_initramfs(l: &LinuxInfo, inputs: &PlanInputs, opts: &PlanOptions, no
             continue;
         }
         let Some(initrd) = &k.initramfs else {
-            notes.push(format!("kernel {}: no initramfs found; cannot add virtio drivers", k.version));
+            notes.push(format!(
+                "kernel {}: no initramfs found; cannot add virtio drivers",
+                k.version
+            ));
             continue;
         };
         let missing: Vec<&str> = drivers
             .iter()
             .copied()
-            .filter(|d| !k.drivers.get(*d).is_some_and(|s| s.builtin) && k.drivers.get(*d).is_some_and(|s| s.module_on_disk))
+            .filter(|d| {
+                !k.drivers.get(*d).is_some_and(|s| s.builtin)
+                    && k.drivers.get(*d).is_some_and(|s| s.module_on_disk)
+            })
             .collect();
         let Some(mdir) = &k.modules_dir else {
-            notes.push(format!("kernel {}: no /lib/modules/{} directory; cannot add virtio drivers", k.version, k.version));
+            notes.push(format!(
+                "kernel {}: no /lib/modules/{} directory; cannot add virtio drivers",
+                k.version, k.version
+            ));
             continue;
         };
         let dep = inputs.text(&format!("{mdir}/modules.dep")).unwrap_or("");
         let mods = module_closure(dep, &missing);
         if mods.is_empty() {
-            notes.push(format!("kernel {}: virtio modules not found in {mdir}/modules.dep", k.version));
+            notes.push(format!(
+                "kernel {}: virtio modules not found in {mdir}/modules.dep",
+                k.version
+            ));
             continue;
         }
         any = true;
-        let offline_possible = k.initramfs_error.is_none() && matches!(l.initramfs_tool.as_str(), "initramfs-tools" | "dracut" | "mkinitrd");
-        let use_tool = opts.initramfs == InitramfsMode::GuestTool || (opts.initramfs == InitramfsMode::Auto && !offline_possible);
+        let offline_possible = k.initramfs_error.is_none()
+            && matches!(
+                l.initramfs_tool.as_str(),
+                "initramfs-tools" | "dracut" | "mkinitrd"
+            );
+        let use_tool = opts.initramfs == InitramfsMode::GuestTool
+            || (opts.initramfs == InitramfsMode::Auto && !offline_possible);
         if use_tool {
             let command = match l.initramfs_tool.as_str() {
-                "initramfs-tools" => vec!["update-initramfs".into(), "-u".into(), "-k".into(), k.version.clone()],
+                "initramfs-tools" => vec![
+                    "update-initramfs".into(),
+                    "-u".into(),
+                    "-k".into(),
+                    k.version.clone(),
+                ],
                 "dracut" => vec![
                     "dracut".into(),
                     "-f".into(),
@@ -116,12 +166,24 @@ pub fn plan_initramfs(l: &LinuxInfo, inputs: &PlanInputs, opts: &PlanOptions, no
                     initrd.clone(),
                     k.version.clone(),
                 ],
-                _ => vec!["mkinitrd".into(), "-f".into(), initrd.clone(), k.version.clone()],
+                _ => vec![
+                    "mkinitrd".into(),
+                    "-f".into(),
+                    initrd.clone(),
+                    k.version.clone(),
+                ],
             };
             actions.push(Action {
                 area: "initramfs".into(),
-                change: Change::RunInitramfsTool { kernel: k.version.clone(), command },
-                reason: format!("{initrd} lacks {} (initramfs mode {:?})", missing.join(", "), opts.initramfs),
+                change: Change::RunInitramfsTool {
+                    kernel: k.version.clone(),
+                    command,
+                },
+                reason: format!(
+                    "{initrd} lacks {} (initramfs mode {:?})",
+                    missing.join(", "),
+                    opts.initramfs
+                ),
                 diff: None,
             });
             continue;
@@ -131,7 +193,13 @@ pub fn plan_initramfs(l: &LinuxInfo, inputs: &PlanInputs, opts: &PlanOptions, no
         match l.initramfs_tool.as_str() {
             "initramfs-tools" => {
                 // initramfs-tools' init loads /conf/modules at init-top: extend the original list.
-                match render("initramfs/initramfs-tools-conf-modules.tera", &ctx_modules(&drivers, k.initramfs_texts.get("conf/modules").map(String::as_str))) {
+                match render(
+                    "initramfs/initramfs-tools-conf-modules.tera",
+                    &ctx_modules(
+                        &drivers,
+                        k.initramfs_texts.get("conf/modules").map(String::as_str),
+                    ),
+                ) {
                     Ok(t) => {
                         extra.insert("conf/modules".to_string(), t);
                     }
@@ -140,10 +208,16 @@ pub fn plan_initramfs(l: &LinuxInfo, inputs: &PlanInputs, opts: &PlanOptions, no
             }
             _ => {
                 // dracut: rd.driver.pre from etc/cmdline.d, and modules-load.d for systemd initrds.
-                if let Ok(t) = render("initramfs/dracut-cmdline.conf.tera", &ctx_modules(&drivers, None)) {
+                if let Ok(t) = render(
+                    "initramfs/dracut-cmdline.conf.tera",
+                    &ctx_modules(&drivers, None),
+                ) {
                     extra.insert("etc/cmdline.d/90-revirt-virtio.conf".to_string(), t);
                 }
-                if let Ok(t) = render("initramfs/modules-load.conf.tera", &ctx_modules(&drivers, None)) {
+                if let Ok(t) = render(
+                    "initramfs/modules-load.conf.tera",
+                    &ctx_modules(&drivers, None),
+                ) {
                     extra.insert("etc/modules-load.d/90-revirt-virtio.conf".to_string(), t);
                 }
             }
@@ -171,23 +245,51 @@ pub fn plan_initramfs(l: &LinuxInfo, inputs: &PlanInputs, opts: &PlanOptions, no
             "initramfs-tools" => {
                 let path = "/etc/initramfs-tools/modules";
                 let before = inputs.text(path);
-                let have: BTreeSet<&str> = before.unwrap_or("").lines().map(|x| x.split_whitespace().next().unwrap_or("")).collect();
-                let add: Vec<&str> = drivers.iter().copied().filter(|d| !have.contains(d)).collect();
+                let have: BTreeSet<&str> = before
+                    .unwrap_or("")
+                    .lines()
+                    .map(|x| x.split_whitespace().next().unwrap_or(""))
+                    .collect();
+                let add: Vec<&str> = drivers
+                    .iter()
+                    .copied()
+                    .filter(|d| !have.contains(d))
+                    .collect();
                 if !add.is_empty() {
-                    if let Ok(after) = render("initramfs/initramfs-tools-modules.tera", &ctx_modules(&add, before)) {
-                        actions.push(Action::edit("persist-drivers", path, before, after, "future initramfs builds keep the virtio drivers".into()));
+                    if let Ok(after) = render(
+                        "initramfs/initramfs-tools-modules.tera",
+                        &ctx_modules(&add, before),
+                    ) {
+                        actions.push(Action::edit(
+                            "persist-drivers",
+                            path,
+                            before,
+                            after,
+                            "future initramfs builds keep the virtio drivers".into(),
+                        ));
                     }
                 }
             }
             "dracut" | "mkinitrd" => {
                 let path = "/etc/dracut.conf.d/90-revirt-virtio.conf";
-                if let Ok(after) = render("initramfs/dracut-virtio.conf.tera", &ctx_modules(&drivers, None)) {
+                if let Ok(after) = render(
+                    "initramfs/dracut-virtio.conf.tera",
+                    &ctx_modules(&drivers, None),
+                ) {
                     if inputs.text(path) != Some(after.as_str()) {
-                        actions.push(Action::edit("persist-drivers", path, inputs.text(path), after, "future dracut builds keep the virtio drivers, hostonly or not".into()));
+                        actions.push(Action::edit(
+                            "persist-drivers",
+                            path,
+                            inputs.text(path),
+                            after,
+                            "future dracut builds keep the virtio drivers, hostonly or not".into(),
+                        ));
                     }
                 }
             }
-            _ => notes.push("unknown initramfs tool: future initramfs builds may drop virtio".into()),
+            _ => {
+                notes.push("unknown initramfs tool: future initramfs builds may drop virtio".into())
+            }
         }
     }
     actions
@@ -208,12 +310,22 @@ kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko\nkernel/net/core
         let m = module_closure(DEP, &["virtio_pci", "virtio_blk", "virtio_net"]);
         assert_eq!(m.len(), 9, "{m:?}");
         assert!(m.contains(&"kernel/net/core/failover.ko".to_string()));
-        assert!(module_closure(DEP, &["virtio_scsi"]).is_empty(), "not in modules.dep = built in or absent");
+        assert!(
+            module_closure(DEP, &["virtio_scsi"]).is_empty(),
+            "not in modules.dep = built in or absent"
+        );
     }
 
     #[test]
     fn conf_modules_extends_the_original() {
-        let t = render("initramfs/initramfs-tools-conf-modules.tera", &ctx_modules(&["virtio_pci", "virtio_blk"], Some("ahci\nsd_mod"))).unwrap();
-        assert_eq!(t, "ahci\nsd_mod\n# Added by revirt: virtio drivers for KVM\nvirtio_pci\nvirtio_blk\n");
+        let t = render(
+            "initramfs/initramfs-tools-conf-modules.tera",
+            &ctx_modules(&["virtio_pci", "virtio_blk"], Some("ahci\nsd_mod")),
+        )
+        .unwrap();
+        assert_eq!(
+            t,
+            "ahci\nsd_mod\n# Added by revirt: virtio drivers for KVM\nvirtio_pci\nvirtio_blk\n"
+        );
     }
 }

@@ -78,11 +78,17 @@ impl PlanInputs {
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Change {
     /// Create or replace a text file.
-    WriteFile { path: String, content: String, mode: u32 },
+    WriteFile {
+        path: String,
+        content: String,
+        mode: u32,
+    },
     /// Move a file aside to an inert name (kept as a backup, no longer read by the guest).
     Rename { from: String, to: String },
     /// Create (or replace) a symlink, e.g. masking a udev rule with /dev/null.
     Symlink { path: String, target: String },
+    /// Copy a guest file (binary safe), e.g. the vendor EFI loader to the fallback path.
+    CopyFile { from: String, to: String },
     /// Append a newc segment with these guest files (modules and their index) plus `extra`
     /// generated files to the initramfs at `path`, after saving a copy at `backup`.
     AppendInitramfs {
@@ -93,7 +99,10 @@ pub enum Change {
         extra: BTreeMap<String, String>,
     },
     /// Run the guest's initramfs tool for `kernel` inside the appliance.
-    RunInitramfsTool { kernel: String, command: Vec<String> },
+    RunInitramfsTool {
+        kernel: String,
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,19 +120,31 @@ pub struct Action {
 
 impl Action {
     /// A text-file edit from `before` (None = new file) to `after`, with its diff.
-    pub fn edit(area: &str, path: &str, before: Option<&str>, after: String, reason: String) -> Action {
+    pub fn edit(
+        area: &str,
+        path: &str,
+        before: Option<&str>,
+        after: String,
+        reason: String,
+    ) -> Action {
         let d = diff::unified(path, before.unwrap_or(""), &after);
         Action {
             area: area.into(),
-            change: Change::WriteFile { path: path.into(), content: after, mode: 0o644 },
+            change: Change::WriteFile {
+                path: path.into(),
+                content: after,
+                mode: 0o644,
+            },
             reason,
             diff: Some(d),
         }
     }
     pub fn target(&self) -> &str {
         match &self.change {
-            Change::WriteFile { path, .. } | Change::Symlink { path, .. } | Change::AppendInitramfs { path, .. } => path,
-            Change::Rename { from, .. } => from,
+            Change::WriteFile { path, .. }
+            | Change::Symlink { path, .. }
+            | Change::AppendInitramfs { path, .. } => path,
+            Change::Rename { from, .. } | Change::CopyFile { to: from, .. } => from,
             Change::RunInitramfsTool { kernel, .. } => kernel,
         }
     }
@@ -168,7 +189,12 @@ pub fn collect_inputs(vfs: &Vfs, l: &LinuxInfo) -> anyhow::Result<PlanInputs> {
 }
 
 /// Plans the repair of a Linux OS. Pure: same inputs, same plan.
-pub fn plan_linux(os: &OsReport, ins: &Inspection, inputs: &PlanInputs, opts: &PlanOptions) -> RepairPlan {
+pub fn plan_linux(
+    os: &OsReport,
+    ins: &Inspection,
+    inputs: &PlanInputs,
+    opts: &PlanOptions,
+) -> RepairPlan {
     let l = os.linux.as_ref().expect("plan_linux needs a Linux OS");
     let mut plan = RepairPlan {
         schema_version: PLAN_SCHEMA_VERSION,
@@ -181,10 +207,19 @@ pub fn plan_linux(os: &OsReport, ins: &Inspection, inputs: &PlanInputs, opts: &P
     if !plan.refusals.is_empty() {
         return plan;
     }
-    plan.actions.extend(initramfs::plan_initramfs(l, inputs, opts, &mut plan.notes));
-    plan.actions.extend(fstab::plan_fstab(l, ins, inputs, &mut plan.notes));
-    plan.actions.extend(bootloader::plan_bootloader(l, ins, inputs, opts, &mut plan.notes));
-    plan.actions.extend(network::plan_network(l, inputs, opts, &mut plan.notes));
+    plan.actions
+        .extend(initramfs::plan_initramfs(l, inputs, opts, &mut plan.notes));
+    plan.actions
+        .extend(fstab::plan_fstab(l, ins, inputs, &mut plan.notes));
+    plan.actions.extend(bootloader::plan_bootloader(
+        l,
+        ins,
+        inputs,
+        opts,
+        &mut plan.notes,
+    ));
+    plan.actions
+        .extend(network::plan_network(l, inputs, opts, &mut plan.notes));
     plan
 }
 
@@ -195,12 +230,20 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
         r.push("no kernel found under /boot: nothing to make bootable".into());
     }
     for v in &ins.volumes {
-        if v.flags.iter().any(|f| f == "needs_recovery") && l.mounts.values().any(|d| d == &v.device) {
+        if v.flags.iter().any(|f| f == "needs_recovery")
+            && l.mounts.values().any(|d| d == &v.device)
+        {
             r.push(format!("{}: ext journal needs recovery (the snapshot was taken while the filesystem was busy); run fsck or take a consistent snapshot", v.device));
         }
     }
-    if l.arch.as_deref().is_some_and(|a| a != "x86_64" && a != "i386") {
-        r.push(format!("guest architecture {} is not supported (x86 only)", l.arch.as_deref().unwrap_or("?")));
+    if l.arch
+        .as_deref()
+        .is_some_and(|a| a != "x86_64" && a != "i386")
+    {
+        r.push(format!(
+            "guest architecture {} is not supported (x86 only)",
+            l.arch.as_deref().unwrap_or("?")
+        ));
     }
     r
 }

@@ -12,7 +12,8 @@ fn engine() -> &'static tera::Tera {
         t.autoescape_on(vec![]);
         let mut files = vec![];
         collect(&DIR, &mut files);
-        t.add_raw_templates(files).expect("templates/drivers: template syntax error (caught by tests)");
+        t.add_raw_templates(files)
+            .expect("templates/drivers: template syntax error (caught by tests)");
         t
     })
 }

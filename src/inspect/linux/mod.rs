@@ -23,7 +23,10 @@ pub const VIRTIO_DRIVERS: [(&str, &str); 4] = [
 /// usr tree.
 pub fn looks_like_linux_root(vfs: &Vfs) -> bool {
     vfs.is_dir("/etc")
-        && (vfs.exists("/etc/os-release") || vfs.exists("/usr/lib/os-release") || vfs.exists("/etc/redhat-release") || vfs.exists("/etc/SuSE-release"))
+        && (vfs.exists("/etc/os-release")
+            || vfs.exists("/usr/lib/os-release")
+            || vfs.exists("/etc/redhat-release")
+            || vfs.exists("/etc/SuSE-release"))
         && (vfs.exists("/etc/fstab") || vfs.is_dir("/usr/bin") || vfs.is_dir("/bin"))
 }
 
@@ -41,7 +44,9 @@ pub fn parse_shell_vars(text: &str) -> BTreeMap<String, String> {
                 continue;
             }
             let v = v.trim();
-            let v = if (v.starts_with('"') && v.ends_with('"') && v.len() >= 2) || (v.starts_with('\'') && v.ends_with('\'') && v.len() >= 2) {
+            let v = if (v.starts_with('"') && v.ends_with('"') && v.len() >= 2)
+                || (v.starts_with('\'') && v.ends_with('\'') && v.len() >= 2)
+            {
                 v[1..v.len() - 1].to_string()
             } else {
                 v.split(" #").next().unwrap_or(v).to_string()
@@ -55,9 +60,29 @@ pub fn parse_shell_vars(text: &str) -> BTreeMap<String, String> {
 fn family_of(id: &str, like: &str) -> &'static str {
     let all: Vec<&str> = std::iter::once(id).chain(like.split_whitespace()).collect();
     let has = |xs: &[&str]| all.iter().any(|a| xs.contains(a));
-    if has(&["rhel", "centos", "fedora", "rocky", "almalinux", "ol", "amzn", "scientific", "eurolinux", "virtuozzo", "cloudlinux"]) {
+    if has(&[
+        "rhel",
+        "centos",
+        "fedora",
+        "rocky",
+        "almalinux",
+        "ol",
+        "amzn",
+        "scientific",
+        "eurolinux",
+        "virtuozzo",
+        "cloudlinux",
+    ]) {
         "rhel"
-    } else if has(&["sles", "suse", "opensuse", "opensuse-leap", "opensuse-tumbleweed", "sled", "sle-micro"]) {
+    } else if has(&[
+        "sles",
+        "suse",
+        "opensuse",
+        "opensuse-leap",
+        "opensuse-tumbleweed",
+        "sled",
+        "sle-micro",
+    ]) {
         "suse"
     } else if has(&["debian", "ubuntu", "linuxmint", "raspbian", "kali"]) {
         "debian"
@@ -78,14 +103,32 @@ fn detect_distro(vfs: &Vfs, info: &mut LinuxInfo) -> anyhow::Result<()> {
         let v = parse_shell_vars(&t);
         info.distro = v.get("ID").cloned().unwrap_or_default();
         info.version = v.get("VERSION_ID").cloned().unwrap_or_default();
-        info.product_name = v.get("PRETTY_NAME").or(v.get("NAME")).cloned().unwrap_or_default();
-        info.family = family_of(&info.distro, v.get("ID_LIKE").map(String::as_str).unwrap_or("")).into();
+        info.product_name = v
+            .get("PRETTY_NAME")
+            .or(v.get("NAME"))
+            .cloned()
+            .unwrap_or_default();
+        info.family = family_of(
+            &info.distro,
+            v.get("ID_LIKE").map(String::as_str).unwrap_or(""),
+        )
+        .into();
     } else if let Some(t) = vfs.read_text("/etc/redhat-release")? {
         // "CentOS release 6.10 (Final)", "Red Hat Enterprise Linux Server release 7.9 (Maipo)"
         let l = t.lines().next().unwrap_or("").trim().to_string();
         let ver = regex::Regex::new(r"release (\d+(?:\.\d+)?)").unwrap();
-        info.version = ver.captures(&l).map(|c| c[1].to_string()).unwrap_or_default();
-        info.distro = if l.starts_with("CentOS") { "centos" } else if l.starts_with("Red Hat") { "rhel" } else { "redhat-based" }.into();
+        info.version = ver
+            .captures(&l)
+            .map(|c| c[1].to_string())
+            .unwrap_or_default();
+        info.distro = if l.starts_with("CentOS") {
+            "centos"
+        } else if l.starts_with("Red Hat") {
+            "rhel"
+        } else {
+            "redhat-based"
+        }
+        .into();
         info.product_name = l;
         info.family = "rhel".into();
     } else if let Some(t) = vfs.read_text("/etc/SuSE-release")? {
@@ -105,12 +148,24 @@ fn detect_distro(vfs: &Vfs, info: &mut LinuxInfo) -> anyhow::Result<()> {
 
 /// Architecture from the ELF header of a system binary.
 fn detect_arch(vfs: &Vfs) -> Option<String> {
-    for p in ["/bin/sh", "/usr/bin/bash", "/bin/bash", "/bin/ls", "/usr/bin/ls", "/sbin/init", "/usr/lib/systemd/systemd"] {
+    for p in [
+        "/bin/sh",
+        "/usr/bin/bash",
+        "/bin/bash",
+        "/bin/ls",
+        "/usr/bin/ls",
+        "/sbin/init",
+        "/usr/lib/systemd/systemd",
+    ] {
         let Ok(b) = vfs.read_file(p) else { continue };
         if b.len() < 20 || &b[0..4] != b"\x7fELF" {
             continue;
         }
-        let machine = if b[5] == 2 { u16::from_be_bytes([b[18], b[19]]) } else { u16::from_le_bytes([b[18], b[19]]) };
+        let machine = if b[5] == 2 {
+            u16::from_be_bytes([b[18], b[19]])
+        } else {
+            u16::from_le_bytes([b[18], b[19]])
+        };
         let a = match machine {
             3 => "i386",
             62 => "x86_64",
@@ -122,7 +177,11 @@ fn detect_arch(vfs: &Vfs) -> Option<String> {
             _ => continue,
         };
         // ppc64 little endian reports the same machine; tell them apart by the ELF data byte.
-        return Some(if a == "ppc64" && b[5] == 1 { "ppc64le".into() } else { a.into() });
+        return Some(if a == "ppc64" && b[5] == 1 {
+            "ppc64le".into()
+        } else {
+            a.into()
+        });
     }
     None
 }
@@ -130,7 +189,10 @@ fn detect_arch(vfs: &Vfs) -> Option<String> {
 fn detect_hostname(vfs: &Vfs) -> anyhow::Result<Option<String>> {
     for p in ["/etc/hostname", "/etc/HOSTNAME"] {
         if let Some(t) = vfs.read_text(p)? {
-            let h = t.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+            let h = t
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'));
             if let Some(h) = h {
                 return Ok(Some(h.to_string()));
             }
@@ -147,7 +209,11 @@ fn detect_hostname(vfs: &Vfs) -> anyhow::Result<Option<String>> {
 fn detect_initramfs_tool(vfs: &Vfs) -> &'static str {
     if vfs.exists("/usr/sbin/update-initramfs") || vfs.is_dir("/etc/initramfs-tools") {
         "initramfs-tools"
-    } else if vfs.exists("/usr/bin/dracut") || vfs.exists("/usr/sbin/dracut") || vfs.exists("/sbin/dracut") || vfs.exists("/etc/dracut.conf") {
+    } else if vfs.exists("/usr/bin/dracut")
+        || vfs.exists("/usr/sbin/dracut")
+        || vfs.exists("/sbin/dracut")
+        || vfs.exists("/etc/dracut.conf")
+    {
         "dracut"
     } else if vfs.exists("/sbin/mkinitrd") || vfs.exists("/usr/sbin/mkinitrd") {
         "mkinitrd"
@@ -173,7 +239,11 @@ fn detect_kernels(vfs: &Vfs) -> anyhow::Result<Vec<KernelInfo>> {
     let boot = vfs.read_dir("/boot")?;
     let mod_roots = ["/lib/modules", "/usr/lib/modules"];
     for e in &boot {
-        let Some(ver) = e.name.strip_prefix("vmlinuz-").or_else(|| e.name.strip_prefix("vmlinux-")) else {
+        let Some(ver) = e
+            .name
+            .strip_prefix("vmlinuz-")
+            .or_else(|| e.name.strip_prefix("vmlinux-"))
+        else {
             continue;
         };
         if ver.contains("rescue") {
@@ -192,7 +262,10 @@ fn detect_kernels(vfs: &Vfs) -> anyhow::Result<Vec<KernelInfo>> {
                 }
             }
         }
-        k.modules_dir = mod_roots.iter().map(|r| format!("{r}/{ver}")).find(|d| vfs.is_dir(d));
+        k.modules_dir = mod_roots
+            .iter()
+            .map(|r| format!("{r}/{ver}"))
+            .find(|d| vfs.is_dir(d));
         let cfg = format!("/boot/config-{ver}");
         let config = if vfs.exists(&cfg) {
             k.config = Some(cfg.clone());
@@ -201,21 +274,32 @@ fn detect_kernels(vfs: &Vfs) -> anyhow::Result<Vec<KernelInfo>> {
             String::new()
         };
         let builtin_list = match &k.modules_dir {
-            Some(d) => vfs.read_text(&format!("{d}/modules.builtin"))?.unwrap_or_default(),
+            Some(d) => vfs
+                .read_text(&format!("{d}/modules.builtin"))?
+                .unwrap_or_default(),
             None => String::new(),
         };
         let on_disk = match &k.modules_dir {
             Some(d) => module_files(vfs, d)?,
             None => Default::default(),
         };
-        for cand in [format!("initrd.img-{ver}"), format!("initramfs-{ver}.img"), format!("initrd-{ver}"), format!("initrd-{ver}.img")] {
+        for cand in [
+            format!("initrd.img-{ver}"),
+            format!("initramfs-{ver}.img"),
+            format!("initrd-{ver}"),
+            format!("initrd-{ver}.img"),
+        ] {
             if boot.iter().any(|b| b.name == cand) {
                 k.initramfs = Some(format!("/boot/{cand}"));
                 break;
             }
         }
         let listing = match &k.initramfs {
-            Some(p) => match vfs.read_file(p).map_err(|e| e.to_string()).and_then(|b| initramfs::list_initramfs(&b)) {
+            Some(p) => match vfs
+                .read_file(p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| initramfs::list_initramfs(&b))
+            {
                 Ok(l) => Some(l),
                 Err(e) => {
                     k.initramfs_error = Some(format!("{p}: {e}"));
@@ -232,12 +316,23 @@ fn detect_kernels(vfs: &Vfs) -> anyhow::Result<Vec<KernelInfo>> {
                 .files
                 .keys()
                 .find_map(|p| p.find(&needle).map(|i| p[..i + needle.len()].to_string()))
-                .or_else(|| Some(if l.files.contains_key("usr/lib/modules") { format!("usr/lib/{needle}") } else { format!("lib/{needle}") }));
+                .or_else(|| {
+                    Some(if l.files.contains_key("usr/lib/modules") {
+                        format!("usr/lib/{needle}")
+                    } else {
+                        format!("lib/{needle}")
+                    })
+                });
         }
-        let in_initrd = listing.as_ref().map(|l| l.module_names()).unwrap_or_default();
+        let in_initrd = listing
+            .as_ref()
+            .map(|l| l.module_names())
+            .unwrap_or_default();
         for (drv, cfgname) in VIRTIO_DRIVERS {
             let builtin = config.lines().any(|l| l.trim() == format!("{cfgname}=y"))
-                || builtin_list.lines().any(|l| initramfs::module_name(l).as_deref() == Some(drv));
+                || builtin_list
+                    .lines()
+                    .any(|l| initramfs::module_name(l).as_deref() == Some(drv));
             let st = DriverState {
                 builtin,
                 module_on_disk: on_disk.contains(drv),
@@ -265,7 +360,12 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// not by walking the whole tree, to keep inspection fast).
 fn module_files(vfs: &Vfs, dir: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
     let mut found = std::collections::BTreeSet::new();
-    for sub in ["kernel/drivers/block", "kernel/drivers/scsi", "kernel/drivers/net", "kernel/drivers/virtio"] {
+    for sub in [
+        "kernel/drivers/block",
+        "kernel/drivers/scsi",
+        "kernel/drivers/net",
+        "kernel/drivers/virtio",
+    ] {
         for e in vfs.read_dir(&format!("{dir}/{sub}"))? {
             if e.ftype != FileType::Dir {
                 if let Some(n) = initramfs::module_name(&e.name) {
@@ -292,24 +392,67 @@ fn module_files(vfs: &Vfs, dir: &str) -> anyhow::Result<std::collections::BTreeS
 /// Hypervisor guest tools, by the files their packages install.
 fn detect_guest_tools(vfs: &Vfs) -> Vec<GuestTool> {
     let markers: [(&str, &[&str]); 6] = [
-        ("open-vm-tools", &["/usr/bin/vmtoolsd", "/lib/systemd/system/open-vm-tools.service", "/usr/lib/systemd/system/vmtoolsd.service"]),
-        ("vmware-tools", &["/etc/vmware-tools/locations", "/usr/lib/vmware-tools", "/etc/init.d/vmware-tools"]),
-        ("hyperv-daemons", &["/usr/sbin/hypervkvpd", "/usr/sbin/hv_kvp_daemon", "/usr/lib/systemd/system/hypervkvpd.service"]),
-        ("xe-guest-utilities", &["/usr/sbin/xe-daemon", "/etc/init.d/xe-linux-distribution"]),
-        ("virtualbox-additions", &["/opt/VBoxGuestAdditions", "/usr/sbin/VBoxService", "/etc/init.d/vboxadd"]),
-        ("parallels-tools", &["/usr/lib/parallels-tools", "/etc/init.d/prltoolsd"]),
+        (
+            "open-vm-tools",
+            &[
+                "/usr/bin/vmtoolsd",
+                "/lib/systemd/system/open-vm-tools.service",
+                "/usr/lib/systemd/system/vmtoolsd.service",
+            ],
+        ),
+        (
+            "vmware-tools",
+            &[
+                "/etc/vmware-tools/locations",
+                "/usr/lib/vmware-tools",
+                "/etc/init.d/vmware-tools",
+            ],
+        ),
+        (
+            "hyperv-daemons",
+            &[
+                "/usr/sbin/hypervkvpd",
+                "/usr/sbin/hv_kvp_daemon",
+                "/usr/lib/systemd/system/hypervkvpd.service",
+            ],
+        ),
+        (
+            "xe-guest-utilities",
+            &["/usr/sbin/xe-daemon", "/etc/init.d/xe-linux-distribution"],
+        ),
+        (
+            "virtualbox-additions",
+            &[
+                "/opt/VBoxGuestAdditions",
+                "/usr/sbin/VBoxService",
+                "/etc/init.d/vboxadd",
+            ],
+        ),
+        (
+            "parallels-tools",
+            &["/usr/lib/parallels-tools", "/etc/init.d/prltoolsd"],
+        ),
     ];
     let mut out = vec![];
     for (name, paths) in markers {
         if let Some(p) = paths.iter().find(|p| vfs.lstat(p).ok().flatten().is_some()) {
-            out.push(GuestTool { name: name.into(), evidence: p.to_string() });
+            out.push(GuestTool {
+                name: name.into(),
+                evidence: p.to_string(),
+            });
             continue;
         }
         // VirtualBox additions install as /opt/VBoxGuestAdditions-VERSION.
         if name == "virtualbox-additions" {
             if let Ok(opt) = vfs.read_dir("/opt") {
-                if let Some(e) = opt.iter().find(|e| e.name.starts_with("VBoxGuestAdditions")) {
-                    out.push(GuestTool { name: name.into(), evidence: format!("/opt/{}", e.name) });
+                if let Some(e) = opt
+                    .iter()
+                    .find(|e| e.name.starts_with("VBoxGuestAdditions"))
+                {
+                    out.push(GuestTool {
+                        name: name.into(),
+                        evidence: format!("/opt/{}", e.name),
+                    });
                 }
             }
         }
@@ -319,22 +462,40 @@ fn detect_guest_tools(vfs: &Vfs) -> Vec<GuestTool> {
 
 /// Mounts the fstab filesystems found on these disks under the root, so /boot, /usr and the ESP
 /// are read from where the guest keeps them. Returns mountpoint -> device and the ESP device.
-fn mount_fstab(vfs: &mut Vfs, fstab: &[crate::types::FstabEntry], root_dev: &str, vols: &[Volume]) -> (BTreeMap<String, String>, Option<String>) {
+fn mount_fstab(
+    vfs: &mut Vfs,
+    fstab: &[crate::types::FstabEntry],
+    root_dev: &str,
+    vols: &[Volume],
+) -> (BTreeMap<String, String>, Option<String>) {
     let mut mounts = BTreeMap::new();
     mounts.insert("/".to_string(), root_dev.to_string());
     let mut esp = None;
-    let mut entries: Vec<_> = fstab.iter().filter(|e| e.mountpoint.starts_with('/') && e.mountpoint != "/").collect();
+    let mut entries: Vec<_> = fstab
+        .iter()
+        .filter(|e| e.mountpoint.starts_with('/') && e.mountpoint != "/")
+        .collect();
     entries.sort_by_key(|e| e.mountpoint.matches('/').count());
     for e in entries {
         let Some(dev) = &e.resolves_to else { continue };
-        let Some(v) = vols.iter().find(|v| &v.report.device == dev) else { continue };
+        let Some(v) = vols.iter().find(|v| &v.report.device == dev) else {
+            continue;
+        };
         match v.open_fs() {
             Ok(Some(fs)) => {
                 // Mount at the resolved path so a symlinked mountpoint lands where the guest sees it.
-                let at = vfs.resolve(&e.mountpoint, true).ok().flatten().unwrap_or_else(|| e.mountpoint.clone());
+                let at = vfs
+                    .resolve(&e.mountpoint, true)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| e.mountpoint.clone());
                 vfs.mount(&at, fs);
                 mounts.insert(e.mountpoint.clone(), dev.clone());
-                if e.fstype == "vfat" && (e.mountpoint == "/boot/efi" || e.mountpoint == "/efi" || e.mountpoint == "/boot") {
+                if e.fstype == "vfat"
+                    && (e.mountpoint == "/boot/efi"
+                        || e.mountpoint == "/efi"
+                        || e.mountpoint == "/boot")
+                {
                     esp = Some(dev.clone());
                 }
             }
@@ -349,10 +510,17 @@ fn mount_fstab(vfs: &mut Vfs, fstab: &[crate::types::FstabEntry], root_dev: &str
 pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Result<LinuxInfo> {
     let mut info = LinuxInfo::default();
     detect_distro(&vfs, &mut info).context("reading os-release")?;
-    let fstab_text = vfs.read_text("/etc/fstab").context("reading /etc/fstab")?.unwrap_or_default();
-    info.fstab = parse_fstab(&fstab_text, vols);
-    if let Some(t) = vfs.read_text("/etc/crypttab").context("reading /etc/crypttab")? {
-        info.crypttab = parse_crypttab(&t, vols);
+    let fstab_text = vfs
+        .read_text("/etc/fstab")
+        .context("reading /etc/fstab")?
+        .unwrap_or_default();
+    let reports: Vec<crate::types::VolumeReport> = vols.iter().map(|v| v.report.clone()).collect();
+    info.fstab = parse_fstab(&fstab_text, &reports);
+    if let Some(t) = vfs
+        .read_text("/etc/crypttab")
+        .context("reading /etc/crypttab")?
+    {
+        info.crypttab = parse_crypttab(&t, &reports);
     }
     let (mounts, esp) = mount_fstab(&mut vfs, &info.fstab, &root.report.device, vols);
     info.mounts = mounts;
@@ -363,11 +531,17 @@ pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Res
     });
     info.initramfs_tool = detect_initramfs_tool(&vfs).into();
     info.kernels = detect_kernels(&vfs).context("reading kernels")?;
-    info.bootloader = bootloader::detect_bootloader(&vfs, esp.as_deref()).context("reading bootloader")?;
+    info.bootloader =
+        bootloader::detect_bootloader(&vfs, esp.as_deref()).context("reading bootloader")?;
     info.network = network::detect_network(&vfs).context("reading network configuration")?;
     info.guest_tools = detect_guest_tools(&vfs);
     info.selinux = match vfs.read_text("/etc/selinux/config") {
-        Ok(Some(t)) => Some(parse_shell_vars(&t).get("SELINUX").cloned().unwrap_or_else(|| "enforcing".into())),
+        Ok(Some(t)) => Some(
+            parse_shell_vars(&t)
+                .get("SELINUX")
+                .cloned()
+                .unwrap_or_else(|| "enforcing".into()),
+        ),
         Ok(None) => None,
         Err(e) => {
             info.warnings.push(format!("/etc/selinux/config: {e}"));
@@ -384,7 +558,9 @@ mod tests {
 
     #[test]
     fn shell_vars_with_quotes_and_comments() {
-        let v = parse_shell_vars("# c\nID=\"rocky\"\nVERSION_ID='9.3'\nGRUB_CMDLINE_LINUX=\"a b=c\"\nX=y # trailing\n");
+        let v = parse_shell_vars(
+            "# c\nID=\"rocky\"\nVERSION_ID='9.3'\nGRUB_CMDLINE_LINUX=\"a b=c\"\nX=y # trailing\n",
+        );
         assert_eq!(v["ID"], "rocky");
         assert_eq!(v["VERSION_ID"], "9.3");
         assert_eq!(v["GRUB_CMDLINE_LINUX"], "a b=c");
@@ -401,8 +577,14 @@ mod tests {
 
     #[test]
     fn kernel_versions_sort_numerically() {
-        assert_eq!(version_cmp("5.14.0-362.el9", "5.14.0-70.el9"), std::cmp::Ordering::Greater);
-        assert_eq!(version_cmp("6.1.0-13-amd64", "6.1.0-9-amd64"), std::cmp::Ordering::Greater);
+        assert_eq!(
+            version_cmp("5.14.0-362.el9", "5.14.0-70.el9"),
+            std::cmp::Ordering::Greater
+        );
+        assert_eq!(
+            version_cmp("6.1.0-13-amd64", "6.1.0-9-amd64"),
+            std::cmp::Ordering::Greater
+        );
     }
 
     #[test]
