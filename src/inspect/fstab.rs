@@ -263,7 +263,7 @@ mod tests {
         uuid: &str,
         label: Option<&str>,
     ) -> Volume {
-        VolumeReport {
+        Volume {
             device: device.into(),
             aliases: vec![],
             size: 1,
