@@ -3,7 +3,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "revirt", version, about = "Offline inspection, driver repair and conversion of guest disks for KVM", help_expected = true)]
+#[command(
+    name = "revirt",
+    version,
+    about = "Offline inspection, driver repair and conversion of guest disks for KVM",
+    help_expected = true
+)]
 pub struct Cli {
     /// Log more (-v info, -vv debug); logs go to stderr.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -16,8 +21,87 @@ pub struct Cli {
 pub enum Cmd {
     /// Inspect the disks of one guest (read-only, no appliance unless needed).
     Inspect(InspectCmd),
+    /// Print the repair plan (ordered actions with diffs); writes nothing.
+    Plan(PlanCmd),
+    /// Repair the guest to boot on virtio with DHCP; verify the result.
+    Repair(RepairCmd),
+    /// Check statically whether the guest boots on virtio (exit 0 ready, 1 not).
+    Verify(VerifyCmd),
     /// Convert a disk image between formats with qemu-img.
     Convert(ConvertCmd),
+}
+
+/// Options shared by plan, repair and verify.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TargetOpts {
+    /// Network after repair: DHCP on any NIC, or keep static addresses.
+    #[arg(long, value_enum, default_value = "dhcp")]
+    pub network: revirt::plan::NetworkMode,
+    /// Disk bus the guest will boot from.
+    #[arg(long, value_enum, default_value = "virtio-blk")]
+    pub block: revirt::plan::BlockBus,
+    /// How virtio reaches the initramfs.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub initramfs: revirt::plan::InitramfsMode,
+    /// Do not add console=ttyS0 to the kernel command line.
+    #[arg(long)]
+    pub no_serial_console: bool,
+}
+
+impl TargetOpts {
+    pub fn plan_options(&self) -> revirt::plan::PlanOptions {
+        revirt::plan::PlanOptions {
+            network: self.network,
+            block: self.block,
+            initramfs: self.initramfs,
+            serial_console: !self.no_serial_console,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PlanCmd {
+    /// Disk images of one guest, first disk first.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: TargetOpts,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RepairCmd {
+    /// Disk images of one guest, first disk first.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// qcow2 overlay to create per input (inputs stay untouched); without it, in place.
+    #[arg(long = "output", short = 'o')]
+    pub outputs: Vec<PathBuf>,
+    /// Write the JSON report here (it is also printed with --json).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print the JSON report on stdout instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Progress on stderr: a bar on a terminal, or JSON lines.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    #[command(flatten)]
+    pub target: TargetOpts,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyCmd {
+    /// Disk images of one guest, first disk first.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Print findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: TargetOpts,
 }
 
 #[derive(clap::Args, Debug)]
@@ -75,9 +159,13 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["inspect", "convert"] {
+        for sub in ["inspect", "convert", "plan", "repair", "verify"] {
             let mut cmd = Cli::command();
-            let help = cmd.find_subcommand_mut(sub).unwrap().render_help().to_string();
+            let help = cmd
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_help()
+                .to_string();
             for l in help.lines() {
                 assert!(l.chars().count() <= 80, "{sub} help line too long: {l}");
             }

@@ -18,14 +18,25 @@ pub fn convert(src: &Path, dst: &Path, fmt: &str, force: bool, progress: Progres
         other => other.as_str(),
     };
     if dst.exists() && !force {
-        bail!("{}: already exists (use --force to overwrite)", dst.display());
+        bail!(
+            "{}: already exists (use --force to overwrite)",
+            dst.display()
+        );
     }
     if let (Ok(a), Ok(b)) = (src.canonicalize(), dst.canonicalize()) {
         if a == b {
-            bail!("{}: source and destination are the same file", src.display());
+            bail!(
+                "{}: source and destination are the same file",
+                src.display()
+            );
         }
     }
-    let tmp = dst.with_file_name(format!(".{}.revirt-partial", dst.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp = dst.with_file_name(format!(
+        ".{}.revirt-partial",
+        dst.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
     let mut child = Command::new("qemu-img")
         .args(["convert", "-p", "-f", src_fmt, "-O", fmt])
         .arg(src)
@@ -61,9 +72,15 @@ pub fn convert(src: &Path, dst: &Path, fmt: &str, force: bool, progress: Progres
     let status = child.wait().context("waiting for qemu-img")?;
     if !status.success() {
         let _ = std::fs::remove_file(&tmp);
-        bail!("qemu-img convert {} -> {} failed ({status}): {}", src.display(), dst.display(), err.trim());
+        bail!(
+            "qemu-img convert {} -> {} failed ({status}): {}",
+            src.display(),
+            dst.display(),
+            err.trim()
+        );
     }
-    std::fs::rename(&tmp, dst).with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))?;
+    std::fs::rename(&tmp, dst)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))?;
     progress(100.0);
     Ok(())
 }

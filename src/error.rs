@@ -25,7 +25,9 @@ pub enum ImageError {
         offset: u64,
         what: String,
     },
-    #[error("{path}: read of {len} bytes at offset {offset:#x} is past the end of the {size}-byte disk")]
+    #[error(
+        "{path}: read of {len} bytes at offset {offset:#x} is past the end of the {size}-byte disk"
+    )]
     OutOfRange {
         path: PathBuf,
         offset: u64,

@@ -2,6 +2,7 @@
 //!
 //! Pipeline: [`image`] (block devices) -> [`part`] / [`lvm`] (volumes) -> [`fs`] (read-only
 //! filesystems) -> [`inspect`] (guest facts) -> plan -> apply -> verify.
+pub mod apply;
 pub mod convert;
 pub mod error;
 pub mod fs;
@@ -11,5 +12,7 @@ pub mod inspect;
 pub mod lvm;
 pub mod part;
 pub mod plan;
+pub mod repair;
 pub mod report;
 pub mod types;
+pub mod verify;

@@ -18,10 +18,26 @@ fn btrfs_root_is_read_through_the_appliance() {
         &[],
     );
     let img = d.path().join("root.btrfs");
-    std::fs::File::create(&img).unwrap().set_len(128 << 20).unwrap();
-    run(Command::new("mkfs.btrfs").args(["-q", "-f", "-U", "3b1f0c7e-5e8e-4bd5-9f8c-1f2e3d4c5b6a", "--rootdir"]).arg(&root).arg(&img));
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(128 << 20)
+        .unwrap();
+    run(Command::new("mkfs.btrfs")
+        .args([
+            "-q",
+            "-f",
+            "-U",
+            "3b1f0c7e-5e8e-4bd5-9f8c-1f2e3d4c5b6a",
+            "--rootdir",
+        ])
+        .arg(&root)
+        .arg(&img));
     let disk_path = d.path().join("disk.raw");
-    disk(&disk_path, "gpt", &[(&img, "0FC63DAF-8483-4772-8E79-3D69D8477DE4")]);
+    disk(
+        &disk_path,
+        "gpt",
+        &[(&img, "0FC63DAF-8483-4772-8E79-3D69D8477DE4")],
+    );
     let (code, out, err) = revirt_out(&["inspect", "--json", disk_path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -37,7 +53,11 @@ fn btrfs_root_is_read_through_the_appliance() {
 
 #[test]
 fn pure_guest_launches_no_appliance() {
-    let g = mini_linux("UUID=6f8e4f5c-9c1e-4c42-8f0a-8f6d3c2b1a00 / ext4 defaults 0 1\n", &[], &[]);
+    let g = mini_linux(
+        "UUID=6f8e4f5c-9c1e-4c42-8f0a-8f6d3c2b1a00 / ext4 defaults 0 1\n",
+        &[],
+        &[],
+    );
     let (code, out, err) = revirt_out(&["inspect", "--json", g.disk.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();

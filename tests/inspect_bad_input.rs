@@ -24,7 +24,9 @@ fn zero_length_file() {
 fn garbage_is_a_disk_without_os() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("garbage.img");
-    let bytes: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&p, bytes).unwrap();
     let (code, _, err) = revirt_out(&["inspect", p.to_str().unwrap()]);
     assert_no_panic(&err);
@@ -35,7 +37,11 @@ fn garbage_is_a_disk_without_os() {
 #[test]
 fn foreign_formats_point_at_convert() {
     let d = tempfile::tempdir().unwrap();
-    for (name, magic) in [("a.vmdk", &b"KDMV\x01\0\0\0"[..]), ("a.vhdx", b"vhdxfile"), ("a.vhd", b"conectix")] {
+    for (name, magic) in [
+        ("a.vmdk", &b"KDMV\x01\0\0\0"[..]),
+        ("a.vhdx", b"vhdxfile"),
+        ("a.vhd", b"conectix"),
+    ] {
         let p = d.path().join(name);
         let mut b = magic.to_vec();
         b.resize(1 << 20, 0);
@@ -55,9 +61,16 @@ fn missing_file() {
 
 #[test]
 fn gpt_with_corrupt_primary_header_uses_backup() {
-    let g = mini_linux("UUID=6f8e4f5c-9c1e-4c42-8f0a-8f6d3c2b1a00 / ext4 defaults 0 1\n", &[], &[]);
+    let g = mini_linux(
+        "UUID=6f8e4f5c-9c1e-4c42-8f0a-8f6d3c2b1a00 / ext4 defaults 0 1\n",
+        &[],
+        &[],
+    );
     // Corrupt the primary header's signature at LBA 1.
-    let mut f = std::fs::OpenOptions::new().write(true).open(&g.disk).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&g.disk)
+        .unwrap();
     use std::io::{Seek, SeekFrom, Write};
     f.seek(SeekFrom::Start(512)).unwrap();
     f.write_all(b"XXXXXXXX").unwrap();
@@ -66,7 +79,11 @@ fn gpt_with_corrupt_primary_header_uses_backup() {
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["disks"][0]["gpt_backup_used"], true);
-    assert!(j["warnings"].to_string().contains("backup header"), "{}", j["warnings"]);
+    assert!(
+        j["warnings"].to_string().contains("backup header"),
+        "{}",
+        j["warnings"]
+    );
     assert_eq!(j["operating_systems"][0]["linux"]["distro"], "debian");
 }
 
@@ -74,7 +91,10 @@ fn gpt_with_corrupt_primary_header_uses_backup() {
 fn gpt_with_both_headers_corrupt_is_unsupported_layout() {
     let g = mini_linux("", &[], &[]);
     let len = std::fs::metadata(&g.disk).unwrap().len();
-    let mut f = std::fs::OpenOptions::new().write(true).open(&g.disk).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&g.disk)
+        .unwrap();
     use std::io::{Seek, SeekFrom, Write};
     f.seek(SeekFrom::Start(512)).unwrap();
     f.write_all(b"XXXXXXXX").unwrap();
@@ -91,7 +111,10 @@ fn gpt_with_both_headers_corrupt_is_unsupported_layout() {
 fn corrupt_ext4_superblock_is_reported_not_panicking() {
     let g = mini_linux("", &[], &[]);
     // Partition 1 starts at 1 MiB; the ext4 superblock is 1 KiB in, its block count at +4.
-    let mut f = std::fs::OpenOptions::new().write(true).open(&g.disk).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&g.disk)
+        .unwrap();
     use std::io::{Seek, SeekFrom, Write};
     f.seek(SeekFrom::Start((1 << 20) + 1024 + 24)).unwrap();
     f.write_all(&[0xff; 4]).unwrap(); // s_log_block_size = absurd
@@ -99,7 +122,10 @@ fn corrupt_ext4_superblock_is_reported_not_panicking() {
     let (code, _, err) = revirt_out(&["inspect", g.disk.to_str().unwrap()]);
     assert_no_panic(&err);
     assert_eq!(code, NO_OS, "{err}");
-    assert!(err.contains("/dev/sda1") && err.contains("ext4"), "error must name the device and fs: {err}");
+    assert!(
+        err.contains("/dev/sda1") && err.contains("ext4"),
+        "error must name the device and fs: {err}"
+    );
 }
 
 #[test]
@@ -125,17 +151,38 @@ fn symlinks_loop_and_escape_stay_inside_the_guest() {
     let g = mini_linux(
         "",
         &[("/guest-only/hostname", "inside-guest\n")],
-        &[("/etc/hn-abs", "/guest-only/hostname"), ("/etc/machine-id", "/etc/machine-id2"), ("/etc/machine-id2", "machine-id")],
+        &[
+            ("/etc/hn-abs", "/guest-only/hostname"),
+            ("/etc/machine-id", "/etc/machine-id2"),
+            ("/etc/machine-id2", "machine-id"),
+        ],
     );
     std::fs::remove_file(g.dir.path().join("root/etc/hostname")).unwrap();
-    std::os::unix::fs::symlink("../../../../../../guest-only/hostname", g.dir.path().join("root/etc/hostname")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../guest-only/hostname",
+        g.dir.path().join("root/etc/hostname"),
+    )
+    .unwrap();
     let img = g.dir.path().join("root.ext4");
-    mkext4(&g.dir.path().join("root"), &img, 16, "6f8e4f5c-9c1e-4c42-8f0a-8f6d3c2b1a00", "rootfs");
-    disk(&g.disk, "gpt", &[(&img, "0FC63DAF-8483-4772-8E79-3D69D8477DE4")]);
+    mkext4(
+        &g.dir.path().join("root"),
+        &img,
+        16,
+        "6f8e4f5c-9c1e-4c42-8f0a-8f6d3c2b1a00",
+        "rootfs",
+    );
+    disk(
+        &g.disk,
+        "gpt",
+        &[(&img, "0FC63DAF-8483-4772-8E79-3D69D8477DE4")],
+    );
     let (code, out, err) = revirt_out(&["inspect", "--json", g.disk.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(j["operating_systems"][0]["linux"]["hostname"], "inside-guest");
+    assert_eq!(
+        j["operating_systems"][0]["linux"]["hostname"],
+        "inside-guest"
+    );
 }
 
 #[test]
@@ -144,9 +191,18 @@ fn disk_without_os() {
     let root = d.path().join("data");
     tree(&root, &[("/photos/a.txt", "x")], &[]);
     let img = d.path().join("data.ext4");
-    mkext4(&root, &img, 8, "11111111-2222-3333-4444-555555555555", "data");
+    mkext4(
+        &root,
+        &img,
+        8,
+        "11111111-2222-3333-4444-555555555555",
+        "data",
+    );
     let (code, out, err) = revirt_out(&["inspect", img.to_str().unwrap()]);
     assert_eq!(code, NO_OS, "{err}");
-    assert!(out.contains("ext4") && out.contains("11111111-2222-3333-4444-555555555555"), "{out}");
+    assert!(
+        out.contains("ext4") && out.contains("11111111-2222-3333-4444-555555555555"),
+        "{out}"
+    );
     assert!(err.contains("no operating system found"), "{err}");
 }

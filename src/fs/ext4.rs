@@ -16,7 +16,9 @@ impl ext4_view::Ext4Read for Reader {
         start_byte: u64,
         dst: &mut [u8],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
-        self.0.read_at(dst, start_byte).map_err(|e| Box::new(e) as _)
+        self.0
+            .read_at(dst, start_byte)
+            .map_err(|e| Box::new(e) as _)
     }
 }
 
@@ -80,9 +82,16 @@ impl GuestFs for Ext4 {
         Ok(v)
     }
     fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
-        let m = self.fs.symlink_metadata(path).map_err(|e| self.err(path, e))?;
+        let m = self
+            .fs
+            .symlink_metadata(path)
+            .map_err(|e| self.err(path, e))?;
         if m.len() > limit {
-            return Err(FsError::TooLarge { path: path.into(), size: m.len(), limit });
+            return Err(FsError::TooLarge {
+                path: path.into(),
+                size: m.len(),
+                limit,
+            });
         }
         self.fs.read(path).map_err(|e| self.err(path, e))
     }

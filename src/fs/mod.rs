@@ -6,9 +6,9 @@ use std::rc::Rc;
 
 pub mod ext4;
 pub mod fat;
-pub mod xfs;
 pub mod ntfs;
 pub mod probe;
+pub mod xfs;
 
 /// Kind of a directory entry or inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -190,7 +190,9 @@ impl Vfs {
     }
 
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, FsError> {
-        let p = self.resolve(path, true)?.ok_or_else(|| FsError::not_found(path))?;
+        let p = self
+            .resolve(path, true)?
+            .ok_or_else(|| FsError::not_found(path))?;
         let (fs, inner) = self.route(&p);
         fs.read_file(&inner, READ_LIMIT)
     }
@@ -219,14 +221,19 @@ impl Vfs {
 
     /// Target of the symlink at `path` (its parent resolved), as written in the guest.
     pub fn read_link(&self, path: &str) -> Result<String, FsError> {
-        let p = self.resolve(path, false)?.ok_or_else(|| FsError::not_found(path))?;
+        let p = self
+            .resolve(path, false)?
+            .ok_or_else(|| FsError::not_found(path))?;
         let (fs, inner) = self.route(&p);
         fs.read_link(&inner)
     }
 }
 
 fn split(p: &str) -> Vec<String> {
-    p.split('/').filter(|c| !c.is_empty()).map(String::from).collect()
+    p.split('/')
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn join(c: &[String]) -> String {
@@ -332,7 +339,9 @@ mod tests {
         std::os::unix::fs::symlink("loop2", r.join("loop1")).unwrap();
         std::os::unix::fs::symlink("loop1", r.join("loop2")).unwrap();
         std::os::unix::fs::symlink("/nonexistent-host-path/passwd", r.join("dangling")).unwrap();
-        let vfs = Vfs::new(Rc::new(HostDirFs { root: r.to_path_buf() }));
+        let vfs = Vfs::new(Rc::new(HostDirFs {
+            root: r.to_path_buf(),
+        }));
         (d, vfs)
     }
 
@@ -352,13 +361,19 @@ mod tests {
     #[test]
     fn symlink_loop_is_an_error() {
         let (_d, vfs) = tree();
-        assert!(matches!(vfs.read_file("/loop1"), Err(FsError::SymlinkLoop { .. })));
+        assert!(matches!(
+            vfs.read_file("/loop1"),
+            Err(FsError::SymlinkLoop { .. })
+        ));
     }
 
     #[test]
     fn dangling_link_is_not_found_not_host() {
         let (_d, vfs) = tree();
-        assert!(matches!(vfs.read_file("/dangling"), Err(FsError::NotFound { .. })));
+        assert!(matches!(
+            vfs.read_file("/dangling"),
+            Err(FsError::NotFound { .. })
+        ));
         assert!(vfs.lstat("/dangling").unwrap().is_some());
     }
 
@@ -367,7 +382,12 @@ mod tests {
         let (d, mut vfs) = tree();
         let b = tempfile::tempdir().unwrap();
         std::fs::write(b.path().join("vmlinuz"), "k").unwrap();
-        vfs.mount("/boot", Rc::new(HostDirFs { root: b.path().to_path_buf() }));
+        vfs.mount(
+            "/boot",
+            Rc::new(HostDirFs {
+                root: b.path().to_path_buf(),
+            }),
+        );
         assert_eq!(vfs.read_file("/boot/vmlinuz").unwrap(), b"k");
         assert_eq!(vfs.read_file("/etc/sub/f").unwrap(), b"hello");
         drop(d);

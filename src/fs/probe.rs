@@ -16,7 +16,9 @@ fn be32(b: &[u8], o: usize) -> u32 {
 
 /// Formats 16 bytes as a canonical lowercase UUID.
 pub fn uuid_str(b: &[u8]) -> String {
-    uuid::Uuid::from_slice(&b[..16]).map(|u| u.to_string()).unwrap_or_default()
+    uuid::Uuid::from_slice(&b[..16])
+        .map(|u| u.to_string())
+        .unwrap_or_default()
 }
 
 fn cstr(b: &[u8]) -> Option<String> {
@@ -46,7 +48,12 @@ pub fn probe(dev: &dyn BlockDevice) -> Result<Option<FsIdent>, ImageError> {
         if &head[o..o + 8] == b"LABELONE" && &head[o + 24..o + 32] == b"LVM2 001" {
             let pvh = o + le32(&head, o + 20) as usize;
             let raw = String::from_utf8_lossy(&head[pvh..pvh + 32]).to_string();
-            return Ok(id("LVM2_member", Some(crate::lvm::format_lvm_uuid(&raw)), None, vec![]));
+            return Ok(id(
+                "LVM2_member",
+                Some(crate::lvm::format_lvm_uuid(&raw)),
+                None,
+                vec![],
+            ));
         }
     }
     if &head[0..6] == b"LUKS\xba\xbe" {
@@ -81,7 +88,12 @@ pub fn probe(dev: &dyn BlockDevice) -> Result<Option<FsIdent>, ImageError> {
         if le16(sb, 58) & 1 == 0 {
             flags.push("not_clean".into());
         }
-        return Ok(id(t, Some(uuid_str(&sb[104..120])), cstr(&sb[120..136]), flags));
+        return Ok(id(
+            t,
+            Some(uuid_str(&sb[104..120])),
+            cstr(&sb[120..136]),
+            flags,
+        ));
     }
     // NTFS boot sector.
     if &head[3..11] == b"NTFS    " {
@@ -94,7 +106,8 @@ pub fn probe(dev: &dyn BlockDevice) -> Result<Option<FsIdent>, ImageError> {
     // FAT: boot signature plus a filesystem type string.
     if head[510] == 0x55 && head[511] == 0xAA {
         let fat32 = &head[82..87] == b"FAT32";
-        let fat1x = &head[54..59] == b"FAT12" || &head[54..59] == b"FAT16" || &head[54..57] == b"FAT";
+        let fat1x =
+            &head[54..59] == b"FAT12" || &head[54..59] == b"FAT16" || &head[54..57] == b"FAT";
         if fat32 || fat1x {
             let (serial_off, label_off) = if fat32 { (67, 71) } else { (39, 43) };
             let serial = le32(&head, serial_off);
@@ -105,13 +118,23 @@ pub fn probe(dev: &dyn BlockDevice) -> Result<Option<FsIdent>, ImageError> {
     }
     // Swap: signature at the end of the first page.
     if &head[4086..4096] == b"SWAPSPACE2" || &head[4086..4096] == b"SWAP-SPACE" {
-        return Ok(id("swap", Some(uuid_str(&head[1036..1052])), cstr(&head[1052..1068]), vec![]));
+        return Ok(id(
+            "swap",
+            Some(uuid_str(&head[1036..1052])),
+            cstr(&head[1052..1068]),
+            vec![],
+        ));
     }
     // btrfs: superblock at 64 KiB.
     if size >= 0x10000 + 4096 {
         let b = read_vec(dev, 0x10000, 4096)?;
         if &b[64..72] == b"_BHRfS_M" {
-            return Ok(id("btrfs", Some(uuid_str(&b[32..48])), cstr(&b[0x12b..0x12b + 256]), vec![]));
+            return Ok(id(
+                "btrfs",
+                Some(uuid_str(&b[32..48])),
+                cstr(&b[0x12b..0x12b + 256]),
+                vec![],
+            ));
         }
     }
     // ISO 9660 at 32 KiB.

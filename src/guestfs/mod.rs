@@ -3,7 +3,13 @@
 //! One [`Appliance`] is one qemu appliance launch (~15 s under TCG): revirt launches at most one
 //! per run. Settings live in [`ApplianceConfig`]; KVM is used only when a probe shows it works
 //! (on nested setups /dev/kvm exists but qemu aborts on an MSR write).
-#![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code, clippy::all)]
+#![allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    dead_code,
+    clippy::all
+)]
 mod ffi {
     include!(concat!(env!("OUT_DIR"), "/guestfs_bindings.rs"));
 }
@@ -33,7 +39,10 @@ pub struct ApplianceConfig {
 
 impl Default for ApplianceConfig {
     fn default() -> Self {
-        ApplianceConfig { memsize_mb: 768, force_tcg: None }
+        ApplianceConfig {
+            memsize_mb: 768,
+            force_tcg: None,
+        }
     }
 }
 
@@ -42,11 +51,27 @@ impl Default for ApplianceConfig {
 pub fn kvm_works() -> bool {
     static KVM: OnceLock<bool> = OnceLock::new();
     *KVM.get_or_init(|| {
-        if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_err()
+        {
             return false;
         }
         let Ok(mut child) = std::process::Command::new("qemu-system-x86_64")
-            .args(["-machine", "q35,accel=kvm", "-cpu", "host", "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot"])
+            .args([
+                "-machine",
+                "q35,accel=kvm",
+                "-cpu",
+                "host",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-no-reboot",
+            ])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -82,21 +107,41 @@ impl Appliance {
         // SAFETY: plain constructor; NULL on failure.
         let g = unsafe { ffi::guestfs_create_flags(0) };
         if g.is_null() {
-            return Err(GuestfsError { op: "create".into(), msg: "guestfs_create failed".into() });
+            return Err(GuestfsError {
+                op: "create".into(),
+                msg: "guestfs_create failed".into(),
+            });
         }
         // SAFETY: g is valid; a NULL handler stops libguestfs printing errors itself.
         unsafe { ffi::guestfs_set_error_handler(g, None, std::ptr::null_mut()) };
-        let a = Appliance { g, mounts: Default::default() };
-        a.check(unsafe { ffi::guestfs_set_memsize(g, cfg.memsize_mb) }, "set_memsize")?;
+        let a = Appliance {
+            g,
+            mounts: Default::default(),
+        };
+        a.check(
+            unsafe { ffi::guestfs_set_memsize(g, cfg.memsize_mb) },
+            "set_memsize",
+        )?;
         let user_set = std::env::var_os("LIBGUESTFS_BACKEND_SETTINGS").is_some();
         let tcg = cfg.force_tcg.unwrap_or_else(|| !kvm_works());
         if tcg && !user_set {
             let s = cstr("force_tcg");
-            a.check(unsafe { ffi::guestfs_set_backend_settings(g, [s.as_ptr() as *mut c_char, std::ptr::null_mut()].as_mut_ptr()) }, "set_backend_settings")?;
+            a.check(
+                unsafe {
+                    ffi::guestfs_set_backend_settings(
+                        g,
+                        [s.as_ptr() as *mut c_char, std::ptr::null_mut()].as_mut_ptr(),
+                    )
+                },
+                "set_backend_settings",
+            )?;
         }
         if std::env::var_os("LIBGUESTFS_BACKEND").is_none() {
             let b = cstr("direct");
-            a.check(unsafe { ffi::guestfs_set_backend(g, b.as_ptr()) }, "set_backend")?;
+            a.check(
+                unsafe { ffi::guestfs_set_backend(g, b.as_ptr()) },
+                "set_backend",
+            )?;
         }
         Ok(a)
     }
@@ -104,7 +149,11 @@ impl Appliance {
     fn err(&self, op: &str) -> GuestfsError {
         // SAFETY: g valid; the returned string is owned by the handle.
         let p = unsafe { ffi::guestfs_last_error(self.g) };
-        let msg = if p.is_null() { "unknown error".into() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() };
+        let msg = if p.is_null() {
+            "unknown error".into()
+        } else {
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        };
         GuestfsError { op: op.into(), msg }
     }
 
@@ -170,18 +219,30 @@ impl Appliance {
 
     /// (device, vfs type) pairs.
     pub fn list_filesystems(&self) -> Result<Vec<(String, String)>, GuestfsError> {
-        let l = self.take_list(unsafe { ffi::guestfs_list_filesystems(self.g) }, "list_filesystems")?;
-        Ok(l.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect())
+        let l = self.take_list(
+            unsafe { ffi::guestfs_list_filesystems(self.g) },
+            "list_filesystems",
+        )?;
+        Ok(l.chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect())
     }
 
     pub fn vfs_uuid(&self, dev: &str) -> Result<String, GuestfsError> {
         let d = cstr(dev);
-        self.take_string(unsafe { ffi::guestfs_vfs_uuid(self.g, d.as_ptr()) }, "vfs_uuid")
+        self.take_string(
+            unsafe { ffi::guestfs_vfs_uuid(self.g, d.as_ptr()) },
+            "vfs_uuid",
+        )
     }
 
     pub fn vfs_label(&self, dev: &str) -> Result<String, GuestfsError> {
         let d = cstr(dev);
-        self.take_string(unsafe { ffi::guestfs_vfs_label(self.g, d.as_ptr()) }, "vfs_label")
+        self.take_string(
+            unsafe { ffi::guestfs_vfs_label(self.g, d.as_ptr()) },
+            "vfs_label",
+        )
     }
 
     /// Mounts `dev` read-only at a private mountpoint and returns a GuestFs over it.
@@ -190,11 +251,83 @@ impl Appliance {
         let mp = format!("/revirt-{n}");
         let m = cstr(&mp);
         // Before / is mounted, mkmountpoint creates mountpoints in the appliance's own tree.
-        self.check(unsafe { ffi::guestfs_mkmountpoint(self.g, m.as_ptr()) }, "mkmountpoint")?;
+        self.check(
+            unsafe { ffi::guestfs_mkmountpoint(self.g, m.as_ptr()) },
+            "mkmountpoint",
+        )?;
         let d = cstr(dev);
-        self.check(unsafe { ffi::guestfs_mount_ro(self.g, d.as_ptr(), m.as_ptr()) }, &format!("mount_ro {dev}"))?;
+        self.check(
+            unsafe { ffi::guestfs_mount_ro(self.g, d.as_ptr(), m.as_ptr()) },
+            &format!("mount_ro {dev}"),
+        )?;
         self.mounts.borrow_mut().push((dev.into(), mp.clone()));
-        Ok(ApplianceFs { app: self.clone(), prefix: mp })
+        Ok(ApplianceFs {
+            app: self.clone(),
+            prefix: mp,
+        })
+    }
+}
+
+/// Write operations used by the apply stage. Paths are guest paths under the mounted root.
+impl Appliance {
+    fn call1(&self, op: &str, a: &str, f: unsafe extern "C" fn(*mut ffi::guestfs_h, *const c_char) -> c_int) -> Result<(), GuestfsError> {
+        let a_c = cstr(a);
+        // SAFETY: g valid, a_c NUL-terminated and alive for the call.
+        self.check(unsafe { f(self.g, a_c.as_ptr()) }, &format!("{op} {a}"))
+    }
+    fn call2(&self, op: &str, a: &str, b: &str, f: unsafe extern "C" fn(*mut ffi::guestfs_h, *const c_char, *const c_char) -> c_int) -> Result<(), GuestfsError> {
+        let (a_c, b_c) = (cstr(a), cstr(b));
+        // SAFETY: as above.
+        self.check(unsafe { f(self.g, a_c.as_ptr(), b_c.as_ptr()) }, &format!("{op} {a} {b}"))
+    }
+
+    /// Mounts `dev` read-write at guest path `at` ("/" first).
+    pub fn mount_rw(&self, dev: &str, at: &str) -> Result<(), GuestfsError> {
+        self.call2("mount", dev, at, ffi::guestfs_mount)
+    }
+    pub fn umount_all(&self) -> Result<(), GuestfsError> {
+        self.check(unsafe { ffi::guestfs_umount_all(self.g) }, "umount_all")
+    }
+    pub fn sync(&self) -> Result<(), GuestfsError> {
+        self.check(unsafe { ffi::guestfs_sync(self.g) }, "sync")
+    }
+    pub fn shutdown(&self) -> Result<(), GuestfsError> {
+        self.check(unsafe { ffi::guestfs_shutdown(self.g) }, "shutdown")
+    }
+    pub fn mkdir_p(&self, path: &str) -> Result<(), GuestfsError> {
+        self.call1("mkdir_p", path, ffi::guestfs_mkdir_p)
+    }
+    pub fn rm_f(&self, path: &str) -> Result<(), GuestfsError> {
+        self.call1("rm_f", path, ffi::guestfs_rm_f)
+    }
+    pub fn cp(&self, from: &str, to: &str) -> Result<(), GuestfsError> {
+        self.call2("cp", from, to, ffi::guestfs_cp)
+    }
+    pub fn mv(&self, from: &str, to: &str) -> Result<(), GuestfsError> {
+        self.call2("mv", from, to, ffi::guestfs_mv)
+    }
+    /// Creates symlink `link` -> `target` (replacing an existing file).
+    pub fn ln_sf(&self, target: &str, link: &str) -> Result<(), GuestfsError> {
+        self.call2("ln_sf", target, link, ffi::guestfs_ln_sf)
+    }
+    /// Copies a host file into the guest.
+    pub fn upload(&self, host: &Path, guest: &str) -> Result<(), GuestfsError> {
+        self.call2("upload", &host.to_string_lossy(), guest, ffi::guestfs_upload)
+    }
+    /// Writes `content` to a guest file (created or truncated).
+    pub fn write(&self, path: &str, content: &[u8]) -> Result<(), GuestfsError> {
+        let p = cstr(path);
+        // SAFETY: content pointer and length describe a live slice.
+        self.check(unsafe { ffi::guestfs_write(self.g, p.as_ptr(), content.as_ptr() as *const c_char, content.len()) }, &format!("write {path}"))
+    }
+    /// Runs a guest command chrooted into the mounted root (libguestfs binds /dev, /proc, /sys).
+    pub fn command(&self, argv: &[String]) -> Result<String, GuestfsError> {
+        let c: Vec<CString> = argv.iter().map(|a| cstr(a)).collect();
+        let mut ptrs: Vec<*mut c_char> = c.iter().map(|a| a.as_ptr() as *mut c_char).collect();
+        ptrs.push(std::ptr::null_mut());
+        let op = format!("command {}", argv.join(" "));
+        // SAFETY: NULL-terminated argv of live CStrings; result is malloc'd.
+        self.take_string(unsafe { ffi::guestfs_command(self.g, ptrs.as_ptr()) }, &op)
     }
 }
 
@@ -213,7 +346,11 @@ pub struct ApplianceFs {
 
 impl ApplianceFs {
     fn full(&self, path: &str) -> CString {
-        cstr(&format!("{}{}", self.prefix, if path == "/" { "" } else { path }))
+        cstr(&format!(
+            "{}{}",
+            self.prefix,
+            if path == "/" { "" } else { path }
+        ))
     }
 }
 
@@ -236,7 +373,11 @@ impl GuestFs for ApplianceFs {
             0o120000 => FileType::Symlink,
             _ => FileType::Other,
         };
-        Ok(Some(Meta { ftype, size: size as u64, mode: mode as u32 }))
+        Ok(Some(Meta {
+            ftype,
+            size: size as u64,
+            mode: mode as u32,
+        }))
     }
     fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
         let p = self.full(path);
@@ -247,7 +388,10 @@ impl GuestFs for ApplianceFs {
         let mut out = vec![];
         for name in names {
             let child = format!("{}/{}", path.trim_end_matches('/'), name);
-            let ftype = self.stat(&child)?.map(|m| m.ftype).unwrap_or(FileType::Other);
+            let ftype = self
+                .stat(&child)?
+                .map(|m| m.ftype)
+                .unwrap_or(FileType::Other);
             out.push(DirEntry { name, ftype });
         }
         Ok(out)
@@ -255,7 +399,11 @@ impl GuestFs for ApplianceFs {
     fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
         let meta = self.stat(path)?.ok_or_else(|| FsError::not_found(path))?;
         if meta.size > limit {
-            return Err(FsError::TooLarge { path: path.into(), size: meta.size, limit });
+            return Err(FsError::TooLarge {
+                path: path.into(),
+                size: meta.size,
+                limit,
+            });
         }
         let p = self.full(path);
         let mut n: usize = 0;
@@ -271,7 +419,10 @@ impl GuestFs for ApplianceFs {
     fn read_link(&self, path: &str) -> Result<String, FsError> {
         let p = self.full(path);
         self.app
-            .take_string(unsafe { ffi::guestfs_readlink(self.app.g, p.as_ptr()) }, "readlink")
+            .take_string(
+                unsafe { ffi::guestfs_readlink(self.app.g, p.as_ptr()) },
+                "readlink",
+            )
             .map_err(|_| FsError::not_found(path))
     }
 }

@@ -64,7 +64,10 @@ pub fn detect_format(path: &Path) -> Result<Format, ImageError> {
     let head = &head[..n];
     let fmt = if head.starts_with(b"QFI\xfb") {
         Format::Qcow2
-    } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") || head.starts_with(b"COWD") {
+    } else if head.starts_with(b"KDMV")
+        || head.starts_with(b"# Disk DescriptorFile")
+        || head.starts_with(b"COWD")
+    {
         Format::Vmdk
     } else if head.starts_with(b"vhdxfile") {
         Format::Vhdx
@@ -77,7 +80,11 @@ pub fn detect_format(path: &Path) -> Result<Format, ImageError> {
     } else {
         // A fixed VHD is raw data followed by a 512-byte footer.
         let mut foot = [0u8; 8];
-        if len >= 512 && f.seek(SeekFrom::Start(len - 512)).is_ok() && f.read_exact(&mut foot).is_ok() && &foot == b"conectix" {
+        if len >= 512
+            && f.seek(SeekFrom::Start(len - 512)).is_ok()
+            && f.read_exact(&mut foot).is_ok()
+            && &foot == b"conectix"
+        {
             Format::Vhd
         } else {
             Format::Raw
@@ -99,7 +106,9 @@ fn read_full(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usiz
 
 fn is_block_device(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(path).map(|m| m.file_type().is_block_device()).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false)
 }
 
 /// What was opened: format and backing chain, for reports.
@@ -116,7 +125,9 @@ pub struct ImageInfo {
 /// Opens a disk image read-only, picking the backend from its magic.
 pub fn open_image(path: &Path) -> Result<(Dev, ImageInfo), ImageError> {
     let fmt = detect_format(path)?;
-    let file_size = std::fs::metadata(path).map_err(|e| ImageError::io(path, e))?.len();
+    let file_size = std::fs::metadata(path)
+        .map_err(|e| ImageError::io(path, e))?
+        .len();
     match fmt {
         Format::Raw => {
             let dev = raw::RawImage::open(path)?;
@@ -160,7 +171,12 @@ impl Slice {
     /// the caller is expected to have reported it).
     pub fn new(dev: Dev, start: u64, len: u64, name: String) -> Self {
         let len = len.min(dev.size().saturating_sub(start));
-        Slice { dev, start, len, name }
+        Slice {
+            dev,
+            start,
+            len,
+            name,
+        }
     }
 }
 
@@ -169,7 +185,10 @@ impl BlockDevice for Slice {
         self.len
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.len)
+        {
             return Err(ImageError::OutOfRange {
                 path: self.name.clone().into(),
                 offset,
@@ -264,7 +283,10 @@ impl std::io::Seek for DevReader {
             std::io::SeekFrom::Current(d) => self.pos as i128 + d as i128,
         };
         if new < 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before start"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before start",
+            ));
         }
         self.pos = new as u64;
         Ok(self.pos)
@@ -274,7 +296,10 @@ impl std::io::Seek for DevReader {
 /// `gpt` wants Write even to read; writes are refused so the source is never modified.
 impl std::io::Write for DevReader {
     fn write(&mut self, _buf: &[u8]) -> std::io::Result<usize> {
-        Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "revirt opens disks read-only"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "revirt opens disks read-only",
+        ))
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())

@@ -15,11 +15,17 @@ impl RawImage {
         use std::io::{Seek, SeekFrom};
         let mut file = std::fs::File::open(path).map_err(|e| ImageError::io(path, e))?;
         // Seek to the end: works for regular files and block devices alike.
-        let size = file.seek(SeekFrom::End(0)).map_err(|e| ImageError::io(path, e))?;
+        let size = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| ImageError::io(path, e))?;
         if size == 0 {
             return Err(ImageError::Empty { path: path.into() });
         }
-        Ok(RawImage { file, size, path: path.into() })
+        Ok(RawImage {
+            file,
+            size,
+            path: path.into(),
+        })
     }
 }
 
@@ -28,7 +34,10 @@ impl BlockDevice for RawImage {
         self.size
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|e| e > self.size) {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > self.size)
+        {
             return Err(ImageError::OutOfRange {
                 path: self.path.clone(),
                 offset,

@@ -240,12 +240,19 @@ fn detect_oses(
         let is_ntfs = volumes[i].report.fstype.as_deref() == Some("ntfs");
         if linux::looks_like_linux_root(&vfs) {
             match linux::detect_linux(vfs, &volumes[i], volumes) {
-                Ok(info) => oses.push(OsReport {
-                    kind: "linux".into(),
-                    root: root_of(&volumes[i]),
-                    linux: Some(info),
-                    windows: None,
-                }),
+                Ok(info) => {
+                    warnings.extend(
+                        info.warnings
+                            .iter()
+                            .map(|w| format!("{}: {w}", volumes[i].report.device)),
+                    );
+                    oses.push(OsReport {
+                        kind: "linux".into(),
+                        root: root_of(&volumes[i]),
+                        linux: Some(info),
+                        windows: None,
+                    });
+                }
                 Err(e) => warnings.push(format!(
                     "{}: Linux root found but not readable: {e:#}",
                     volumes[i].report.device

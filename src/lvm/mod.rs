@@ -50,7 +50,10 @@ pub fn read_pv(dev: &Dev, device: &str) -> Result<Option<Pv>, PartError> {
         return Ok(None);
     }
     let head = read_vec(dev.as_ref(), 0, 2048)?;
-    let Some(sec) = (0..4).find(|s| &head[s * 512..s * 512 + 8] == b"LABELONE" && &head[s * 512 + 24..s * 512 + 32] == b"LVM2 001") else {
+    let Some(sec) = (0..4).find(|s| {
+        &head[s * 512..s * 512 + 8] == b"LABELONE"
+            && &head[s * 512 + 24..s * 512 + 32] == b"LVM2 001"
+    }) else {
         return Ok(None);
     };
     let corrupt = |what: String| PartError::Corrupt {
@@ -60,7 +63,9 @@ pub fn read_pv(dev: &Dev, device: &str) -> Result<Option<Pv>, PartError> {
     let lab = sec * 512;
     let pvh = lab + le32(&head, lab + 20) as usize;
     if pvh + 40 > head.len() {
-        return Err(corrupt(format!("pv_header offset {pvh} outside the label sector")));
+        return Err(corrupt(format!(
+            "pv_header offset {pvh} outside the label sector"
+        )));
     }
     let uuid = format_lvm_uuid(&String::from_utf8_lossy(&head[pvh..pvh + 32]));
     // Skip the data area list (offset,size pairs ending with a zero pair), then read metadata areas.
@@ -81,7 +86,9 @@ pub fn read_pv(dev: &Dev, device: &str) -> Result<Option<Pv>, PartError> {
     let mut metadata = None;
     for (off, size) in mdas {
         if off + 512 > dev.size() {
-            return Err(corrupt(format!("metadata area at {off:#x} past the end of the device")));
+            return Err(corrupt(format!(
+                "metadata area at {off:#x} past the end of the device"
+            )));
         }
         let mh = read_vec(dev.as_ref(), off, 512)?;
         if &mh[4..20] != b" LVM2 x[5A%r0N*>" {
@@ -139,7 +146,10 @@ impl Value {
     }
     fn sections(&self) -> Vec<(&String, &Value)> {
         match self {
-            Value::Section(m) => m.iter().filter(|(_, v)| matches!(v, Value::Section(_))).collect(),
+            Value::Section(m) => m
+                .iter()
+                .filter(|(_, v)| matches!(v, Value::Section(_)))
+                .collect(),
             _ => vec![],
         }
     }
@@ -213,7 +223,11 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
-fn parse_section(t: &[Tok], pos: &mut usize, depth: usize) -> Result<BTreeMap<String, Value>, String> {
+fn parse_section(
+    t: &[Tok],
+    pos: &mut usize,
+    depth: usize,
+) -> Result<BTreeMap<String, Value>, String> {
     if depth > 16 {
         return Err("sections nested too deep".into());
     }
@@ -238,7 +252,11 @@ fn parse_section(t: &[Tok], pos: &mut usize, depth: usize) -> Result<BTreeMap<St
                         let v = parse_value(t, pos)?;
                         m.insert(name, v);
                     }
-                    other => return Err(format!("expected '{{' or '=' after {name}, found {other:?}")),
+                    other => {
+                        return Err(format!(
+                            "expected '{{' or '=' after {name}, found {other:?}"
+                        ))
+                    }
                 }
             }
             other => return Err(format!("unexpected token {other:?}")),
@@ -285,7 +303,11 @@ pub struct Vg {
 
 /// /dev/mapper name: dashes inside VG and LV names are doubled.
 pub fn mapper_name(vg: &str, lv: &str) -> String {
-    format!("/dev/mapper/{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
+    format!(
+        "/dev/mapper/{}-{}",
+        vg.replace('-', "--"),
+        lv.replace('-', "--")
+    )
 }
 
 /// Groups PVs by VG (newest metadata seqno wins) and maps linear LVs.
@@ -334,7 +356,9 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                     None => {
                         let hint = p.str("device").unwrap_or("?");
                         report.missing_pvs.push(format!("{id} (was {hint})"));
-                        warnings.push(format!("VG {vgname}: PV {id} (was {hint}) is not on the given disks"));
+                        warnings.push(format!(
+                            "VG {vgname}: PV {id} (was {hint}) is not on the given disks"
+                        ));
                     }
                 }
             }
@@ -357,7 +381,11 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                     let count = seg.int("extent_count").unwrap_or(0) as u64;
                     let start = seg.int("start_extent").unwrap_or(0) as u64;
                     size += count * extent;
-                    let label = if ty == "striped" && stripes == 1 { "linear".to_string() } else { ty.clone() };
+                    let label = if ty == "striped" && stripes == 1 {
+                        "linear".to_string()
+                    } else {
+                        ty.clone()
+                    };
                     if !types.contains(&label) {
                         types.push(label.clone());
                     }
@@ -379,20 +407,36 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                         }
                     };
                     match pv_map.get(&pvkey) {
-                        Some((pv, pe_start)) => extents.push((start * extent, count * extent, pv.dev.clone(), pe_start + pe * extent)),
+                        Some((pv, pe_start)) => extents.push((
+                            start * extent,
+                            count * extent,
+                            pv.dev.clone(),
+                            pe_start + pe * extent,
+                        )),
                         None => pure = false,
                     }
                 }
                 extents.sort_by_key(|e| e.0);
-                let contiguous = extents.iter().try_fold(0u64, |at, e| (e.0 == at).then_some(e.0 + e.1)) == Some(size);
+                let contiguous = extents
+                    .iter()
+                    .try_fold(0u64, |at, e| (e.0 == at).then_some(e.0 + e.1))
+                    == Some(size);
                 if pure && !contiguous {
-                    warnings.push(format!("{device}: segments do not cover the LV contiguously"));
+                    warnings.push(format!(
+                        "{device}: segments do not cover the LV contiguously"
+                    ));
                     pure = false;
                 }
                 if !pure {
-                    warnings.push(format!("{device}: {} LV not mapped in pure Rust; the appliance serves it", types.join("+")));
+                    warnings.push(format!(
+                        "{device}: {} LV not mapped in pure Rust; the appliance serves it",
+                        types.join("+")
+                    ));
                 } else {
-                    let dev: Dev = Arc::new(LinearMap { extents, name: device.clone() });
+                    let dev: Dev = Arc::new(LinearMap {
+                        extents,
+                        name: device.clone(),
+                    });
                     lv_devs.push((device.clone(), vec![format!("/dev/{vgname}/{lvname}")], dev));
                 }
                 report.lvs.push(LvReport {
@@ -404,7 +448,11 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                 });
             }
         }
-        out.push(Vg { report, lv_devs, warnings });
+        out.push(Vg {
+            report,
+            lv_devs,
+            warnings,
+        });
     }
     out
 }
@@ -524,6 +572,9 @@ type = "thin-pool"
 
     #[test]
     fn mapper_names_double_dashes() {
-        assert_eq!(mapper_name("my-vg", "lv-root"), "/dev/mapper/my--vg-lv--root");
+        assert_eq!(
+            mapper_name("my-vg", "lv-root"),
+            "/dev/mapper/my--vg-lv--root"
+        );
     }
 }

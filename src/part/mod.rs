@@ -64,7 +64,11 @@ fn none_table() -> PartTable {
 /// A boot sector of a filesystem also ends in 55AA; an MBR has sane entries (boot flag 0 or
 /// 0x80, and at least one non-empty entry) and no filesystem signature.
 fn looks_like_mbr(s: &[u8]) -> bool {
-    if &s[3..11] == b"NTFS    " || &s[82..87] == b"FAT32" || &s[54..59] == b"FAT16" || &s[54..59] == b"FAT12" {
+    if &s[3..11] == b"NTFS    "
+        || &s[82..87] == b"FAT32"
+        || &s[54..59] == b"FAT16"
+        || &s[54..59] == b"FAT12"
+    {
         return false;
     }
     let mut any = false;
@@ -176,7 +180,12 @@ fn read_gpt(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
             // The backup header sits in the last sector. gpt reads a header at LBA 1 of whatever
             // device it is given, so hand it a view that starts one sector before the last one.
             let last = dev.size() / SECTOR - 1;
-            let view: Dev = Arc::new(Slice::new(dev.clone(), (last - 1) * SECTOR, 2 * SECTOR, disk.into()));
+            let view: Dev = Arc::new(Slice::new(
+                dev.clone(),
+                (last - 1) * SECTOR,
+                2 * SECTOR,
+                disk.into(),
+            ));
             let mut vr = DevReader::new(view);
             let backup = gpt::header::read_header_from_arbitrary_device(&mut vr, lb)
                 .map_err(|e| format!("{e}"))
@@ -199,9 +208,11 @@ fn read_gpt(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
         }
     };
     t.disk_guid = Some(header.disk_guid.to_string());
-    let parts = gpt::partition::file_read_partitions(&mut r, &header, lb).map_err(|e| PartError::Corrupt {
-        disk: disk.into(),
-        what: format!("GPT partition entries at LBA {}: {e}", header.part_start),
+    let parts = gpt::partition::file_read_partitions(&mut r, &header, lb).map_err(|e| {
+        PartError::Corrupt {
+            disk: disk.into(),
+            what: format!("GPT partition entries at LBA {}: {e}", header.part_start),
+        }
     })?;
     for (n, p) in parts {
         if !p.is_used() {
@@ -238,12 +249,18 @@ fn check_entries(dev: &Dev, h: &gpt::header::Header) -> Result<(), String> {
         return Err(format!("implausible partition entry count {}", h.num_parts));
     }
     let len = h.num_parts as usize * 128;
-    let off = h.part_start.checked_mul(SECTOR).ok_or("entry array offset overflows")?;
+    let off = h
+        .part_start
+        .checked_mul(SECTOR)
+        .ok_or("entry array offset overflows")?;
     let bytes = read_vec(dev.as_ref(), off, len).map_err(|e| e.to_string())?;
     let mut crc = flate2::Crc::new();
     crc.update(&bytes);
     if crc.sum() != h.crc32_parts {
-        return Err(format!("partition entry array CRC mismatch at LBA {}", h.part_start));
+        return Err(format!(
+            "partition entry array CRC mismatch at LBA {}",
+            h.part_start
+        ));
     }
     Ok(())
 }

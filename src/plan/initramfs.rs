@@ -222,13 +222,12 @@ pub fn plan_initramfs(
                 }
             }
         }
-        let file = initrd.rsplit('/').next().unwrap_or(initrd);
         actions.push(Action {
             area: "initramfs".into(),
             change: Change::AppendInitramfs {
                 path: initrd.clone(),
-                backup: format!("/var/lib/revirt/backup/initramfs/{file}"),
                 kernel: k.version.clone(),
+                modules_dir_in_initramfs: k.initramfs_modules_dir.clone().unwrap_or_else(|| format!("lib/modules/{}", k.version)),
                 modules: mods.iter().map(|m| format!("{mdir}/{m}")).collect(),
                 extra,
             },

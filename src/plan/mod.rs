@@ -90,17 +90,25 @@ pub enum Change {
     /// Copy a guest file (binary safe), e.g. the vendor EFI loader to the fallback path.
     CopyFile { from: String, to: String },
     /// Append a newc segment with these guest files (modules and their index) plus `extra`
-    /// generated files to the initramfs at `path`, after saving a copy at `backup`.
+    /// generated files to the initramfs at `path` (the original is kept with the run's backups).
     AppendInitramfs {
         path: String,
-        backup: String,
         kernel: String,
+        /// Where the kernel's modules live inside the initramfs ("usr/lib/modules/VER").
+        modules_dir_in_initramfs: String,
         modules: Vec<String>,
         extra: BTreeMap<String, String>,
     },
     /// Run the guest's initramfs tool for `kernel` inside the appliance.
     RunInitramfsTool {
         kernel: String,
+        command: Vec<String>,
+    },
+    /// Regenerate the bootloader config `config` with the guest's own tool (grub-mkconfig)
+    /// inside the appliance, after the planned edits. Those edits already boot: a failing
+    /// tool is reported, not fatal, and must leave the edited `config` in place.
+    RunBootloaderTool {
+        config: String,
         command: Vec<String>,
     },
 }
@@ -146,6 +154,7 @@ impl Action {
             | Change::AppendInitramfs { path, .. } => path,
             Change::Rename { from, .. } | Change::CopyFile { to: from, .. } => from,
             Change::RunInitramfsTool { kernel, .. } => kernel,
+            Change::RunBootloaderTool { config, .. } => config,
         }
     }
 }

@@ -5,8 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e} (install: bash .ci/deps.sh)"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (install: bash .ci/deps.sh)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -43,7 +49,20 @@ pub fn tree(root: &Path, files: &[(&str, &str)], links: &[(&str, &str)]) {
 pub fn mkext4(dir: &Path, out: &Path, mib: u64, uuid: &str, label: &str) {
     let f = std::fs::File::create(out).unwrap();
     f.set_len(mib << 20).unwrap();
-    run(Command::new("mkfs.ext4").args(["-q", "-F", "-U", uuid, "-L", label, "-E", "root_owner=0:0", "-d"]).arg(dir).arg(out));
+    run(Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-U",
+            uuid,
+            "-L",
+            label,
+            "-E",
+            "root_owner=0:0",
+            "-d",
+        ])
+        .arg(dir)
+        .arg(out));
 }
 
 /// A disk image with a partition table ("gpt" or "dos") holding `parts` (fs image, sfdisk type)
@@ -54,7 +73,11 @@ pub fn disk(out: &Path, label: &str, parts: &[(&Path, &str)]) -> Vec<u64> {
     let mut starts = vec![];
     for (img, ty) in parts {
         let len = std::fs::metadata(img).unwrap().len();
-        script.push_str(&format!("start={}, size={}, type={ty}\n", start / 512, len / 512));
+        script.push_str(&format!(
+            "start={}, size={}, type={ty}\n",
+            start / 512,
+            len / 512
+        ));
         starts.push(start);
         start += len;
     }
@@ -69,8 +92,16 @@ pub fn disk(out: &Path, label: &str, parts: &[(&Path, &str)]) -> Vec<u64> {
         .spawn()
         .expect("sfdisk (fdisk package)");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success(), "sfdisk failed for {script}");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "sfdisk failed for {script}"
+    );
     for ((img, _), s) in parts.iter().zip(&starts) {
         run(Command::new("dd")
             .arg(format!("if={}", img.display()))
@@ -101,8 +132,21 @@ pub fn mini_linux(fstab: &str, extra_files: &[(&str, &str)], links: &[(&str, &st
     files.extend_from_slice(extra_files);
     tree(&root, &files, links);
     let img = dir.path().join("root.ext4");
-    mkext4(&root, &img, 16, "6f8e4f5c-9c1e-4c42-8f0a-8f6d3c2b1a00", "rootfs");
+    mkext4(
+        &root,
+        &img,
+        16,
+        "6f8e4f5c-9c1e-4c42-8f0a-8f6d3c2b1a00",
+        "rootfs",
+    );
     let disk_path = dir.path().join("disk.raw");
-    disk(&disk_path, "gpt", &[(&img, "0FC63DAF-8483-4772-8E79-3D69D8477DE4")]);
-    MiniGuest { dir, disk: disk_path }
+    disk(
+        &disk_path,
+        "gpt",
+        &[(&img, "0FC63DAF-8483-4772-8E79-3D69D8477DE4")],
+    );
+    MiniGuest {
+        dir,
+        disk: disk_path,
+    }
 }

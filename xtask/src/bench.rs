@@ -15,7 +15,11 @@ struct Sample {
 /// Runs a command and measures wall time and the child's peak RSS (via wait4's rusage).
 fn measure(cmd: &mut Command) -> Result<Sample> {
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("spawning {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: plain wait4 on our own child; rusage is a POD out-parameter.
@@ -46,7 +50,9 @@ fn images() -> Vec<PathBuf> {
         if let Ok(rd) = std::fs::read_dir(crate::cache_dir().join(set)) {
             for e in rd.flatten() {
                 let p = e.path();
-                if p.extension().is_some_and(|x| x == "qcow2") && !p.to_string_lossy().contains(".tmp") {
+                if p.extension().is_some_and(|x| x == "qcow2")
+                    && !p.to_string_lossy().contains(".tmp")
+                {
                     v.push(p);
                 }
             }
@@ -58,15 +64,28 @@ fn images() -> Vec<PathBuf> {
 
 pub fn run(only_real: bool) -> Result<()> {
     let root = crate::repo_root();
-    let st = Command::new("cargo").args(["build", "--release", "--quiet", "--bin", "revirt"]).current_dir(&root).status()?;
+    let st = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "revirt"])
+        .current_dir(&root)
+        .status()?;
     anyhow::ensure!(st.success(), "building revirt --release failed");
     let revirt = root.join("target/release/revirt");
     let v2v = which("virt-v2v-inspector");
     let tmp = std::env::temp_dir().join(format!("revirt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
-    let imgs: Vec<PathBuf> = images().into_iter().filter(|p| !only_real || p.to_string_lossy().contains("/real/")).collect();
-    anyhow::ensure!(!imgs.is_empty(), "no fixture images in {}: run `cargo xtask fixtures` first", crate::cache_dir().display());
-    println!("{:<34} {:>9} {:>9} {:>10} {:>10} {:>8}", "image", "revirt s", "RSS MB", "v2v-insp s", "RSS MB", "ratio");
+    let imgs: Vec<PathBuf> = images()
+        .into_iter()
+        .filter(|p| !only_real || p.to_string_lossy().contains("/real/"))
+        .collect();
+    anyhow::ensure!(
+        !imgs.is_empty(),
+        "no fixture images in {}: run `cargo xtask fixtures` first",
+        crate::cache_dir().display()
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>10} {:>10} {:>8}",
+        "image", "revirt s", "RSS MB", "v2v-insp s", "RSS MB", "ratio"
+    );
     for img in &imgs {
         let name = img.file_stem().unwrap().to_string_lossy().to_string();
         let big = tmp.join(format!("{name}-100G.qcow2"));
@@ -77,8 +96,13 @@ pub fn run(only_real: bool) -> Result<()> {
             .arg("100G")
             .status()?;
         anyhow::ensure!(st.success(), "qemu-img create overlay for {name}");
-        for (label, path) in [(name.clone(), img.clone()), (format!("{name} (100G)"), big.clone())] {
-            let r = best_of(3, || measure(Command::new(&revirt).args(["inspect", "--json"]).arg(&path)))?;
+        for (label, path) in [
+            (name.clone(), img.clone()),
+            (format!("{name} (100G)"), big.clone()),
+        ] {
+            let r = best_of(3, || {
+                measure(Command::new(&revirt).args(["inspect", "--json"]).arg(&path))
+            })?;
             let (vs, vr, ratio) = match &v2v {
                 Some(v) if img.to_string_lossy().contains("/real/") => {
                     let s = measure(
@@ -88,7 +112,11 @@ pub fn run(only_real: bool) -> Result<()> {
                             .env("LIBGUESTFS_BACKEND", "direct")
                             .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg"),
                     )?;
-                    (format!("{:.2}", s.secs), format!("{:.0}", s.rss_mb), format!("{:.0}x", s.secs / r.secs))
+                    (
+                        format!("{:.2}", s.secs),
+                        format!("{:.0}", s.rss_mb),
+                        format!("{:.0}x", s.secs / r.secs),
+                    )
                 }
                 _ => ("-".into(), "-".into(), "-".into()),
             };
@@ -100,7 +128,11 @@ pub fn run(only_real: bool) -> Result<()> {
                 vs,
                 vr,
                 ratio,
-                if r.ok { "" } else { "  (revirt exited non-zero)" }
+                if r.ok {
+                    ""
+                } else {
+                    "  (revirt exited non-zero)"
+                }
             );
         }
         let _ = std::fs::remove_file(&big);
@@ -113,5 +145,9 @@ pub fn run(only_real: bool) -> Result<()> {
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| Path::new(p).exists()))
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| Path::new(p).exists())
+    })
 }

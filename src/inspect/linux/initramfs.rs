@@ -71,16 +71,20 @@ pub fn list_initramfs(data: &[u8]) -> Result<InitramfsListing, String> {
             break;
         }
         let Some(kind) = compression(&data[pos..]) else {
-            return Err(format!("unknown data at offset {pos:#x} (not cpio nor a known compression)"));
+            return Err(format!(
+                "unknown data at offset {pos:#x} (not cpio nor a known compression)"
+            ));
         };
         out.segments.push(kind.into());
         if kind == "none" {
-            pos += parse_cpio(&data[pos..], &mut out).map_err(|e| format!("cpio segment at {pos:#x}: {e}"))?;
+            pos += parse_cpio(&data[pos..], &mut out)
+                .map_err(|e| format!("cpio segment at {pos:#x}: {e}"))?;
             continue;
         }
-        // A compressed segment normally runs to the end of the file; whatever follows it is not
-        // looked at (the kernel would try, but no distro tool writes anything there).
-        let unpacked = decompress(kind, &data[pos..]).map_err(|e| format!("{kind} segment at {pos:#x}: {e}"))?;
+        // Decompress one stream and continue after it: revirt itself appends an uncompressed
+        // segment after the distro's compressed one, and the kernel reads on the same way.
+        let (unpacked, used) = decompress(kind, &data[pos..])
+            .map_err(|e| format!("{kind} segment at {pos:#x}: {e}"))?;
         let mut p = 0;
         while p < unpacked.len() {
             while p < unpacked.len() && unpacked[p] == 0 {
@@ -89,10 +93,11 @@ pub fn list_initramfs(data: &[u8]) -> Result<InitramfsListing, String> {
             if p >= unpacked.len() {
                 break;
             }
-            p += parse_cpio(&unpacked[p..], &mut out)
-                .map_err(|e| format!("cpio inside {kind} segment at {pos:#x}, offset {p:#x}: {e}"))?;
+            p += parse_cpio(&unpacked[p..], &mut out).map_err(|e| {
+                format!("cpio inside {kind} segment at {pos:#x}, offset {p:#x}: {e}")
+            })?;
         }
-        break;
+        pos += used.max(1);
     }
     if out.segments.is_empty() {
         return Err("empty initramfs".into());
@@ -100,43 +105,47 @@ pub fn list_initramfs(data: &[u8]) -> Result<InitramfsListing, String> {
     Ok(out)
 }
 
-fn decompress(kind: &str, src: &[u8]) -> Result<Vec<u8>, String> {
+/// Decompresses one stream at the start of `src`; returns the data and the input bytes used.
+fn decompress(kind: &str, src: &[u8]) -> Result<(Vec<u8>, usize), String> {
     let mut out = Vec::new();
+    let mut rest: &[u8] = src;
     let e = |e: std::io::Error| e.to_string();
     match kind {
         "gzip" => {
-            flate2::bufread::MultiGzDecoder::new(src)
+            flate2::bufread::GzDecoder::new(&mut rest)
                 .take(MAX_UNPACKED)
                 .read_to_end(&mut out)
                 .map_err(e)?;
         }
         "zstd" => {
-            let mut d = ruzstd::decoding::StreamingDecoder::new(src).map_err(|e| e.to_string())?;
+            let mut d =
+                ruzstd::decoding::StreamingDecoder::new(&mut rest).map_err(|e| e.to_string())?;
             d.read_to_end(&mut out).map_err(e)?;
         }
         "xz" => {
-            let mut r = std::io::BufReader::new(src);
-            lzma_rs::xz_decompress(&mut r, &mut out).map_err(|e| e.to_string())?;
+            lzma_rs::xz_decompress(&mut rest, &mut out).map_err(|e| e.to_string())?;
         }
         "lzma" => {
-            let mut r = std::io::BufReader::new(src);
-            lzma_rs::lzma_decompress(&mut r, &mut out).map_err(|e| e.to_string())?;
+            lzma_rs::lzma_decompress(&mut rest, &mut out).map_err(|e| e.to_string())?;
         }
         "bzip2" => {
-            bzip2::read::MultiBzDecoder::new(src)
+            bzip2::bufread::BzDecoder::new(&mut rest)
                 .take(MAX_UNPACKED)
                 .read_to_end(&mut out)
                 .map_err(e)?;
         }
-        "lz4" => out = lz4_legacy(src)?,
+        "lz4" => {
+            let (o, used) = lz4_legacy(src)?;
+            return Ok((o, used));
+        }
         other => return Err(format!("{other} compression is not supported")),
     }
-    Ok(out)
+    Ok((out, src.len() - rest.len()))
 }
 
 /// The kernel's lz4 initramfs format is LZ4 "legacy": magic, then blocks of a u32 compressed
 /// size followed by the block (each up to 8 MiB decompressed). A repeated magic may follow.
-fn lz4_legacy(src: &[u8]) -> Result<Vec<u8>, String> {
+fn lz4_legacy(src: &[u8]) -> Result<(Vec<u8>, usize), String> {
     let mut out = Vec::new();
     let mut p = 4;
     while p + 4 <= src.len() {
@@ -148,14 +157,15 @@ fn lz4_legacy(src: &[u8]) -> Result<Vec<u8>, String> {
         if n == 0 || p + 4 + n > src.len() {
             break; // end of stream (padding or trailing data)
         }
-        let block = lz4_flex::block::decompress(&src[p + 4..p + 4 + n], 8 << 20).map_err(|e| format!("lz4 block at {p:#x}: {e}"))?;
+        let block = lz4_flex::block::decompress(&src[p + 4..p + 4 + n], 8 << 20)
+            .map_err(|e| format!("lz4 block at {p:#x}: {e}"))?;
         out.extend_from_slice(&block);
         if out.len() as u64 > MAX_UNPACKED {
             return Err("unpacks to more than 2 GiB".into());
         }
         p += 4 + n;
     }
-    Ok(out)
+    Ok((out, p))
 }
 
 fn hex(field: &[u8]) -> Result<u64, String> {
@@ -188,12 +198,17 @@ fn parse_cpio(b: &[u8], out: &mut InitramfsListing) -> Result<usize, String> {
         let name = String::from_utf8_lossy(name_raw).into_owned();
         let data_at = align4(p + 110 + namesize);
         if data_at + size > b.len() {
-            return Err(format!("{name}: {size} bytes of data run past the end at {data_at:#x}"));
+            return Err(format!(
+                "{name}: {size} bytes of data run past the end at {data_at:#x}"
+            ));
         }
         if name == "TRAILER!!!" {
             return Ok(align4(data_at + size).min(b.len()));
         }
-        let path = name.trim_start_matches("./").trim_start_matches('/').to_string();
+        let path = name
+            .trim_start_matches("./")
+            .trim_start_matches('/')
+            .to_string();
         let is_file = mode & 0o170000 == 0o100000;
         if is_file && size < 64 * 1024 && is_interesting_text(&path) {
             let text = String::from_utf8_lossy(&b[data_at..data_at + size]).into_owned();
@@ -248,7 +263,10 @@ pub(crate) mod tests {
         use std::io::Write;
         let early = newc(&[("kernel/x86/microcode/GenuineIntel.bin", b"ucode")]);
         let main = newc(&[
-            ("usr/lib/modules/6.1.0-13-amd64/kernel/drivers/block/virtio_blk.ko", b"\x7fELF"),
+            (
+                "usr/lib/modules/6.1.0-13-amd64/kernel/drivers/block/virtio_blk.ko",
+                b"\x7fELF",
+            ),
             ("conf/modules", b"ahci\nsd_mod\n"),
         ]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -260,12 +278,43 @@ pub(crate) mod tests {
         assert_eq!(l.segments, vec!["none", "gzip"]);
         assert!(l.module_names().contains("virtio_blk"));
         assert_eq!(l.texts["conf/modules"], "ahci\nsd_mod\n");
-        assert!(l.files.contains_key("kernel/x86/microcode/GenuineIntel.bin"));
+        assert!(l
+            .files
+            .contains_key("kernel/x86/microcode/GenuineIntel.bin"));
+    }
+
+    #[test]
+    fn segment_appended_after_compressed_one_is_read() {
+        use std::io::Write;
+        let main = newc(&[("conf/modules", b"ahci\n")]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&main).unwrap();
+        let mut img = gz.finish().unwrap();
+        while img.len() % 512 != 0 {
+            img.push(0);
+        }
+        img.extend(newc(&[
+            (
+                "usr/lib/modules/6.1/kernel/drivers/block/virtio_blk.ko",
+                b"x",
+            ),
+            ("conf/modules", b"ahci\nvirtio_blk\n"),
+        ]));
+        let l = list_initramfs(&img).unwrap();
+        assert_eq!(l.segments, vec!["gzip", "none"]);
+        assert!(l.module_names().contains("virtio_blk"));
+        assert_eq!(
+            l.texts["conf/modules"], "ahci\nvirtio_blk\n",
+            "a later segment overrides"
+        );
     }
 
     #[test]
     fn xz_and_zstd_segments() {
-        let main = newc(&[("lib/modules/5.14/kernel/drivers/virtio/virtio_pci.ko.xz", b"x")]);
+        let main = newc(&[(
+            "lib/modules/5.14/kernel/drivers/virtio/virtio_pci.ko.xz",
+            b"x",
+        )]);
         let mut xz = Vec::new();
         lzma_rs::xz_compress(&mut std::io::Cursor::new(&main), &mut xz).unwrap();
         let l = list_initramfs(&xz).unwrap();
@@ -278,13 +327,18 @@ pub(crate) mod tests {
         assert!(list_initramfs(b"hello world").is_err());
         let mut a = newc(&[("a", b"0123456789")]);
         a.truncate(120);
-        assert!(list_initramfs(&a).unwrap_err().contains("truncated") || list_initramfs(&a).is_err());
+        assert!(
+            list_initramfs(&a).unwrap_err().contains("truncated") || list_initramfs(&a).is_err()
+        );
         assert!(list_initramfs(&[0u8; 64]).is_err());
     }
 
     #[test]
     fn module_names_normalise() {
-        assert_eq!(module_name("a/virtio-blk.ko.zst").as_deref(), Some("virtio_blk"));
+        assert_eq!(
+            module_name("a/virtio-blk.ko.zst").as_deref(),
+            Some("virtio_blk")
+        );
         assert_eq!(module_name("a/readme.txt"), None);
     }
 }

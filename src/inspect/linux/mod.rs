@@ -506,6 +506,36 @@ fn mount_fstab(
     (mounts, esp)
 }
 
+/// The guest's tree as inspection mounted it (root plus the fstab mounts in `l.mounts`), for
+/// later stages that read guest files (apply reads modules and originals through it).
+pub fn guest_vfs(vols: &[Volume], l: &LinuxInfo) -> anyhow::Result<Vfs> {
+    let open = |dev: &str| -> anyhow::Result<Option<std::rc::Rc<dyn crate::fs::GuestFs>>> {
+        let v = vols
+            .iter()
+            .find(|v| v.report.device == dev)
+            .ok_or_else(|| anyhow::anyhow!("{dev}: volume vanished"))?;
+        Ok(v.open_fs()?)
+    };
+    let root = l
+        .mounts
+        .get("/")
+        .ok_or_else(|| anyhow::anyhow!("no root mount recorded"))?;
+    let mut vfs = Vfs::new(open(root)?.ok_or_else(|| anyhow::anyhow!("{root}: no reader"))?);
+    let mut mps: Vec<(&String, &String)> = l.mounts.iter().filter(|(m, _)| *m != "/").collect();
+    mps.sort_by_key(|(m, _)| m.matches('/').count());
+    for (mp, dev) in mps {
+        if let Some(fs) = open(dev)? {
+            let at = vfs
+                .resolve(mp, true)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| mp.clone());
+            vfs.mount(&at, fs);
+        }
+    }
+    Ok(vfs)
+}
+
 /// Reads every Linux fact from the root filesystem in `vfs` (mounting its fstab entries).
 pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Result<LinuxInfo> {
     let mut info = LinuxInfo::default();
@@ -534,6 +564,9 @@ pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Res
     info.bootloader =
         bootloader::detect_bootloader(&vfs, esp.as_deref()).context("reading bootloader")?;
     info.network = network::detect_network(&vfs).context("reading network configuration")?;
+    info.warnings
+        .extend(info.bootloader.warnings.iter().cloned());
+    info.warnings.extend(info.network.warnings.iter().cloned());
     info.guest_tools = detect_guest_tools(&vfs);
     info.selinux = match vfs.read_text("/etc/selinux/config") {
         Ok(Some(t)) => Some(

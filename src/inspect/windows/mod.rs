@@ -1,10 +1,316 @@
-//! Windows guest facts (in progress).
+//! Windows guest facts: finds the system root and reads product, version, edition and
+//! architecture from the SOFTWARE and SYSTEM registry hives (with [`hive`], in pure Rust).
 pub mod hive;
 
-use crate::fs::Vfs;
+use crate::fs::{FileType, Vfs};
 use crate::types::WindowsInfo;
+use anyhow::Context;
+use hive::Hive;
 
-/// Returns Windows facts when `vfs` (an NTFS volume mounted at /) holds a Windows system root.
-pub fn detect_windows(_vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
-    Ok(None)
+/// Resolves `path` component by component, matching each name case-insensitively against the
+/// directory listing (Windows names are case-insensitive; a guest path may differ in case from
+/// what is stored). Returns the path as stored, or `Ok(None)` when a component is missing.
+pub fn resolve_ci(vfs: &Vfs, path: &str) -> anyhow::Result<Option<String>> {
+    let mut cur = String::new();
+    for comp in path.split(['/', '\\']).filter(|c| !c.is_empty()) {
+        let dir = if cur.is_empty() { "/" } else { cur.as_str() };
+        let entries = vfs
+            .read_dir(dir)
+            .with_context(|| format!("listing {dir}"))?;
+        let Some(e) = entries.iter().find(|e| hive::names_equal(&e.name, comp)) else {
+            return Ok(None);
+        };
+        cur = format!("{cur}/{}", e.name);
+    }
+    Ok(Some(if cur.is_empty() { "/".into() } else { cur }))
+}
+
+fn read_hive(vfs: &Vfs, path: &str) -> anyhow::Result<Hive> {
+    let data = vfs
+        .read_file(path)
+        .with_context(|| format!("reading registry hive {path}"))?;
+    Ok(Hive::from_bytes(path, data)?)
+}
+
+/// Returns Windows facts when `vfs` (an NTFS volume mounted at /) holds a Windows system root:
+/// a /Windows or /WINNT directory (any case) with System32/config/SOFTWARE.
+pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
+    let mut system_root = None;
+    for cand in ["Windows", "WINNT"] {
+        if let Some(root) = resolve_ci(vfs, cand)? {
+            if !vfs.is_dir(&root) {
+                continue;
+            }
+            if let Some(sw) = resolve_ci(vfs, &format!("{root}/System32/config/SOFTWARE"))? {
+                if matches!(vfs.stat(&sw)?, Some(m) if m.ftype == FileType::File) {
+                    system_root = Some((root, sw));
+                    break;
+                }
+            }
+        }
+    }
+    let Some((system_root, software)) = system_root else {
+        return Ok(None);
+    };
+    let sw = read_hive(vfs, &software)?;
+    let cv = sw
+        .open_key("Microsoft\\Windows NT\\CurrentVersion")?
+        .with_context(|| format!("{software}: no Microsoft\\Windows NT\\CurrentVersion key"))?;
+    let mut product_name = cv.string("ProductName")?.unwrap_or_default();
+    // Windows 10 and later keep CurrentVersion at "6.3" for compatibility; the real version is in
+    // the Current{Major,Minor}VersionNumber DWORDs, which older versions do not have.
+    let (major, minor) = match (
+        cv.dword("CurrentMajorVersionNumber")?,
+        cv.dword("CurrentMinorVersionNumber")?,
+    ) {
+        (Some(ma), mi) => (ma, mi.unwrap_or(0)),
+        _ => {
+            let v = cv
+                .string("CurrentVersion")?
+                .with_context(|| format!("{software}: CurrentVersion has no version value"))?;
+            parse_version(&v)
+                .with_context(|| format!("{software}: CurrentVersion {v:?} is not MAJOR.MINOR"))?
+        }
+    };
+    let build = match cv.string("CurrentBuildNumber")? {
+        Some(b) => Some(b),
+        None => cv.string("CurrentBuild")?,
+    };
+    // Windows 11 still says "Windows 10 Pro" etc. in ProductName (Microsoft never changed it);
+    // builds from 22000 on are Windows 11.
+    let build_no: Option<u32> = build.as_deref().and_then(|b| b.trim().parse().ok());
+    if major == 10 && build_no.is_some_and(|b| b >= 22000) {
+        if let Some(rest) = product_name.strip_prefix("Windows 10") {
+            product_name = format!("Windows 11{rest}");
+        }
+    }
+    // InstallationType appeared with Windows 7 / 2008 R2; before that only the name tells.
+    let installation_type = match cv.string("InstallationType")? {
+        Some(t) => Some(t),
+        None if product_name.contains("Server") => Some("Server".into()),
+        None if !product_name.is_empty() => Some("Client".into()),
+        None => None,
+    };
+    let edition_id = cv.string("EditionID")?;
+    let arch = match detect_arch_registry(vfs, &system_root)? {
+        Some(a) => a,
+        None => detect_arch_pe(vfs, &system_root)?.unwrap_or_else(|| "unknown".into()),
+    };
+    Ok(Some(WindowsInfo {
+        product_name,
+        version: format!("{major}.{minor}"),
+        major,
+        minor,
+        build,
+        installation_type,
+        edition_id,
+        arch,
+        system_root,
+    }))
+}
+
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.trim().split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Maps PROCESSOR_ARCHITECTURE to the names revirt reports.
+fn arch_name(a: &str) -> String {
+    match a.to_ascii_uppercase().as_str() {
+        "AMD64" => "x86_64".into(),
+        "X86" => "i386".into(),
+        "ARM64" => "aarch64".into(),
+        "IA64" => "ia64".into(),
+        _ => a.to_string(),
+    }
+}
+
+/// PROCESSOR_ARCHITECTURE from the current control set of the SYSTEM hive.
+fn detect_arch_registry(vfs: &Vfs, system_root: &str) -> anyhow::Result<Option<String>> {
+    let Some(path) = resolve_ci(vfs, &format!("{system_root}/System32/config/SYSTEM"))? else {
+        return Ok(None);
+    };
+    let sys = read_hive(vfs, &path)?;
+    let current = match sys.open_key("Select")? {
+        Some(k) => k.dword("Current")?,
+        None => None,
+    };
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let env = format!("ControlSet{current:03}\\Control\\Session Manager\\Environment");
+    let Some(k) = sys.open_key(&env)? else {
+        return Ok(None);
+    };
+    Ok(k.string("PROCESSOR_ARCHITECTURE")?.map(|a| arch_name(&a)))
+}
+
+/// Architecture from the PE header of the kernel (the machine field of the COFF header).
+fn detect_arch_pe(vfs: &Vfs, system_root: &str) -> anyhow::Result<Option<String>> {
+    let Some(path) = resolve_ci(vfs, &format!("{system_root}/System32/ntoskrnl.exe"))? else {
+        return Ok(None);
+    };
+    let data = vfs
+        .read_file(&path)
+        .with_context(|| format!("reading {path}"))?;
+    Ok(pe_machine(&data).map(String::from))
+}
+
+fn pe_machine(d: &[u8]) -> Option<&'static str> {
+    if d.get(0..2)? != b"MZ" {
+        return None;
+    }
+    let pe = u32::from_le_bytes(d.get(0x3c..0x40)?.try_into().ok()?) as usize;
+    if d.get(pe..pe.checked_add(4)?)? != b"PE\0\0" {
+        return None;
+    }
+    let m = d.get(pe + 4..pe + 6)?;
+    match u16::from_le_bytes([m[0], m[1]]) {
+        0x8664 => Some("x86_64"),
+        0x014c => Some("i386"),
+        0xaa64 => Some("aarch64"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hive::build::Builder;
+    use super::hive::{REG_DWORD, REG_SZ};
+    use super::*;
+    use crate::fs::HostDirFs;
+    use std::rc::Rc;
+
+    fn utf16(s: &str) -> Vec<u8> {
+        s.encode_utf16()
+            .chain([0])
+            .flat_map(|u| u.to_le_bytes())
+            .collect()
+    }
+
+    enum V<'a> {
+        S(&'a str, &'a str),
+        D(&'a str, u32),
+    }
+
+    /// A hive holding one key path with values.
+    fn hive_with(path: &[&str], values: &[V]) -> Vec<u8> {
+        let mut b = Builder::new();
+        let vals: Vec<u32> = values
+            .iter()
+            .map(|v| match v {
+                V::S(n, s) => b.vk(n, REG_SZ, &utf16(s), false),
+                V::D(n, d) => b.vk(n, REG_DWORD, &d.to_le_bytes(), false),
+            })
+            .collect();
+        let mut k = b.nk(path[path.len() - 1], &[], b"lh", &vals);
+        for name in path[..path.len() - 1].iter().rev() {
+            k = b.nk(name, &[k], b"lh", &[]);
+        }
+        let root = b.nk("ROOT", &[k], b"lh", &[]);
+        b.finish(root)
+    }
+
+    fn system_hive(arch: &str) -> Vec<u8> {
+        let mut b = Builder::new();
+        let v = b.vk("PROCESSOR_ARCHITECTURE", REG_SZ, &utf16(arch), false);
+        let env = b.nk("Environment", &[], b"lh", &[v]);
+        let sm = b.nk("Session Manager", &[env], b"lh", &[]);
+        let ctl = b.nk("Control", &[sm], b"lh", &[]);
+        let cs2 = b.nk("ControlSet002", &[ctl], b"lh", &[]);
+        let cur = b.vk("Current", REG_DWORD, &2u32.to_le_bytes(), false);
+        let sel = b.nk("Select", &[], b"lh", &[cur]);
+        let root = b.nk("ROOT", &[cs2, sel], b"lh", &[]);
+        b.finish(root)
+    }
+
+    fn guest(
+        root_dir: &str,
+        software: Vec<u8>,
+        system: Option<Vec<u8>>,
+        kernel: Option<Vec<u8>>,
+    ) -> (tempfile::TempDir, Vfs) {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join(root_dir).join("system32/CONFIG");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("software"), software).unwrap();
+        if let Some(s) = system {
+            std::fs::write(cfg.join("SYSTEM"), s).unwrap();
+        }
+        if let Some(k) = kernel {
+            std::fs::write(d.path().join(root_dir).join("system32/ntoskrnl.exe"), k).unwrap();
+        }
+        let vfs = Vfs::new(Rc::new(HostDirFs {
+            root: d.path().into(),
+        }));
+        (d, vfs)
+    }
+
+    const CV: &[&str] = &["Microsoft", "Windows NT", "CurrentVersion"];
+
+    #[test]
+    fn windows_11_is_named_from_the_build_number() {
+        let sw = hive_with(
+            CV,
+            &[
+                V::S("ProductName", "Windows 10 Pro"),
+                V::D("CurrentMajorVersionNumber", 10),
+                V::D("CurrentMinorVersionNumber", 0),
+                V::S("CurrentVersion", "6.3"),
+                V::S("CurrentBuildNumber", "22631"),
+                V::S("InstallationType", "Client"),
+                V::S("EditionID", "Professional"),
+            ],
+        );
+        let (_d, vfs) = guest("windows", sw, Some(system_hive("AMD64")), None);
+        let w = detect_windows(&vfs).unwrap().unwrap();
+        assert_eq!(w.product_name, "Windows 11 Pro");
+        assert_eq!((w.major, w.minor, w.version.as_str()), (10, 0, "10.0"));
+        assert_eq!(w.build.as_deref(), Some("22631"));
+        assert_eq!(w.edition_id.as_deref(), Some("Professional"));
+        assert_eq!(w.installation_type.as_deref(), Some("Client"));
+        assert_eq!(w.arch, "x86_64");
+        assert_eq!(w.system_root, "/windows");
+    }
+
+    #[test]
+    fn old_windows_uses_current_version_and_pe_fallback() {
+        let sw = hive_with(
+            CV,
+            &[
+                V::S("ProductName", "Windows Server 2008 R2 Standard"),
+                V::S("CurrentVersion", "6.1"),
+                V::S("CurrentBuildNumber", "7601"),
+            ],
+        );
+        let mut pe = vec![0u8; 0x100];
+        pe[0..2].copy_from_slice(b"MZ");
+        pe[0x3c] = 0x80;
+        pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+        pe[0x84..0x86].copy_from_slice(&0x14cu16.to_le_bytes());
+        let (_d, vfs) = guest("WINNT", sw, None, Some(pe));
+        let w = detect_windows(&vfs).unwrap().unwrap();
+        assert_eq!((w.major, w.minor), (6, 1));
+        assert_eq!(w.product_name, "Windows Server 2008 R2 Standard");
+        assert_eq!(w.installation_type.as_deref(), Some("Server"));
+        assert_eq!(w.arch, "i386");
+        assert_eq!(w.system_root, "/WINNT");
+    }
+
+    #[test]
+    fn no_windows_or_bad_hive() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("Windows/System32")).unwrap();
+        let vfs = Vfs::new(Rc::new(HostDirFs {
+            root: d.path().into(),
+        }));
+        assert!(detect_windows(&vfs).unwrap().is_none());
+        let (_d, vfs) = guest("Windows", b"regf but not really".to_vec(), None, None);
+        let e = detect_windows(&vfs).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("CONFIG/software: corrupt registry hive at offset 0x0"),
+            "{e:#}"
+        );
+        assert_eq!(pe_machine(b"MZ"), None);
+    }
 }

@@ -1,0 +1,307 @@
+//! Apply: the only stage that writes. It reads what it needs through the pure readers, then makes
+//! every change in ONE libguestfs appliance launch, on a qcow2 overlay of each input (the input's
+//! bytes never change) or in place with backups and a journal for `revirt undo`.
+pub mod cpio;
+
+use crate::guestfs::{Appliance, ApplianceConfig};
+use crate::inspect::Guest;
+use crate::plan::{Change, RepairPlan};
+use crate::types::{LinuxInfo, OsReport};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Where backups and the journal of run RUN-ID live inside the guest.
+pub const BACKUP_ROOT: &str = "/var/lib/revirt/backup";
+/// The readiness record written into the guest.
+pub const READY_PATH: &str = "/var/lib/revirt/ready.json";
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// What was done for one planned action.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionRecord {
+    pub area: String,
+    pub op: String,
+    pub target: String,
+    pub reason: String,
+    pub sha256_before: Option<String>,
+    pub sha256_after: Option<String>,
+    /// Guest path of the copy kept before the change (None for new files).
+    pub backup: Option<String>,
+    /// Rename/symlink/new file: how undo restores it ("restore", "remove", "rename-back").
+    pub undo: String,
+    pub extra_target: Option<String>,
+    /// What happened when it is worth saying (a guest tool's output or failure).
+    pub outcome: Option<String>,
+}
+
+/// The journal kept in the guest for `revirt undo`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Journal {
+    pub run_id: String,
+    pub entries: Vec<JournalEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct JournalEntry {
+    pub target: String,
+    /// "restore" (copy backup over target), "remove" (target was new), "rename-back" (to -> from).
+    pub undo: String,
+    pub backup: Option<String>,
+    pub from: Option<String>,
+}
+
+/// Where writes go.
+pub enum Target {
+    /// One overlay per input disk, created here; inputs stay untouched.
+    Overlays(Vec<PathBuf>),
+    /// The input disks themselves.
+    InPlace,
+}
+
+/// Creates qcow2 overlays backed by the inputs (absolute backing paths, format pinned).
+pub fn create_overlays(inputs: &[PathBuf], formats: &[&str], outputs: &[PathBuf]) -> Result<()> {
+    if inputs.len() != outputs.len() {
+        bail!("{} input disk(s) but {} --output path(s): give one --output per input", inputs.len(), outputs.len());
+    }
+    for ((inp, fmt), out) in inputs.iter().zip(formats).zip(outputs) {
+        if out.exists() {
+            bail!("{}: already exists; revirt will not overwrite an output", out.display());
+        }
+        let abs = inp.canonicalize().with_context(|| format!("resolving {}", inp.display()))?;
+        let st = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
+            .arg(&abs)
+            .arg(out)
+            .status()
+            .context("running qemu-img (bash .ci/deps.sh installs it)")?;
+        if !st.success() {
+            bail!("qemu-img create overlay {} over {} failed", out.display(), abs.display());
+        }
+    }
+    Ok(())
+}
+
+/// Payload for an action, computed before the appliance starts (pure reads only).
+enum Payload {
+    Bytes(Vec<u8>),
+    HostFile(PathBuf),
+    None,
+}
+
+/// Builds the new initramfs: original bytes + an appended newc segment with the modules (as
+/// stored on disk), the module index files, and the generated config files.
+fn build_initramfs(vfs: &crate::fs::Vfs, l: &LinuxInfo, change: &Change) -> Result<Vec<u8>> {
+    let Change::AppendInitramfs { path, kernel, modules, extra, modules_dir_in_initramfs } = change else {
+        unreachable!()
+    };
+    let orig = vfs.read_file(path).with_context(|| format!("reading {path}"))?;
+    let k = l.kernels.iter().find(|k| &k.version == kernel).context("kernel vanished from inspection")?;
+    let mdir = k.modules_dir.clone().context("kernel has no modules dir")?;
+    let mut files: Vec<(String, Vec<u8>)> = vec![];
+    for m in modules {
+        let rel = m.strip_prefix(&format!("{mdir}/")).unwrap_or(m);
+        let data = vfs.read_file(m).with_context(|| format!("reading module {m}"))?;
+        files.push((format!("{modules_dir_in_initramfs}/{rel}"), data));
+    }
+    // The guest's full module index, so modprobe in the initramfs finds the new modules.
+    for e in vfs.read_dir(&mdir)? {
+        if e.name.starts_with("modules.") && e.ftype == crate::fs::FileType::File {
+            let data = vfs.read_file(&format!("{mdir}/{}", e.name))?;
+            files.push((format!("{modules_dir_in_initramfs}/{}", e.name), data));
+        }
+    }
+    for (p, t) in extra {
+        files.push((p.clone(), t.clone().into_bytes()));
+    }
+    let seg = cpio::newc_archive(&files);
+    Ok(cpio::append_segment(&orig, &seg))
+}
+
+/// Applies `plan` to the guest. Returns one record per action, in order, and the seconds the
+/// appliance ran. `verify` runs once the changes are flushed (filesystems unmounted, disks
+/// synced), still inside the one appliance session, and reads the result with the pure readers;
+/// the readiness record it returns is written into the guest at [`READY_PATH`].
+pub fn apply(
+    guest: &Guest,
+    inputs: &[PathBuf],
+    target: &Target,
+    os: &OsReport,
+    plan: &RepairPlan,
+    run_id: &str,
+    verify: &mut dyn FnMut(&[ActionRecord]) -> Result<serde_json::Value>,
+) -> Result<(Vec<ActionRecord>, f64)> {
+    let l = os.linux.as_ref().context("apply: only Linux guests are repaired so far")?;
+    let vfs = crate::inspect::linux::guest_vfs(&guest.volumes, l)?;
+    let tmp = tempdir()?;
+    let backup_dir = format!("{BACKUP_ROOT}/{run_id}");
+    // 1. Payloads and records, from the pure readers.
+    let mut work = vec![];
+    for (i, a) in plan.actions.iter().enumerate() {
+        let target_path = a.target().to_string();
+        let before = match &a.change {
+            Change::RunInitramfsTool { .. } => None,
+            Change::CopyFile { to, .. } => vfs.read_file(to).ok(),
+            _ => vfs.read_file(&target_path).ok(),
+        };
+        let (payload, after) = match &a.change {
+            Change::WriteFile { content, .. } => (Payload::Bytes(content.clone().into_bytes()), Some(sha256_hex(content.as_bytes()))),
+            Change::AppendInitramfs { .. } => {
+                let b = build_initramfs(&vfs, l, &a.change)?;
+                let sha = sha256_hex(&b);
+                let f = tmp.join(format!("initramfs-{i}"));
+                std::fs::write(&f, &b)?;
+                (Payload::HostFile(f), Some(sha))
+            }
+            Change::CopyFile { from, .. } => {
+                let b = vfs.read_file(from).with_context(|| format!("reading {from}"))?;
+                let sha = sha256_hex(&b);
+                (Payload::Bytes(b), Some(sha))
+            }
+            _ => (Payload::None, None),
+        };
+        let (undo, backup, extra_target) = match &a.change {
+            Change::Rename { to, .. } => ("rename-back".to_string(), None, Some(to.clone())),
+            Change::RunInitramfsTool { .. } => ("none".to_string(), None, None),
+            Change::RunBootloaderTool { .. } if before.is_some() => ("restore".to_string(), Some(format!("{backup_dir}{target_path}")), None),
+            _ if before.is_some() => ("restore".to_string(), Some(format!("{backup_dir}{target_path}")), None),
+            _ => ("remove".to_string(), None, None),
+        };
+        let rec = ActionRecord {
+            area: a.area.clone(),
+            op: serde_json::to_value(&a.change)?["op"].as_str().unwrap_or("").to_string(),
+            target: target_path,
+            reason: a.reason.clone(),
+            sha256_before: before.as_deref().map(sha256_hex),
+            sha256_after: after,
+            backup,
+            undo,
+            extra_target,
+            outcome: None,
+        };
+        work.push((a, payload, rec));
+    }
+    drop(vfs);
+    // 2. One appliance launch.
+    let t0 = Instant::now();
+    let app = Appliance::new(&ApplianceConfig::default())?;
+    match target {
+        Target::Overlays(outs) => {
+            for o in outs {
+                app.add_drive(o, "qcow2", false)?;
+            }
+        }
+        Target::InPlace => {
+            for (p, d) in inputs.iter().zip(&guest.inspection.disks) {
+                app.add_drive(p, d.image.format.as_str(), false)?;
+            }
+        }
+    }
+    app.launch()?;
+    mount_guest(&app, l)?;
+    let mut records = vec![];
+    let mut journal = Journal { run_id: run_id.into(), entries: vec![] };
+    let mut backed_up = std::collections::BTreeSet::new();
+    for (a, payload, mut rec) in work {
+        // Back up each target once per run, before its first change, so undo gets the original.
+        if let Some(b) = &rec.backup {
+            if backed_up.insert(b.clone()) {
+                app.mkdir_p(parent(b))?;
+                app.cp(&rec.target, b)?;
+            }
+        }
+        match (&a.change, payload) {
+            (Change::WriteFile { path, .. }, Payload::Bytes(b)) => {
+                app.mkdir_p(parent(path))?;
+                app.write(path, &b)?;
+            }
+            (Change::CopyFile { to, .. }, Payload::Bytes(b)) => {
+                app.mkdir_p(parent(to))?;
+                app.write(to, &b)?;
+            }
+            (Change::AppendInitramfs { path, .. }, Payload::HostFile(f)) => app.upload(&f, path)?,
+            (Change::Rename { from, to }, _) => {
+                app.mkdir_p(parent(to))?;
+                app.mv(from, to)?;
+            }
+            (Change::Symlink { path, target }, _) => {
+                app.mkdir_p(parent(path))?;
+                app.ln_sf(target, path)?;
+            }
+            (Change::RunInitramfsTool { command, .. }, _) => {
+                let out = app.command(command).with_context(|| format!("guest tool {}", command.join(" ")))?;
+                tracing::info!("{}: {}", command.join(" "), out.trim());
+                rec.outcome = Some(format!("ran {}", command.join(" ")));
+            }
+            (Change::RunBootloaderTool { config, command }, _) => {
+                // The direct edits already boot; the guest's tool only makes them permanent.
+                // If it fails, put the edited config back (the tool may have truncated it).
+                let keep = format!("{backup_dir}/edited{config}");
+                app.mkdir_p(parent(&keep))?;
+                app.cp(config, &keep)?;
+                match app.command(command) {
+                    Ok(_) => rec.outcome = Some(format!("regenerated with {}", command.join(" "))),
+                    Err(e) => {
+                        app.cp(&keep, config)?;
+                        tracing::warn!("{}: {e}; keeping the direct edits", command.join(" "));
+                        rec.outcome = Some(format!("{} failed ({e}); the directly edited {config} was kept", command.join(" ")));
+                    }
+                }
+            }
+            _ => bail!("internal: payload does not match change for {}", rec.target),
+        }
+        journal.entries.push(JournalEntry {
+            target: rec.target.clone(),
+            undo: rec.undo.clone(),
+            backup: rec.backup.clone(),
+            from: rec.extra_target.clone(),
+        });
+        records.push(rec);
+    }
+    if !records.is_empty() {
+        app.mkdir_p(&backup_dir)?;
+        app.write(&format!("{backup_dir}/journal.json"), serde_json::to_string_pretty(&journal)?.as_bytes())?;
+    }
+    app.umount_all()?;
+    app.sync()?;
+    let ready = verify(&records)?;
+    app.mount_rw(&os.root.device, "/")?;
+    app.mkdir_p(parent(READY_PATH))?;
+    app.write(READY_PATH, serde_json::to_string_pretty(&ready)?.as_bytes())?;
+    app.umount_all()?;
+    app.sync()?;
+    app.shutdown()?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok((records, t0.elapsed().as_secs_f64()))
+}
+
+/// Mounts the guest's root and its fstab mounts (as inspection found them) read-write.
+fn mount_guest(app: &Appliance, l: &LinuxInfo) -> Result<()> {
+    let root = l.mounts.get("/").context("no root mount")?;
+    app.mount_rw(root, "/")?;
+    let mut mps: Vec<(&String, &String)> = l.mounts.iter().filter(|(m, _)| *m != "/").collect();
+    mps.sort_by_key(|(m, _)| m.matches('/').count());
+    for (mp, dev) in mps {
+        app.mount_rw(dev, mp).with_context(|| format!("mounting {dev} at {mp}"))?;
+    }
+    Ok(())
+}
+
+fn parent(p: &str) -> &str {
+    match p.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &p[..i],
+    }
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("revirt-apply-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+

@@ -1,0 +1,184 @@
+//! The repair run: inspect -> plan -> apply (one appliance launch) -> verify, with a report.
+//! Used by `revirt repair` and `revirt worker`.
+use crate::apply::{self, ActionRecord, Target};
+use crate::image::ImageInfo;
+use crate::inspect::{inspect, Guest};
+use crate::plan::{collect_inputs, plan_linux, PlanOptions, RepairPlan};
+use crate::types::OsReport;
+use crate::verify::{verify_linux, Verdict};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Bumped on any incompatible change of the report JSON.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct RepairRequest {
+    pub inputs: Vec<PathBuf>,
+    /// One per input: write to qcow2 overlays; empty: write in place (with backups).
+    pub outputs: Vec<PathBuf>,
+    pub opts: PlanOptions,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Readiness {
+    /// Verify passed: boot on virtio.
+    Ready,
+    /// Outside what revirt repairs safely; nothing was written.
+    Refused,
+    /// Changes were made but verify still finds problems.
+    NotReady,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairReport {
+    pub schema_version: u32,
+    pub revirt_version: String,
+    pub run_id: String,
+    pub inputs: Vec<ImageInfo>,
+    pub outputs: Vec<String>,
+    pub guest: Option<OsReport>,
+    pub refusals: Vec<String>,
+    pub notes: Vec<String>,
+    pub actions: Vec<ActionRecord>,
+    pub verify: Option<Verdict>,
+    /// Seconds per phase: inspect, plan, apply, verify.
+    pub timings: BTreeMap<String, f64>,
+    pub appliance_used: bool,
+    pub readiness: Readiness,
+}
+
+/// A run id that sorts by time and is unique per process.
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}-{}", now.as_secs(), std::process::id())
+}
+
+/// Picks the OS to repair: the Linux root. Windows is refused here (separate repair path).
+pub fn choose_os(g: &Guest) -> Result<&OsReport, String> {
+    let oses = &g.inspection.operating_systems;
+    let linux: Vec<&OsReport> = oses.iter().filter(|o| o.kind == "linux").collect();
+    match (linux.len(), oses.len()) {
+        (1, _) => Ok(linux[0]),
+        (0, 0) => Err("no operating system found".into()),
+        (0, _) => Err(format!("{} guests are not repaired by this version of revirt", oses[0].kind)),
+        (n, _) => Err(format!("{n} Linux roots found ({}); revirt repairs one OS per disk set", linux.iter().map(|o| o.root.device.as_str()).collect::<Vec<_>>().join(", "))),
+    }
+}
+
+/// Plans without writing (for `revirt plan`).
+pub fn plan_only(inputs: &[PathBuf], opts: &PlanOptions) -> Result<(Guest, Result<RepairPlan, String>)> {
+    let g = inspect(inputs)?;
+    let plan = match choose_os(&g) {
+        Ok(os) => {
+            let l = os.linux.as_ref().expect("linux");
+            let vfs = crate::inspect::linux::guest_vfs(&g.volumes, l)?;
+            let inp = collect_inputs(&vfs, l)?;
+            Ok(plan_linux(os, &g.inspection, &inp, opts))
+        }
+        Err(e) => Err(e),
+    };
+    Ok((g, plan))
+}
+
+/// Runs a full repair. `progress(phase, message)` is called at each phase.
+pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Result<RepairReport> {
+    let run_id = new_run_id();
+    let mut timings = BTreeMap::new();
+    let t = Instant::now();
+    progress("inspect", "reading the disks");
+    let (g, plan) = plan_only(&req.inputs, &req.opts)?;
+    timings.insert("inspect+plan".to_string(), t.elapsed().as_secs_f64());
+    let mut report = RepairReport {
+        schema_version: REPORT_SCHEMA_VERSION,
+        revirt_version: env!("CARGO_PKG_VERSION").into(),
+        run_id: run_id.clone(),
+        inputs: g.inspection.disks.iter().map(|d| d.image.clone()).collect(),
+        outputs: req.outputs.iter().map(|p| p.display().to_string()).collect(),
+        guest: None,
+        refusals: vec![],
+        notes: vec![],
+        actions: vec![],
+        verify: None,
+        timings,
+        appliance_used: g.inspection.appliance_used,
+        readiness: Readiness::Refused,
+    };
+    let plan = match plan {
+        Ok(p) => p,
+        Err(why) => {
+            report.refusals.push(why);
+            return Ok(report);
+        }
+    };
+    let os = choose_os(&g).expect("plan exists").clone();
+    report.guest = Some(os.clone());
+    report.notes = plan.notes.clone();
+    if !plan.refusals.is_empty() {
+        report.refusals = plan.refusals.clone();
+        return Ok(report);
+    }
+    let formats: Vec<&str> = g.inspection.disks.iter().map(|d| d.image.format.as_str()).collect();
+    let target = if req.outputs.is_empty() { Target::InPlace } else { Target::Overlays(req.outputs.clone()) };
+    if let Target::Overlays(outs) = &target {
+        apply::create_overlays(&req.inputs, &formats, outs)?;
+    }
+    let result_paths: Vec<PathBuf> = match &target {
+        Target::Overlays(o) => o.clone(),
+        Target::InPlace => req.inputs.clone(),
+    };
+    if plan.actions.is_empty() {
+        // Already repaired (or nothing needed): verify what is there, write nothing.
+        progress("verify", "nothing to change; verifying");
+        let t = Instant::now();
+        report.verify = Some(verify_paths(&result_paths, &os, &req.opts)?);
+        report.timings.insert("verify".into(), t.elapsed().as_secs_f64());
+        report.readiness = if report.verify.as_ref().is_some_and(|v| v.ready) { Readiness::Ready } else { Readiness::NotReady };
+        return Ok(report);
+    }
+    progress("apply", &format!("{} change(s) in one appliance session", plan.actions.len()));
+    let mut verdict = None;
+    let mut verify_secs = 0.0;
+    let opts = req.opts.clone();
+    let mut verify_cb = |records: &[ActionRecord]| -> Result<serde_json::Value> {
+        progress("verify", "checking the result");
+        let t = Instant::now();
+        let v = verify_paths(&result_paths, &os, &opts)?;
+        verify_secs = t.elapsed().as_secs_f64();
+        let rec = serde_json::json!({
+            "revirt_version": env!("CARGO_PKG_VERSION"),
+            "run_id": run_id,
+            "ready": v.ready,
+            "findings": v.findings,
+            "actions": records.iter().map(|r| serde_json::json!({"area": r.area, "op": r.op, "target": r.target, "sha256_after": r.sha256_after})).collect::<Vec<_>>(),
+            "options": opts,
+        });
+        verdict = Some(v);
+        Ok(rec)
+    };
+    let (records, apply_secs) = apply::apply(&g, &req.inputs, &target, &os, &plan, &run_id, &mut verify_cb)?;
+    report.timings.insert("apply".into(), apply_secs - verify_secs);
+    report.timings.insert("verify".into(), verify_secs);
+    report.appliance_used = true;
+    report.actions = records;
+    report.verify = verdict;
+    report.readiness = if report.verify.as_ref().is_some_and(|v| v.ready) { Readiness::Ready } else { Readiness::NotReady };
+    Ok(report)
+}
+
+/// Re-inspects `paths` with the pure readers and verifies the OS rooted where `os` was.
+pub fn verify_paths(paths: &[PathBuf], os: &OsReport, opts: &PlanOptions) -> Result<Verdict> {
+    let g = inspect(paths).context("re-inspecting the result")?;
+    let again = g
+        .inspection
+        .operating_systems
+        .iter()
+        .find(|o| o.root.device == os.root.device)
+        .with_context(|| format!("the repaired disks no longer show an OS on {}", os.root.device))?;
+    let l = again.linux.as_ref().context("not Linux any more")?;
+    Ok(verify_linux(l, &g.inspection, opts))
+}

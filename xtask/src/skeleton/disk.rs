@@ -1,0 +1,359 @@
+//! Turns the staged guest tree into a disk: splits it per mount point, makes each filesystem
+//! into a file with the host mkfs tools (ext4 `-d`, XFS protofile, vfat + mtools, mkswap), writes
+//! the partition table with sfdisk, LVM metadata with our own writer, and copies every filesystem
+//! to its offset, skipping zero blocks so the raw image stays sparse. No mounts, no loop devices.
+use super::layout::{Layout, Volume};
+use super::lvm::{self, LvPlace, PvSpec};
+use super::recipe::Recipe;
+use super::run_sh;
+use anyhow::{bail, Context, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const SECTOR: u64 = 512;
+
+/// Moves each non-root mount point's subtree out of `root` into its own directory, deepest
+/// first, leaving the (empty) mount point directory behind. Returns volume id -> tree.
+pub fn split_trees(root: &Path, work: &Path, layout: &Layout) -> Result<Vec<(String, PathBuf)>> {
+    let mut mounted: Vec<&Volume> = layout
+        .volumes
+        .iter()
+        .filter(|v| v.mount.as_deref().is_some_and(|m| m != "/"))
+        .collect();
+    mounted.sort_by_key(|v| std::cmp::Reverse(v.mount.as_ref().map(|m| m.len())));
+    let mut out = vec![];
+    for v in mounted {
+        let m = v.mount.as_deref().unwrap_or_default();
+        let src = root.join(m.trim_start_matches('/'));
+        let dst = work.join(format!("tree-{}", v.id));
+        if src.is_dir() {
+            fs::rename(&src, &dst).with_context(|| format!("moving {}", src.display()))?;
+        } else {
+            fs::create_dir_all(&dst)?;
+        }
+        fs::create_dir_all(&src)?;
+        out.push((v.id.clone(), dst));
+    }
+    if let Some(v) = layout.volume_at("/") {
+        out.push((v.id.clone(), root.to_path_buf()));
+    }
+    Ok(out)
+}
+
+fn sfdisk_script(layout: &Layout) -> String {
+    let mut s = String::new();
+    if layout.table == "gpt" {
+        s += &format!(
+            "label: gpt\nlabel-id: {}\nunit: sectors\nfirst-lba: 2048\n\n",
+            layout.disk_id
+        );
+    } else {
+        s += &format!(
+            "label: dos\nlabel-id: {}\nunit: sectors\n\n",
+            layout.disk_id
+        );
+    }
+    for p in &layout.partitions {
+        s += &format!(
+            "start={}, size={}, type={}",
+            p.start / SECTOR,
+            p.size / SECTOR,
+            p.ptype
+        );
+        if layout.table == "gpt" {
+            s += &format!(", uuid={}", p.partuuid.to_uppercase());
+            if let Some(n) = &p.name {
+                s += &format!(", name=\"{n}\"");
+            }
+        }
+        if p.bootable {
+            s += ", bootable";
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Copies `src` into `dst` at `offset`, visiting only the data extents of `src` (SEEK_DATA /
+/// SEEK_HOLE) and skipping all-zero blocks inside them, so the target stays sparse.
+fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    static ZERO: [u8; 1 << 20] = [0; 1 << 20];
+    let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let len = f.metadata()?.len();
+    let fd = f.as_raw_fd();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    while pos < len {
+        // SAFETY: plain lseek on a file descriptor we own; errors come back as -1.
+        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            break; // ENXIO: no data after pos
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        let (start, end) = (data as u64, if hole < 0 { len } else { hole as u64 });
+        f.seek(SeekFrom::Start(start))?;
+        let mut p = start;
+        while p < end {
+            let n = ((end - p) as usize).min(buf.len());
+            f.read_exact(&mut buf[..n])
+                .with_context(|| format!("reading {} at {p}", src.display()))?;
+            if buf[..n] != ZERO[..n] {
+                dst.seek(SeekFrom::Start(offset + p))?;
+                dst.write_all(&buf[..n])
+                    .with_context(|| format!("writing {} at {}", src.display(), offset + p))?;
+            }
+            p += n as u64;
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// An XFS protofile (mkfs.xfs -p) describing `dir`, files referenced by host path.
+fn protofile(dir: &Path) -> Result<String> {
+    fn mode_str(kind: char, mode: u32) -> String {
+        format!(
+            "{kind}{}{}{:03o}",
+            if mode & 0o4000 != 0 { 'u' } else { '-' },
+            if mode & 0o2000 != 0 { 'g' } else { '-' },
+            mode & 0o777
+        )
+    }
+    fn rec(dir: &Path, out: &mut String) -> Result<()> {
+        let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.contains(char::is_whitespace) {
+                bail!("{}: protofile names cannot hold spaces", e.path().display());
+            }
+            let md = fs::symlink_metadata(e.path())?;
+            let mode = md.mode();
+            if md.file_type().is_symlink() {
+                let t = fs::read_link(e.path())?;
+                out.push_str(&format!(
+                    "{name} {} 0 0 {}\n",
+                    mode_str('l', 0o777),
+                    t.display()
+                ));
+            } else if md.is_dir() {
+                out.push_str(&format!("{name} {} 0 0\n", mode_str('d', mode)));
+                rec(&e.path(), out)?;
+                out.push_str("$\n");
+            } else {
+                out.push_str(&format!(
+                    "{name} {} 0 0 {}\n",
+                    mode_str('-', mode),
+                    e.path().display()
+                ));
+            }
+        }
+        Ok(())
+    }
+    let root_mode = fs::metadata(dir)?.permissions().mode();
+    let mut out = format!("/dev/null\n0 0\n{} 0 0\n", {
+        let m = root_mode & 0o777;
+        format!("d--{m:03o}")
+    });
+    rec(dir, &mut out)?;
+    out.push_str("$\n");
+    Ok(out)
+}
+
+/// Makes the filesystem of `v` into a new file of its size.
+fn mkfs(v: &Volume, tree: Option<&Path>, img: &Path, scratch: &Path) -> Result<()> {
+    let f = File::create(img)?;
+    f.set_len(v.size)?;
+    drop(f);
+    let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let extra: String = v
+        .mnt
+        .mkfs_opts
+        .iter()
+        .map(|o| format!(" {}", q(o)))
+        .collect();
+    let label = |flag: &str| {
+        v.label
+            .as_ref()
+            .map(|l| format!(" {flag} {}", q(l)))
+            .unwrap_or_default()
+    };
+    let empty = scratch.join("empty");
+    fs::create_dir_all(&empty)?;
+    let tree = tree.unwrap_or(&empty);
+    let cmd = match v.fs.as_str() {
+        "ext4" => format!(
+            "mkfs.ext4 -q -F -U {}{} -E root_owner=0:0{extra} -d {} {}",
+            v.uuid,
+            label("-L"),
+            q(&tree.to_string_lossy()),
+            q(&img.to_string_lossy())
+        ),
+        "xfs" => {
+            let proto = scratch.join(format!("proto-{}", v.id));
+            fs::write(&proto, protofile(tree)?)?;
+            // The TEST_* variables lift mkfs.xfs's 300 MB minimum (meant for fstests) so the
+            // skeleton filesystems stay small.
+            format!(
+                "TEST_DIR=/tmp TEST_DEV=skeleton QA_CHECK_FS=1 mkfs.xfs -q -f -m uuid={}{}{extra} -p {} {}",
+                v.uuid,
+                label("-L"),
+                q(&proto.to_string_lossy()),
+                q(&img.to_string_lossy())
+            )
+        }
+        "swap" => format!(
+            "mkswap -U {}{} {} >/dev/null",
+            v.uuid,
+            label("-L"),
+            q(&img.to_string_lossy())
+        ),
+        "vfat" => {
+            let serial = v.uuid.replace('-', "");
+            let mut c = format!(
+                "mkfs.vfat -F 32 -s 1 -i {serial}{}{extra} {} >/dev/null",
+                label("-n"),
+                q(&img.to_string_lossy())
+            );
+            let mut items: Vec<String> = fs::read_dir(tree)?
+                .map(|e| e.map(|e| q(&e.path().to_string_lossy())))
+                .collect::<std::io::Result<_>>()?;
+            items.sort();
+            if !items.is_empty() {
+                c += &format!(
+                    " && MTOOLS_SKIP_CHECK=1 mcopy -s -p -Q -i {} {} ::/",
+                    q(&img.to_string_lossy()),
+                    items.join(" ")
+                );
+            }
+            c
+        }
+        f => bail!("volume {}: cannot make filesystem {f:?}", v.id),
+    };
+    run_sh(&cmd, None, scratch).with_context(|| format!("making {} on volume {}", v.fs, v.id))?;
+    Ok(())
+}
+
+/// Builds the raw disk image at `raw` from the staged root tree.
+pub fn build_raw(
+    guest: &str,
+    recipe: &Recipe,
+    layout: &Layout,
+    root: &Path,
+    work: &Path,
+    raw: &Path,
+) -> Result<()> {
+    let trees = split_trees(root, work, layout)?;
+    let f = File::create(raw)?;
+    f.set_len(layout.disk_size)?;
+    drop(f);
+    run_sh(
+        &format!("sfdisk -q --no-reread --no-tell-kernel '{}'", raw.display()),
+        Some(sfdisk_script(layout).as_bytes()),
+        work,
+    )
+    .context("partitioning with sfdisk")?;
+    let mut disk = OpenOptions::new().write(true).open(raw)?;
+
+    if recipe.boot.firmware == "bios" {
+        // GRUB's boot.img in the MBR code area (not the signature or table).
+        let code = fs::read("/usr/lib/grub/i386-pc/boot.img").unwrap_or_else(|_| {
+            let mut b = vec![0u8; 512];
+            b[0x180..0x185].copy_from_slice(b"GRUB ");
+            b
+        });
+        disk.seek(SeekFrom::Start(0))?;
+        disk.write_all(&code[..440.min(code.len())])?;
+    }
+
+    for vg in &layout.vgs {
+        let Some(part) = layout.part(&vg.pv_part) else {
+            bail!("vg {}: PV partition {} missing", vg.name, vg.pv_part)
+        };
+        let spec = PvSpec {
+            guest,
+            vg: &vg.name,
+            vg_uuid: vg.uuid.clone(),
+            pv_uuid: vg.pv_uuid.clone(),
+            device_hint: part.device.clone(),
+            size: part.size,
+            lvs: vg
+                .lvs
+                .iter()
+                .map(|l| LvPlace {
+                    name: l.name.clone(),
+                    uuid: l.uuid.clone(),
+                    start_extent: l.start_extent,
+                    extent_count: l.extent_count,
+                })
+                .collect(),
+        };
+        lvm::write_pv(&mut disk, part.start, &spec)
+            .with_context(|| format!("writing PV for vg {}", vg.name))?;
+    }
+
+    for v in &layout.volumes {
+        let tree = trees
+            .iter()
+            .find(|(id, _)| *id == v.id)
+            .map(|(_, p)| p.as_path());
+        let img = work.join(format!("vol-{}.img", v.id));
+        mkfs(v, tree, &img, work)?;
+        let offset = if let Some(pid) = v.on.strip_prefix("part:") {
+            layout.part(pid).map(|p| p.start)
+        } else if let Some(lv) = v.on.strip_prefix("lv:") {
+            layout.vgs.iter().find_map(|vg| {
+                vg.lvs
+                    .iter()
+                    .find(|l| format!("{}/{}", l.vg, l.name) == lv)
+                    .and_then(|l| {
+                        layout
+                            .part(&vg.pv_part)
+                            .map(|p| p.start + lvm::extent_offset(l.start_extent))
+                    })
+            })
+        } else {
+            None
+        };
+        let Some(offset) = offset else {
+            bail!("volume {}: cannot place {}", v.id, v.on)
+        };
+        copy_sparse(&img, &mut disk, offset)?;
+        fs::remove_file(&img)?;
+    }
+    disk.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protofile_lists_files_links_and_dirs() {
+        let d = std::env::temp_dir().join(format!("skel-proto-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("etc")).unwrap();
+        fs::write(d.join("etc/hostname"), "x\n").unwrap();
+        std::os::unix::fs::symlink("../usr/lib/os-release", d.join("etc/os-release")).unwrap();
+        let p = protofile(&d).unwrap();
+        assert!(p.contains("etc d--"), "{p}");
+        assert!(
+            p.contains("os-release l--777 0 0 ../usr/lib/os-release"),
+            "{p}"
+        );
+        assert!(
+            p.contains(&format!(
+                "hostname ---644 0 0 {}",
+                d.join("etc/hostname").display()
+            )),
+            "{p}"
+        );
+        assert!(p.ends_with("$\n$\n"), "{p}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
