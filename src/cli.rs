@@ -27,8 +27,17 @@ pub enum Cmd {
     Repair(RepairCmd),
     /// Check statically whether the guest boots on virtio (exit 0 ready, 1 not).
     Verify(VerifyCmd),
+    /// Orchestrator entry point: run a repair job (JSON file or - for stdin).
+    Worker(WorkerCmd),
     /// Convert a disk image between formats with qemu-img.
     Convert(ConvertCmd),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerCmd {
+    /// Job file (JSON, see README), or - to read it from stdin.
+    #[arg(long)]
+    pub job: PathBuf,
 }
 
 /// Options shared by plan, repair and verify.
@@ -159,7 +168,7 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["inspect", "convert", "plan", "repair", "verify"] {
+        for sub in ["inspect", "convert", "plan", "repair", "verify", "worker"] {
             let mut cmd = Cli::command();
             let help = cmd
                 .find_subcommand_mut(sub)

@@ -20,6 +20,10 @@ mod exit {
     pub const REPAIRED_NOT_READY: i32 = 7;
     /// verify: not ready.
     pub const NOT_READY: i32 = 1;
+    /// worker: the job file is malformed.
+    pub const BAD_INPUT: i32 = 2;
+    /// worker: another worker holds one of the disks.
+    pub const LOCKED: i32 = 8;
 }
 
 fn main() {
@@ -58,6 +62,118 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         return exit::UNREADABLE_IMAGE;
     }
     exit::INTERNAL
+}
+
+/// The orchestrator's job: disks, overlay outputs, options, report path.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Job {
+    disks: Vec<std::path::PathBuf>,
+    outputs: Vec<std::path::PathBuf>,
+    #[serde(default)]
+    report: Option<std::path::PathBuf>,
+    #[serde(default)]
+    options: JobOptions,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct JobOptions {
+    network: Option<String>,
+    block: Option<String>,
+    initramfs: Option<String>,
+    serial_console: Option<bool>,
+}
+
+fn parse_enum<T: clap::ValueEnum>(field: &str, v: &Option<String>) -> Result<Option<T>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) => T::from_str(s, false).map(Some).map_err(|_| format!("job: options.{field}: unknown value {s:?}")),
+    }
+}
+
+/// Takes an exclusive, non-blocking lock on each disk so a second worker on the same disk is
+/// refused instead of racing. Locks are released when the process exits.
+fn lock_disks(disks: &[std::path::PathBuf]) -> Result<Vec<std::fs::File>, String> {
+    use std::os::fd::AsRawFd;
+    let mut held = vec![];
+    for d in disks {
+        let f = std::fs::File::open(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        // SAFETY: flock on a valid fd we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(format!("{}: another revirt worker holds this disk", d.display()));
+        }
+        held.push(f);
+    }
+    Ok(held)
+}
+
+fn worker(c: &cli::WorkerCmd) -> Result<i32> {
+    let event = |v: serde_json::Value| eprintln!("{v}");
+    let text = if c.job.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        match std::fs::read_to_string(&c.job) {
+            Ok(s) => s,
+            Err(e) => {
+                event(serde_json::json!({"event": "error", "kind": "bad-input", "message": format!("{}: {e}", c.job.display())}));
+                return Ok(exit::BAD_INPUT);
+            }
+        }
+    };
+    let bad = |msg: String| {
+        event(serde_json::json!({"event": "error", "kind": "bad-input", "message": msg}));
+        Ok(exit::BAD_INPUT)
+    };
+    let job: Job = match serde_json::from_str(&text) {
+        Ok(j) => j,
+        Err(e) => return bad(format!("job: {e}")),
+    };
+    if job.disks.is_empty() {
+        return bad("job: no disks".into());
+    }
+    if job.outputs.len() != job.disks.len() {
+        return bad(format!("job: {} disks but {} outputs (one overlay per disk)", job.disks.len(), job.outputs.len()));
+    }
+    let mut opts = revirt::plan::PlanOptions { serial_console: true, ..Default::default() };
+    match (
+        parse_enum::<revirt::plan::NetworkMode>("network", &job.options.network),
+        parse_enum::<revirt::plan::BlockBus>("block", &job.options.block),
+        parse_enum::<revirt::plan::InitramfsMode>("initramfs", &job.options.initramfs),
+    ) {
+        (Ok(n), Ok(b), Ok(i)) => {
+            opts.network = n.unwrap_or_default();
+            opts.block = b.unwrap_or_default();
+            opts.initramfs = i.unwrap_or_default();
+        }
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad(e),
+    }
+    if let Some(sc) = job.options.serial_console {
+        opts.serial_console = sc;
+    }
+    let _locks = match lock_disks(&job.disks) {
+        Ok(l) => l,
+        Err(e) => {
+            event(serde_json::json!({"event": "error", "kind": "locked", "message": e}));
+            return Ok(exit::LOCKED);
+        }
+    };
+    let req = revirt::repair::RepairRequest { inputs: job.disks.clone(), outputs: job.outputs.clone(), opts };
+    let mut progress = |phase: &str, msg: &str| event(serde_json::json!({"event": "phase", "phase": phase, "message": msg}));
+    let report = revirt::repair::repair(&req, &mut progress)?;
+    let text = serde_json::to_string_pretty(&report)?;
+    if let Some(p) = &job.report {
+        std::fs::write(p, &text).map_err(|e| anyhow::anyhow!("writing report {}: {e}", p.display()))?;
+    }
+    println!("{text}");
+    event(serde_json::json!({"event": "done", "readiness": report.readiness}));
+    Ok(match report.readiness {
+        revirt::repair::Readiness::Ready => exit::OK,
+        revirt::repair::Readiness::Refused => exit::REFUSED,
+        revirt::repair::Readiness::NotReady => exit::REPAIRED_NOT_READY,
+    })
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -144,6 +260,7 @@ fn run(cli: Cli) -> Result<i32> {
                 revirt::repair::Readiness::NotReady => exit::REPAIRED_NOT_READY,
             })
         }
+        Cmd::Worker(c) => worker(&c),
         Cmd::Convert(c) => {
             let fmt = match c.to {
                 cli::TargetFormat::Qcow2 => "qcow2",
