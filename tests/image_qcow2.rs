@@ -538,31 +538,52 @@ fn empty_and_garbage_files() {
 #[test]
 fn mutated_headers_never_panic() {
     let d = tempfile::tempdir().unwrap();
-    let img = small_image(d.path(), "m.qcow2");
-    let full = std::fs::read(&img).unwrap();
-    let noise = pattern(99, 4 * 400);
-    for round in 0..400usize {
-        let mut b = full.clone();
-        let r = &noise[round * 4..round * 4 + 4];
-        // Mostly header fields, sometimes the L1 table or an L2 table.
-        let at = match r[0] % 4 {
-            0 | 1 => (r[1] as usize) % 112,
-            2 => 0x30000 + (r[1] as usize) * 8 % 0x800,
-            _ => 0x40000 + (r[1] as usize) * 64,
-        }
-        .min(b.len() - 1);
-        b[at] ^= r[2] | 1;
-        if r[3] & 1 == 1 {
-            let at2 = (at + 1 + r[3] as usize % 16).min(b.len() - 1);
-            b[at2] = r[3];
-        }
-        let t = d.path().join("mut.qcow2");
-        std::fs::write(&t, &b).unwrap();
-        if let Ok((dev, _)) = Qcow2Image::open(&t) {
-            let mut buf = vec![0u8; 70_000];
-            for off in [0u64, 511, 3 * MIB, 8 * MIB - 1, 16 * MIB - 70_000] {
-                if off + buf.len() as u64 <= dev.size() {
-                    let _ = dev.read_at(&mut buf, off);
+    let plain = small_image(d.path(), "m.qcow2");
+    let raw = d.path().join("m.qcow2.raw");
+    let packed = d.path().join("mc.qcow2");
+    qemu_img(
+        &[
+            "convert",
+            "-c",
+            "-O",
+            "qcow2",
+            "-o",
+            "compat=0.10",
+            p(&raw),
+            p(&packed),
+        ],
+        None,
+    );
+    for (k, img) in [plain, packed].iter().enumerate() {
+        let full = std::fs::read(img).unwrap();
+        let be = |at: usize| u64::from_be_bytes(full[at..at + 8].try_into().unwrap());
+        let l1 = be(40) as usize;
+        let l2 = (be(l1) & 0x00ff_ffff_ffff_fe00) as usize;
+        assert!(l2 > 0, "image has an L2 table");
+        let noise = pattern(99 + k as u64, 4 * 400);
+        for round in 0..400usize {
+            let mut b = full.clone();
+            let r = &noise[round * 4..round * 4 + 4];
+            // Mostly header fields, sometimes the L1 table or the L2 table.
+            let at = match r[0] % 4 {
+                0 | 1 => (r[1] as usize) % 112,
+                2 => l1 + (r[1] as usize) % 16,
+                _ => l2 + (r[1] as usize) * 64 + (r[2] as usize % 8),
+            }
+            .min(b.len() - 1);
+            b[at] ^= r[2] | 1;
+            if r[3] & 1 == 1 {
+                let at2 = (at + 1 + r[3] as usize % 16).min(b.len() - 1);
+                b[at2] = r[3];
+            }
+            let t = d.path().join("mut.qcow2");
+            std::fs::write(&t, &b).unwrap();
+            if let Ok((dev, _)) = Qcow2Image::open(&t) {
+                let mut buf = vec![0u8; 70_000];
+                for off in [0u64, 511, 3 * MIB, 8 * MIB - 1, 16 * MIB - 70_000] {
+                    if off + buf.len() as u64 <= dev.size() {
+                        let _ = dev.read_at(&mut buf, off);
+                    }
                 }
             }
         }
