@@ -216,9 +216,11 @@ pub fn apply(
             }
         }
         match (&a.change, payload) {
-            (Change::WriteFile { path, .. }, Payload::Bytes(b)) => {
+            (Change::WriteFile { path, mode, .. }, Payload::Bytes(b)) => {
                 app.mkdir_p(parent(path))?;
                 app.write(path, &b)?;
+                // NetworkManager ignores keyfiles readable by others: modes matter.
+                app.chmod(*mode, path)?;
             }
             (Change::CopyFile { to, .. }, Payload::Bytes(b)) => {
                 app.mkdir_p(parent(to))?;

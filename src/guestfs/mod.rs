@@ -310,6 +310,11 @@ impl Appliance {
     pub fn ln_sf(&self, target: &str, link: &str) -> Result<(), GuestfsError> {
         self.call2("ln_sf", target, link, ffi::guestfs_ln_sf)
     }
+    pub fn chmod(&self, mode: u32, path: &str) -> Result<(), GuestfsError> {
+        let p = cstr(path);
+        // SAFETY: g valid, p alive for the call.
+        self.check(unsafe { ffi::guestfs_chmod(self.g, mode as c_int, p.as_ptr()) }, &format!("chmod {mode:o} {path}"))
+    }
     /// Copies a host file into the guest.
     pub fn upload(&self, host: &Path, guest: &str) -> Result<(), GuestfsError> {
         self.call2("upload", &host.to_string_lossy(), guest, ffi::guestfs_upload)

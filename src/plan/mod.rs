@@ -187,7 +187,9 @@ pub fn wanted_inputs(l: &LinuxInfo) -> Vec<String> {
 pub fn collect_inputs(vfs: &Vfs, l: &LinuxInfo) -> anyhow::Result<PlanInputs> {
     let mut inp = PlanInputs::default();
     for p in wanted_inputs(l) {
-        if vfs.lstat(&p)?.is_some() {
+        // A path through a regular file (e.g. /etc/sysconfig/network/... on RHEL, where
+        // /etc/sysconfig/network is a file) is simply absent.
+        if matches!(vfs.lstat(&p), Ok(Some(_))) {
             inp.existing.insert(p.clone());
         }
         if let Ok(Some(t)) = vfs.read_text(&p) {
