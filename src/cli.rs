@@ -29,8 +29,17 @@ pub enum Cmd {
     Verify(VerifyCmd),
     /// Orchestrator entry point: run a repair job (JSON file or - for stdin).
     Worker(WorkerCmd),
+    /// Undo the last in-place repair from the journal kept inside the guest.
+    Undo(UndoCmd),
     /// Convert a disk image between formats with qemu-img.
     Convert(ConvertCmd),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UndoCmd {
+    /// Disk images of one guest repaired in place, first disk first.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -168,7 +177,7 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["inspect", "convert", "plan", "repair", "verify", "worker"] {
+        for sub in ["inspect", "convert", "plan", "repair", "verify", "worker", "undo"] {
             let mut cmd = Cli::command();
             let help = cmd
                 .find_subcommand_mut(sub)

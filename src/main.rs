@@ -261,6 +261,27 @@ fn run(cli: Cli) -> Result<i32> {
             })
         }
         Cmd::Worker(c) => worker(&c),
+        Cmd::Undo(c) => {
+            let g = revirt::inspect::inspect(&c.images)?;
+            let os = match revirt::repair::choose_os(&g) {
+                Ok(os) => os,
+                Err(why) => {
+                    eprintln!("revirt: refused: {why}");
+                    return Ok(exit::REFUSED);
+                }
+            };
+            let l = os.linux.as_ref().expect("linux");
+            let vfs = revirt::inspect::linux::guest_vfs(&g.volumes, l)?;
+            let Some(journal) = revirt::apply::latest_journal(&vfs)? else {
+                eprintln!("revirt: nothing to undo: no journal under {}", revirt::apply::BACKUP_ROOT);
+                return Ok(exit::REFUSED);
+            };
+            drop(vfs);
+            let formats: Vec<&str> = g.inspection.disks.iter().map(|d| d.image.format.as_str()).collect();
+            let n = revirt::apply::undo(&c.images, &formats, l, &journal)?;
+            println!("undid {n} change(s) of run {}", journal.run_id);
+            Ok(exit::OK)
+        }
         Cmd::Convert(c) => {
             let fmt = match c.to {
                 cli::TargetFormat::Qcow2 => "qcow2",

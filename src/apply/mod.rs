@@ -307,3 +307,48 @@ fn tempdir() -> Result<PathBuf> {
     Ok(d)
 }
 
+
+/// Finds the newest run journal under [`BACKUP_ROOT`] in the guest (pure read).
+pub fn latest_journal(vfs: &crate::fs::Vfs) -> Result<Option<Journal>> {
+    let mut runs: Vec<String> = vfs.read_dir(BACKUP_ROOT)?.into_iter().map(|e| e.name).filter(|n| vfs.exists(&format!("{BACKUP_ROOT}/{n}/journal.json"))).collect();
+    // Run ids start with the Unix time: the numerically largest is the newest.
+    runs.sort_by_key(|r| r.split('-').next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0));
+    let Some(last) = runs.last() else { return Ok(None) };
+    let text = vfs.read_file(&format!("{BACKUP_ROOT}/{last}/journal.json"))?;
+    Ok(Some(serde_json::from_slice(&text).with_context(|| format!("{BACKUP_ROOT}/{last}/journal.json: not a revirt journal"))?))
+}
+
+/// Restores what the journaled run changed, newest change first, in one appliance session.
+/// Returns the number of entries undone.
+pub fn undo(inputs: &[PathBuf], formats: &[&str], l: &LinuxInfo, journal: &Journal) -> Result<usize> {
+    let app = Appliance::new(&ApplianceConfig::default())?;
+    for (p, f) in inputs.iter().zip(formats) {
+        app.add_drive(p, f, false)?;
+    }
+    app.launch()?;
+    mount_guest(&app, l)?;
+    let mut n = 0;
+    for e in journal.entries.iter().rev() {
+        match e.undo.as_str() {
+            "restore" => {
+                let b = e.backup.as_deref().context("journal: restore without a backup path")?;
+                app.cp(b, &e.target).with_context(|| format!("restoring {} from {b}", e.target))?;
+            }
+            "remove" => app.rm_f(&e.target)?,
+            "rename-back" => {
+                let to = e.from.as_deref().context("journal: rename-back without its destination")?;
+                app.mv(to, &e.target).with_context(|| format!("moving {to} back to {}", e.target))?;
+            }
+            _ => continue,
+        }
+        n += 1;
+    }
+    app.rm_f(READY_PATH)?;
+    // The journal is kept (renamed) so a second undo is a no-op and the history stays readable.
+    let dir = format!("{BACKUP_ROOT}/{}", journal.run_id);
+    app.mv(&format!("{dir}/journal.json"), &format!("{dir}/journal.undone.json"))?;
+    app.umount_all()?;
+    app.sync()?;
+    app.shutdown()?;
+    Ok(n)
+}
