@@ -1,6 +1,915 @@
-//! Real bootable Debian guests (in progress).
-use anyhow::Result;
+//! Real bootable Debian 12 guests, built from the recipes in fixtures/images/real/.
+//!
+//! ```text
+//! manifest.json ─┬─ base: debootstrap minbase + base.sh ──▶ real/base-<key>.tar  (shared, cached)
+//!                └─ guests[i]: untar base, chroot setup.sh (lib.sh helpers)
+//!                     ─▶ split the tree per partition ─▶ mkfs.ext4 -d / mkfs.vfat + mcopy
+//!                     ─▶ sfdisk + copy at partition offsets ─▶ grub boot.img/core.img patched in
+//!                     ─▶ qemu-img convert ─▶ real/<name>.qcow2 + <name>.boot.json + <name>.key
+//! ```
+//! Keys are hashes of the recipe text, so a rebuild happens only when a recipe changes. Builds take
+//! a per-artifact lock file and work in a private temp folder, renaming finished files into place,
+//! so two builders at once neither clash nor leave half-written images behind.
+//!
+//! BIOS grub is installed without any block device: the guest's own grub-mkimage makes core.img in
+//! the chroot, and [`install_bios_grub`] writes boot.img into the MBR and core.img into the post-MBR
+//! gap (MBR) or the BIOS boot partition (GPT), patching the sector pointers the way grub's setup
+//! does for a blocklist install.
+use crate::boot::{BootInfo, Firmware};
+use anyhow::{bail, ensure, Context, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
 
-pub fn build_all(_only: Option<&str>) -> Result<()> {
+/// Bump when the builder's own logic changes in a way that changes the images.
+const BUILDER_VERSION: &str = "real-v1";
+
+#[derive(Deserialize)]
+struct Manifest {
+    base: BaseSpec,
+    guests: Vec<GuestSpec>,
+}
+
+#[derive(Deserialize)]
+struct BaseSpec {
+    suite: String,
+    mirror: String,
+    include: Vec<String>,
+    script: String,
+}
+
+#[derive(Deserialize, Clone)]
+struct GuestSpec {
+    name: String,
+    firmware: Firmware,
+    table: Table,
+    disk_mib: u64,
+    partitions: Vec<PartSpec>,
+    source: crate::boot::SourceSpec,
+    expect_source: String,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum Table {
+    Mbr,
+    Gpt,
+}
+
+#[derive(Deserialize, Clone)]
+struct PartSpec {
+    /// 0 = the rest of the disk (last partition only).
+    size_mib: u64,
+    kind: PartKind,
+    fs: Option<String>,
+    mount: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum PartKind {
+    Linux,
+    Esp,
+    BiosBoot,
+}
+
+/// Folder holding the recipes.
+pub fn recipe_dir() -> PathBuf {
+    crate::repo_root().join("fixtures/images/real")
+}
+
+/// Folder holding the built guests.
+pub fn out_dir() -> PathBuf {
+    crate::cache_dir().join("real")
+}
+
+fn load_manifest(dir: &Path) -> Result<(Manifest, serde_json::Value)> {
+    let path = dir.join("manifest.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let raw: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let m: Manifest = serde_json::from_value(raw.clone())
+        .with_context(|| format!("parsing {}", path.display()))?;
+    Ok((m, raw))
+}
+
+/// Builds (or reuses) every real guest whose name contains `only`.
+pub fn build_all(only: Option<&str>) -> Result<()> {
+    let dir = recipe_dir();
+    let (manifest, raw) = load_manifest(&dir)?;
+    let out = out_dir();
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    let base_key = base_key(&dir, &manifest.base)?;
+    let mut todo = Vec::new();
+    for (i, g) in manifest.guests.iter().enumerate() {
+        if only.is_some_and(|o| !g.name.contains(o)) {
+            continue;
+        }
+        let key = guest_key(&dir, &base_key, g, &raw["guests"][i])?;
+        todo.push((g.clone(), key));
+    }
+    if todo.is_empty() {
+        bail!(
+            "no real guest matches {:?} in {}",
+            only.unwrap_or(""),
+            dir.display()
+        );
+    }
+    if todo.iter().all(|(g, k)| is_current(&out, &g.name, k)) {
+        for (g, _) in &todo {
+            println!(
+                "real: {} is current: {}",
+                g.name,
+                out.join(format!("{}.qcow2", g.name)).display()
+            );
+        }
+        return Ok(());
+    }
+    check_tools()?;
+    let base = ensure_base(&dir, &manifest.base, &base_key, &out)?;
+
+    // Two workers: the machine has two cores and each build is mostly single-threaded.
+    let queue = Mutex::new(todo.into_iter());
+    let errors = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                let Some((g, key)) = next else { break };
+                if let Err(e) = build_guest_locked(&dir, &out, &base, &g, &key) {
+                    eprintln!("real: {} failed: {e:#}", g.name);
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push(format!("{}: {e:#}", g.name));
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap_or_default();
+    if !errors.is_empty() {
+        bail!("real guests failed to build:\n{}", errors.join("\n"));
+    }
     Ok(())
+}
+
+fn check_tools() -> Result<()> {
+    let tools = [
+        "debootstrap",
+        "chroot",
+        "sfdisk",
+        "mkfs.ext4",
+        "mkfs.vfat",
+        "mcopy",
+        "qemu-img",
+        "tar",
+        "mount",
+    ];
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "missing tools for the real guests: {} (install them with .ci/deps.sh)",
+        missing.join(", ")
+    );
+    Ok(())
+}
+
+/// Finds an executable on PATH (plus the sbin folders, which a non-login PATH may lack).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn sha_files(h: &mut Sha256, files: &[PathBuf]) -> Result<()> {
+    for f in files {
+        let bytes = fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        h.update(
+            f.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(())
+}
+
+fn base_key(dir: &Path, base: &BaseSpec) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(BUILDER_VERSION);
+    h.update(format!(
+        "{}|{}|{}",
+        base.suite,
+        base.mirror,
+        base.include.join(",")
+    ));
+    sha_files(&mut h, &[dir.join(&base.script)])?;
+    Ok(hex::encode(&h.finalize()[..8]))
+}
+
+fn guest_key(dir: &Path, base_key: &str, g: &GuestSpec, raw: &serde_json::Value) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(BUILDER_VERSION);
+    h.update(base_key);
+    h.update(raw.to_string());
+    let gdir = dir.join(&g.name);
+    let mut files: Vec<PathBuf> = fs::read_dir(&gdir)
+        .with_context(|| format!("reading recipe folder {}", gdir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files.push(dir.join("lib.sh"));
+    sha_files(&mut h, &files)?;
+    Ok(hex::encode(&h.finalize()[..8]))
+}
+
+fn is_current(out: &Path, name: &str, key: &str) -> bool {
+    let keyfile = out.join(format!("{name}.key"));
+    fs::read_to_string(keyfile).is_ok_and(|k| k.trim() == key)
+        && out.join(format!("{name}.qcow2")).is_file()
+        && out.join(format!("{name}.boot.json")).is_file()
+}
+
+/// An exclusive lock held while the file handle lives.
+fn lock(path: &Path) -> Result<File> {
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    f.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(f)
+}
+
+/// A private scratch folder under `out`, removed on drop unless something is still mounted there.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(out: &Path, tag: &str) -> Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = out.join(format!("tmp-{tag}-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        Ok(Scratch(p))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if mounts_under(&self.0).is_empty() {
+            let _ = fs::remove_dir_all(&self.0);
+        } else {
+            eprintln!(
+                "real: leaving {} in place: mounts remain under it",
+                self.0.display()
+            );
+        }
+    }
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// proc, sys and dev mounted into a build chroot; unmounted (innermost first) on drop.
+struct ChrootMounts {
+    mounted: Vec<PathBuf>,
+}
+
+impl ChrootMounts {
+    fn new(root: &Path) -> Result<Self> {
+        let mut m = ChrootMounts {
+            mounted: Vec::new(),
+        };
+        let specs: [(&[&str], &str); 4] = [
+            (&["-t", "proc", "proc"], "proc"),
+            (&["-t", "sysfs", "sysfs"], "sys"),
+            (&["--bind", "/dev"], "dev"),
+            (&["--bind", "/dev/pts"], "dev/pts"),
+        ];
+        for (args, sub) in specs {
+            let target = root.join(sub);
+            fs::create_dir_all(&target)
+                .with_context(|| format!("creating {}", target.display()))?;
+            run(Command::new("mount").args(args).arg(&target))?;
+            m.mounted.push(target);
+        }
+        Ok(m)
+    }
+}
+
+impl Drop for ChrootMounts {
+    fn drop(&mut self) {
+        for t in self.mounted.iter().rev() {
+            let ok = Command::new("umount")
+                .arg(t)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(t).status();
+            }
+        }
+    }
+}
+
+/// Runs a command, failing with its output when it exits non-zero.
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Runs a long command with its output going to `log`; on failure the error quotes the log's tail.
+fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
+    let f = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "{cmd:?} failed ({status}); log {}:\n{}",
+            log.display(),
+            tail.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Runs `script` (a path inside the chroot) with /bin/sh in `root`, services blocked.
+fn chroot_script(root: &Path, script: &str, env: &[(&str, String)], log: &Path) -> Result<()> {
+    let policy = root.join("usr/sbin/policy-rc.d");
+    fs::write(
+        &policy,
+        "#!/bin/sh\n# no services during the image build\nexit 101\n",
+    )
+    .with_context(|| format!("writing {}", policy.display()))?;
+    set_mode(&policy, 0o755)?;
+    let resolv = root.join("etc/resolv.conf");
+    let _ = fs::remove_file(&resolv);
+    fs::copy("/etc/resolv.conf", &resolv)
+        .with_context(|| format!("writing {}", resolv.display()))?;
+    let result = {
+        let _mounts = ChrootMounts::new(root)?;
+        let mut cmd = Command::new("chroot");
+        cmd.arg(root).args(["/bin/sh", "-e", script]).env_clear();
+        cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", "/root")
+            .env("LANG", "C.UTF-8")
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run_logged(&mut cmd, log)
+    };
+    fs::remove_file(&policy).with_context(|| format!("removing {}", policy.display()))?;
+    fs::write(&resolv, "nameserver 10.0.2.3\n")
+        .with_context(|| format!("writing {}", resolv.display()))?;
+    result
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", p.display()))
+}
+
+/// The shared base tree as a tarball, built once per recipe key.
+fn ensure_base(dir: &Path, spec: &BaseSpec, key: &str, out: &Path) -> Result<PathBuf> {
+    let tar = out.join(format!("base-{key}.tar"));
+    let _lock = lock(&out.join("base.lock"))?;
+    if tar.is_file() {
+        return Ok(tar);
+    }
+    let t0 = Instant::now();
+    eprintln!(
+        "real: building base {key} (debootstrap {}, ~2 min)",
+        spec.suite
+    );
+    let scratch = Scratch::new(out, "base")?;
+    let root = scratch.0.join("root");
+    let log = scratch.0.join("base.log");
+    let result = (|| -> Result<()> {
+        run_logged(
+            Command::new("debootstrap")
+                .arg("--variant=minbase")
+                .arg(format!("--include={}", spec.include.join(",")))
+                .arg(&spec.suite)
+                .arg(&root)
+                .arg(&spec.mirror),
+            &log,
+        )?;
+        let rdir = root.join(".revirt");
+        fs::create_dir_all(&rdir)?;
+        fs::copy(dir.join(&spec.script), rdir.join("base.sh"))?;
+        chroot_script(&root, "/.revirt/base.sh", &[], &log)?;
+        fs::remove_dir_all(&rdir)?;
+        let tmp = scratch.0.join("base.tar");
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-cf"])
+            .arg(&tmp)
+            .arg("."))?;
+        fs::rename(&tmp, &tar).with_context(|| format!("moving base into {}", tar.display()))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Keep the log for a look after the scratch folder goes.
+        let _ = fs::copy(&log, out.join("base-failed.log"));
+        return Err(e);
+    }
+    // Old bases are dead weight (hundreds of MB each).
+    for e in fs::read_dir(out)?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("base-") && n.ends_with(".tar") && e.path() != tar {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    eprintln!(
+        "real: base {key} built in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(tar)
+}
+
+fn build_guest_locked(dir: &Path, out: &Path, base: &Path, g: &GuestSpec, key: &str) -> Result<()> {
+    let _lock = lock(&out.join(format!("{}.lock", g.name)))?;
+    // Another builder may have finished it while we waited for the lock.
+    if is_current(out, &g.name, key) {
+        println!("real: {} is current", g.name);
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    eprintln!("real: building {} ({key})", g.name);
+    let scratch = Scratch::new(out, &g.name)?;
+    let log = scratch.0.join("build.log");
+    build_guest(dir, out, base, g, key, &scratch.0, &log).inspect_err(|_| {
+        let _ = fs::copy(&log, out.join(format!("{}-failed.log", g.name)));
+    })?;
+    let _ = fs::remove_file(out.join(format!("{}-failed.log", g.name)));
+    println!(
+        "real: built {} in {:.0} s: {}",
+        g.name,
+        t0.elapsed().as_secs_f64(),
+        out.join(format!("{}.qcow2", g.name)).display()
+    );
+    Ok(())
+}
+
+/// A v4-shaped UUID derived from the guest key, so a rebuild of the same recipe is identical.
+fn derived_uuid(key: &str, what: &str) -> String {
+    let mut b: [u8; 16] = Sha256::digest(format!("{key}/{what}"))[..16]
+        .try_into()
+        .unwrap_or([0; 16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// The udev /dev/disk/by-id name of an ATA disk with this model and serial.
+pub fn ata_by_id(model: &str, serial: &str) -> String {
+    format!("ata-{}_{}", model.trim().replace(' ', "_"), serial.trim())
+}
+
+struct Placed {
+    start: u64,
+    sectors: u64,
+}
+
+fn build_guest(
+    dir: &Path,
+    out: &Path,
+    base: &Path,
+    g: &GuestSpec,
+    key: &str,
+    scratch: &Path,
+    log: &Path,
+) -> Result<()> {
+    let root = scratch.join("root");
+    fs::create_dir_all(&root)?;
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
+        .arg(base))?;
+
+    // Recipe files into /.revirt, then the guest's setup.sh in the chroot.
+    let rdir = root.join(".revirt");
+    fs::create_dir_all(&rdir)?;
+    fs::copy(dir.join("lib.sh"), rdir.join("lib.sh"))?;
+    for e in fs::read_dir(dir.join(&g.name))?.flatten() {
+        if e.path().is_file() {
+            fs::copy(e.path(), rdir.join(e.file_name()))?;
+        }
+    }
+    let root_uuid = derived_uuid(key, "root");
+    let boot_uuid = derived_uuid(key, "boot");
+    let esp_serial = hex::encode_upper(&Sha256::digest(format!("{key}/esp"))[..4]);
+    let esp_uuid = format!("{}-{}", &esp_serial[..4], &esp_serial[4..]);
+    let mut env = vec![
+        ("ROOT_UUID", root_uuid.clone()),
+        ("BOOT_UUID", boot_uuid.clone()),
+        ("ESP_UUID", esp_uuid.clone()),
+        ("OLD_MAC", g.source.mac.clone()),
+    ];
+    if let (Some(m), Some(s)) = (&g.source.disk_model, &g.source.disk_serial) {
+        env.push(("DISK_BYID", ata_by_id(m, s)));
+    }
+    chroot_script(&root, "/.revirt/setup.sh", &env, log)?;
+    let (core, bootimg) = if g.firmware == Firmware::Bios {
+        let c = fs::read(rdir.join("out/core.img"))
+            .context("setup.sh left no /.revirt/out/core.img")?;
+        let b = fs::read(rdir.join("out/boot.img"))
+            .context("setup.sh left no /.revirt/out/boot.img")?;
+        (c, b)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    fs::remove_dir_all(&rdir)?;
+
+    // Split the tree: each mounted partition's folder moves out, deepest mount first.
+    let mut order: Vec<usize> = (0..g.partitions.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(g.partitions[i].mount.as_deref().map_or(0, str::len)));
+    let mut trees = vec![None; g.partitions.len()];
+    for &i in &order {
+        let Some(m) = g.partitions[i].mount.as_deref() else {
+            continue;
+        };
+        if m == "/" {
+            trees[i] = Some(root.clone());
+            continue;
+        }
+        let src = root.join(m.trim_start_matches('/'));
+        let dst = scratch.join(format!("part{i}"));
+        if src.exists() {
+            fs::rename(&src, &dst)
+                .with_context(|| format!("moving {} out of the root", src.display()))?;
+        } else {
+            fs::create_dir_all(&dst)?;
+        }
+        fs::create_dir_all(&src)?;
+        trees[i] = Some(dst);
+    }
+
+    // Partition the raw image.
+    let raw = scratch.join("disk.raw");
+    File::create(&raw)?.set_len(g.disk_mib << 20)?;
+    let mut script = String::from(match g.table {
+        Table::Mbr => "label: dos\nunit: sectors\n",
+        Table::Gpt => "label: gpt\nunit: sectors\n",
+    });
+    for (i, p) in g.partitions.iter().enumerate() {
+        let ty = match (g.table, p.kind) {
+            (Table::Mbr, PartKind::Linux) => "83",
+            (Table::Mbr, PartKind::Esp) => "ef",
+            (Table::Gpt, PartKind::Linux) => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+            (Table::Gpt, PartKind::Esp) => "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+            (Table::Gpt, PartKind::BiosBoot) => "21686148-6449-6E6F-744E-656564454649",
+            (Table::Mbr, PartKind::BiosBoot) => {
+                bail!("{}: a BIOS boot partition needs GPT", g.name)
+            }
+        };
+        let size = if p.size_mib == 0 {
+            String::new()
+        } else {
+            format!(", size={}", p.size_mib * 2048)
+        };
+        let boot = if g.table == Table::Mbr && i == 0 {
+            ", bootable"
+        } else {
+            ""
+        };
+        script.push_str(&format!("{}: type={ty}{size}{boot}\n", i + 1));
+    }
+    let mut child = Command::new("sfdisk")
+        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+        .arg(&raw)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running sfdisk")?;
+    child
+        .stdin
+        .take()
+        .context("sfdisk stdin")?
+        .write_all(script.as_bytes())?;
+    let o = child.wait_with_output()?;
+    ensure!(
+        o.status.success(),
+        "sfdisk on {} failed: {}",
+        raw.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let placed = read_layout(&raw)?;
+    ensure!(
+        placed.len() == g.partitions.len(),
+        "{}: sfdisk made {} partitions",
+        g.name,
+        placed.len()
+    );
+
+    // Filesystems as files, copied in at their offsets.
+    let mut img = File::options().read(true).write(true).open(&raw)?;
+    for (i, p) in g.partitions.iter().enumerate() {
+        let Some(fs_kind) = p.fs.as_deref() else {
+            continue;
+        };
+        let tree = trees[i]
+            .as_ref()
+            .with_context(|| format!("{}: partition {} has no mount", g.name, i + 1))?;
+        let bytes = placed[i].sectors * 512;
+        let fsimg = scratch.join(format!("part{i}.img"));
+        File::create(&fsimg)?.set_len(bytes)?;
+        match fs_kind {
+            "ext4" => {
+                let uuid = if p.mount.as_deref() == Some("/boot") {
+                    &boot_uuid
+                } else {
+                    &root_uuid
+                };
+                let label = if p.mount.as_deref() == Some("/boot") {
+                    "boot"
+                } else {
+                    "root"
+                };
+                run(Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-U", uuid, "-L", label, "-d"])
+                    .arg(tree)
+                    .arg(&fsimg))?;
+            }
+            "vfat" => {
+                run(Command::new("mkfs.vfat")
+                    .args(["-F", "32", "-n", "EFI", "-i", &esp_serial])
+                    .arg(&fsimg))?;
+                for e in fs::read_dir(tree)?.flatten() {
+                    run(Command::new("mcopy")
+                        .args(["-s", "-p", "-Q", "-i"])
+                        .arg(&fsimg)
+                        .arg(e.path())
+                        .arg("::/"))?;
+                }
+            }
+            other => bail!("{}: unknown filesystem {other:?}", g.name),
+        }
+        copy_sparse(&fsimg, &mut img, placed[i].start * 512)
+            .with_context(|| format!("copying {} into {}", fsimg.display(), raw.display()))?;
+        fs::remove_file(&fsimg)?;
+    }
+
+    if g.firmware == Firmware::Bios {
+        let core_lba = match g.table {
+            Table::Mbr => {
+                let gap = placed.iter().map(|p| p.start).min().unwrap_or(0);
+                ensure!(gap > 1, "{}: no post-MBR gap", g.name);
+                (1, gap - 1)
+            }
+            Table::Gpt => {
+                let i = g
+                    .partitions
+                    .iter()
+                    .position(|p| p.kind == PartKind::BiosBoot)
+                    .with_context(|| {
+                        format!("{}: BIOS boot on GPT needs a bios-boot partition", g.name)
+                    })?;
+                (placed[i].start, placed[i].sectors)
+            }
+        };
+        install_bios_grub(&mut img, &bootimg, &core, core_lba.0, core_lba.1)
+            .with_context(|| format!("installing grub into {}", raw.display()))?;
+    }
+    img.sync_all()?;
+    drop(img);
+
+    let qcow = scratch.join("disk.qcow2");
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(&qcow))?;
+    fs::remove_file(&raw)?;
+
+    let info = BootInfo {
+        name: g.name.clone(),
+        firmware: g.firmware,
+        source: g.source.clone(),
+        expect_source: g.expect_source.clone(),
+    };
+    let info_tmp = scratch.join("boot.json");
+    fs::write(&info_tmp, serde_json::to_string_pretty(&info)?)?;
+    let key_tmp = scratch.join("key");
+    fs::write(&key_tmp, format!("{key}\n"))?;
+    // The key goes last: a crash between the renames leaves a stale key, i.e. a rebuild next time.
+    fs::rename(&qcow, out.join(format!("{}.qcow2", g.name)))?;
+    fs::rename(&info_tmp, out.join(format!("{}.boot.json", g.name)))?;
+    fs::rename(&key_tmp, out.join(format!("{}.key", g.name)))?;
+    Ok(())
+}
+
+fn read_layout(raw: &Path) -> Result<Vec<Placed>> {
+    let o = Command::new("sfdisk")
+        .arg("--json")
+        .arg(raw)
+        .output()
+        .context("running sfdisk --json")?;
+    ensure!(
+        o.status.success(),
+        "sfdisk --json {}: {}",
+        raw.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).context("parsing sfdisk --json")?;
+    let parts = v["partitiontable"]["partitions"]
+        .as_array()
+        .context("sfdisk --json: no partitions")?;
+    parts
+        .iter()
+        .map(|p| {
+            Ok(Placed {
+                start: p["start"].as_u64().context("sfdisk --json: no start")?,
+                sectors: p["size"].as_u64().context("sfdisk --json: no size")?,
+            })
+        })
+        .collect()
+}
+
+/// Copies `src` into `dst` at `offset`, skipping all-zero blocks (the destination is sparse).
+fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
+    let mut f = File::open(src)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = offset;
+    loop {
+        let n = read_full(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            dst.seek(SeekFrom::Start(pos))?;
+            dst.write_all(&buf[..n])?;
+        }
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let r = f.read(&mut buf[n..])?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    Ok(n)
+}
+
+// Offsets in grub 2.06's i386-pc boot.img and diskboot.img (include/grub/i386/pc/boot.h).
+const BOOT_BPB_START: usize = 0x3;
+const BOOT_BPB_END: usize = 0x5a;
+const BOOT_KERNEL_SECTOR: usize = 0x5c;
+const BOOT_DRIVE: usize = 0x64;
+const BOOT_DRIVE_CHECK: usize = 0x66;
+/// From here on the MBR keeps the disk's own bytes (NT disk signature, partition table, 55AA).
+const BOOT_WINDOWS_NT_MAGIC: usize = 0x1b8;
+
+/// Writes grub's boot.img into sector 0 and core.img at `core_lba` (at most `room` sectors).
+///
+/// boot.img loads the first core sector from its kernel-sector field; that sector (diskboot.img)
+/// loads the rest from the blocklist at its end: start = core_lba + 1, length = sectors - 1.
+fn install_bios_grub(
+    img: &mut File,
+    boot: &[u8],
+    core: &[u8],
+    core_lba: u64,
+    room: u64,
+) -> Result<()> {
+    ensure!(
+        boot.len() == 512,
+        "boot.img is {} bytes, expected 512",
+        boot.len()
+    );
+    ensure!(core.len() > 512, "core.img is only {} bytes", core.len());
+    let sectors = core.len().div_ceil(512) as u64;
+    ensure!(
+        sectors <= room,
+        "core.img needs {sectors} sectors, only {room} free at LBA {core_lba}"
+    );
+
+    let mut core = core.to_vec();
+    core.resize(sectors as usize * 512, 0);
+    // The first (and only) blocklist entry sits in the last 12 bytes of the first sector.
+    let bl = 512 - 12;
+    let old_start = u64::from_le_bytes(core[bl..bl + 8].try_into()?);
+    ensure!(
+        old_start == 2,
+        "core.img blocklist does not have grub's default start (found {old_start})"
+    );
+    core[bl..bl + 8].copy_from_slice(&(core_lba + 1).to_le_bytes());
+    let rest = u16::try_from(sectors - 1).context("core.img too large for one blocklist entry")?;
+    core[bl + 8..bl + 10].copy_from_slice(&rest.to_le_bytes());
+    img.seek(SeekFrom::Start(core_lba * 512))?;
+    img.write_all(&core)?;
+
+    let mut mbr = [0u8; 512];
+    img.seek(SeekFrom::Start(0))?;
+    img.read_exact(&mut mbr)?;
+    let mut new = [0u8; 512];
+    new.copy_from_slice(boot);
+    new[BOOT_BPB_START..BOOT_BPB_END].copy_from_slice(&mbr[BOOT_BPB_START..BOOT_BPB_END]);
+    new[BOOT_WINDOWS_NT_MAGIC..].copy_from_slice(&mbr[BOOT_WINDOWS_NT_MAGIC..]);
+    new[BOOT_KERNEL_SECTOR..BOOT_KERNEL_SECTOR + 8].copy_from_slice(&core_lba.to_le_bytes());
+    new[BOOT_DRIVE] = 0xff;
+    // A hard disk: skip boot.img's check for buggy BIOSes that pass a floppy drive number.
+    new[BOOT_DRIVE_CHECK] = 0x90;
+    new[BOOT_DRIVE_CHECK + 1] = 0x90;
+    img.seek(SeekFrom::Start(0))?;
+    img.write_all(&new)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_parses_and_names_recipe_folders() {
+        let dir = recipe_dir();
+        let (m, _) = load_manifest(&dir).unwrap();
+        assert!(m.guests.len() >= 4);
+        for g in &m.guests {
+            assert!(
+                dir.join(&g.name).join("setup.sh").is_file(),
+                "{} has no setup.sh",
+                g.name
+            );
+            assert!(g.partitions.iter().any(|p| p.mount.as_deref() == Some("/")));
+        }
+    }
+
+    #[test]
+    fn derived_uuid_is_stable_v4() {
+        let a = derived_uuid("k", "root");
+        assert_eq!(a, derived_uuid("k", "root"));
+        assert_ne!(a, derived_uuid("k", "boot"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+
+    #[test]
+    fn by_id_name_matches_udev() {
+        assert_eq!(
+            ata_by_id("VMware Virtual SATA Hard Drive", "00000000000000000001"),
+            "ata-VMware_Virtual_SATA_Hard_Drive_00000000000000000001"
+        );
+    }
 }
