@@ -64,6 +64,9 @@ pub struct TargetOpts {
     /// Do not add console=ttyS0 to the kernel command line.
     #[arg(long)]
     pub no_serial_console: bool,
+    /// Windows: virtio-win driver folder (default: $VIRTIO_WIN).
+    #[arg(long, value_name = "PATH")]
+    pub virtio_win: Option<PathBuf>,
 }
 
 impl TargetOpts {
@@ -73,6 +76,10 @@ impl TargetOpts {
             block: self.block,
             initramfs: self.initramfs,
             serial_console: !self.no_serial_console,
+            virtio_win: self
+                .virtio_win
+                .clone()
+                .or_else(|| std::env::var_os("VIRTIO_WIN").map(PathBuf::from)),
         }
     }
 }

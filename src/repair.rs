@@ -58,22 +58,48 @@ pub fn new_run_id() -> String {
     format!("{}-{}", now.as_secs(), std::process::id())
 }
 
-/// Picks the OS to repair: the Linux root. Windows is refused here (separate repair path).
+/// Picks the OS to repair: the one Linux root, or else the one Windows.
 pub fn choose_os(g: &Guest) -> Result<&OsReport, String> {
     let oses = &g.inspection.operating_systems;
     let linux: Vec<&OsReport> = oses.iter().filter(|o| o.kind == "linux").collect();
-    match (linux.len(), oses.len()) {
-        (1, _) => Ok(linux[0]),
-        (0, 0) => Err("no operating system found".into()),
-        (0, _) => Err(format!("{} guests are not repaired by this version of revirt", oses[0].kind)),
-        (n, _) => Err(format!("{n} Linux roots found ({}); revirt repairs one OS per disk set", linux.iter().map(|o| o.root.device.as_str()).collect::<Vec<_>>().join(", "))),
+    let windows: Vec<&OsReport> = oses.iter().filter(|o| o.kind == "windows").collect();
+    match (linux.len(), windows.len(), oses.len()) {
+        (1, _, _) => Ok(linux[0]),
+        (0, 1, _) => Ok(windows[0]),
+        (0, 0, 0) => Err("no operating system found".into()),
+        (0, 0, _) => Err(format!("{} guests are not repaired by this version of revirt", oses[0].kind)),
+        (0, n, _) => Err(format!("{n} Windows installations found ({}); revirt repairs one OS per disk set", windows.iter().map(|o| o.root.device.as_str()).collect::<Vec<_>>().join(", "))),
+        (n, _, _) => Err(format!("{n} Linux roots found ({}); revirt repairs one OS per disk set", linux.iter().map(|o| o.root.device.as_str()).collect::<Vec<_>>().join(", "))),
     }
+}
+
+/// A Vfs over the volume holding `os`'s root (Windows: the system volume).
+pub fn root_vfs(g: &Guest, os: &OsReport) -> Result<crate::fs::Vfs> {
+    let v = g.volumes.iter().find(|v| v.report.device == os.root.device).with_context(|| format!("volume {} vanished", os.root.device))?;
+    let fs = v.open_fs()?.with_context(|| format!("{}: no reader", os.root.device))?;
+    Ok(crate::fs::Vfs::new(fs))
+}
+
+/// The options with VIRTIO_WIN as the default driver source (for the worker, too).
+fn with_env(opts: &PlanOptions) -> PlanOptions {
+    let mut o = opts.clone();
+    if o.virtio_win.is_none() {
+        o.virtio_win = std::env::var_os("VIRTIO_WIN").map(PathBuf::from);
+    }
+    o
 }
 
 /// Plans without writing (for `revirt plan`).
 pub fn plan_only(inputs: &[PathBuf], opts: &PlanOptions) -> Result<(Guest, Result<RepairPlan, String>)> {
     let g = inspect(inputs)?;
     let plan = match choose_os(&g) {
+        Ok(os) if os.kind == "windows" => {
+            let w = os.windows.as_ref().expect("windows");
+            let vfs = root_vfs(&g, os)?;
+            let opts = with_env(opts);
+            let inp = crate::plan::windows::collect_windows_inputs(&vfs, w, &opts)?;
+            Ok(crate::plan::windows::plan_windows(os, &g.inspection, &inp, &opts))
+        }
         Ok(os) => {
             let l = os.linux.as_ref().expect("linux");
             let vfs = crate::inspect::linux::guest_vfs(&g.volumes, l)?;
@@ -179,6 +205,10 @@ pub fn verify_paths(paths: &[PathBuf], os: &OsReport, opts: &PlanOptions) -> Res
         .iter()
         .find(|o| o.root.device == os.root.device)
         .with_context(|| format!("the repaired disks no longer show an OS on {}", os.root.device))?;
+    if let Some(w) = &again.windows {
+        let vfs = root_vfs(&g, again)?;
+        return crate::verify::windows::verify_windows(w, &vfs, &with_env(opts));
+    }
     let l = again.linux.as_ref().context("not Linux any more")?;
     Ok(verify_linux(l, &g.inspection, opts))
 }

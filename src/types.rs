@@ -349,4 +349,55 @@ pub struct WindowsInfo {
     /// "x86_64" or "i386".
     pub arch: String,
     pub system_root: String,
+    /// Select\Current: the control set Windows boots (ControlSet00N).
+    pub current_control_set: Option<u32>,
+    /// Drive letters from MountedDevices: "C:" -> "mbr:SIGNATURE@OFFSET", "gpt:{GUID}" or "other".
+    pub drive_letters: BTreeMap<String, String>,
+    /// hiberfil.sys: None when absent, "hibernated" when it holds a saved session, else "clean".
+    pub hiberfil: Option<String>,
+    /// Power\HiberbootEnabled = 1: shutdown hibernates the kernel (Fast Startup).
+    pub fast_startup: bool,
+    /// The NTFS dirty flag of the system volume (chkdsk pending; crash-consistent snapshot).
+    pub ntfs_dirty: bool,
+    /// Storage and network drivers of interest (viostor, vioscsi, netkvm, pvscsi, vmxnet3...).
+    pub drivers: Vec<WinService>,
+    /// Hypervisor tools services (VMware Tools, Hyper-V integration, Xen, Parallels).
+    pub guest_tools: Vec<WinService>,
+    /// Tcpip\Parameters\Interfaces, one per adapter GUID.
+    pub interfaces: Vec<WinInterface>,
+    /// Control\CriticalDeviceDatabase exists (Windows <= 7 / 2008 R2 binds boot drivers by it).
+    pub critical_device_database: bool,
+    /// SYSTEM\DriverDatabase exists (Windows >= 8).
+    pub driver_database: bool,
+    /// Virtio PCI ids bound to a driver: "PCI\VEN_1AF4&DEV_1001" -> the CDD service, or the
+    /// DriverDatabase inf ("oem12.inf") for Windows >= 8.
+    pub virtio_bindings: BTreeMap<String, String>,
+    /// Local group policy folder present (System32\GroupPolicy\gpt.ini).
+    pub group_policy: bool,
+    /// revirt's first-boot startup script is registered (scripts.ini) and present.
+    pub revirt_firstboot: bool,
+    /// Driver folders staged under Windows\Drivers\VirtIO.
+    pub staged_drivers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct WinService {
+    pub name: String,
+    /// 0 boot, 1 system, 2 automatic, 3 manual, 4 disabled.
+    pub start: Option<u32>,
+    pub service_type: Option<u32>,
+    pub group: Option<String>,
+    pub image_path: Option<String>,
+    /// The driver file ImagePath names exists (kernel drivers only; None when not checked).
+    pub file_present: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct WinInterface {
+    pub guid: String,
+    pub dhcp: bool,
+    pub addresses: Vec<String>,
+    pub masks: Vec<String>,
+    pub gateways: Vec<String>,
+    pub dns: Vec<String>,
 }

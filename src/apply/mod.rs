@@ -2,6 +2,7 @@
 //! every change in ONE libguestfs appliance launch, on a qcow2 overlay of each input (the input's
 //! bytes never change) or in place with backups and a journal for `revirt undo`.
 pub mod cpio;
+pub mod windows;
 
 use crate::guestfs::{Appliance, ApplianceConfig};
 use crate::inspect::Guest;
@@ -136,19 +137,29 @@ pub fn apply(
     run_id: &str,
     verify: &mut dyn FnMut(&[ActionRecord]) -> Result<serde_json::Value>,
 ) -> Result<(Vec<ActionRecord>, f64)> {
+    if os.kind == "windows" {
+        return windows::apply_windows(guest, inputs, target, os, plan, run_id, verify);
+    }
     let l = os.linux.as_ref().context("apply: only Linux guests are repaired so far")?;
     let vfs = crate::inspect::linux::guest_vfs(&guest.volumes, l)?;
     let tmp = tempdir()?;
     let backup_dir = format!("{BACKUP_ROOT}/{run_id}");
     // 1. Payloads and records, from the pure readers.
     let mut work = vec![];
+    // Paths an earlier action moved aside: a later write there creates a new file (the
+    // original lives at the rename's destination, and undo moves it back).
+    let mut moved_away = std::collections::BTreeSet::new();
     for (i, a) in plan.actions.iter().enumerate() {
         let target_path = a.target().to_string();
         let before = match &a.change {
             Change::RunInitramfsTool { .. } => None,
+            _ if moved_away.contains(&target_path) => None,
             Change::CopyFile { to, .. } => vfs.read_file(to).ok(),
             _ => vfs.read_file(&target_path).ok(),
         };
+        if let Change::Rename { from, .. } = &a.change {
+            moved_away.insert(from.clone());
+        }
         let (payload, after) = match &a.change {
             Change::WriteFile { content, .. } => (Payload::Bytes(content.clone().into_bytes()), Some(sha256_hex(content.as_bytes()))),
             Change::AppendInitramfs { .. } => {

@@ -336,6 +336,49 @@ impl Appliance {
     }
 }
 
+/// Registry hive editing through the appliance's hivex (one hive open at a time).
+impl Appliance {
+    /// Opens the hive at guest path `path` for writing.
+    pub fn hivex_open_rw(&self, path: &str) -> Result<(), GuestfsError> {
+        let p = cstr(path);
+        // SAFETY: variadic optargs terminated by -1 (GUESTFS_HIVEX_OPEN_EOF).
+        let rc = unsafe { ffi::guestfs_hivex_open(self.g, p.as_ptr(), ffi::GUESTFS_HIVEX_OPEN_WRITE as c_int, 1 as c_int, -1 as c_int) };
+        self.check(rc, &format!("hivex_open {path}"))
+    }
+    fn node(&self, n: i64, op: &str) -> Result<i64, GuestfsError> {
+        if n == -1 {
+            Err(self.err(op))
+        } else {
+            Ok(n)
+        }
+    }
+    pub fn hivex_root(&self) -> Result<i64, GuestfsError> {
+        self.node(unsafe { ffi::guestfs_hivex_root(self.g) }, "hivex_root")
+    }
+    /// The child `name` of `node` (case-insensitive), created when missing.
+    pub fn hivex_child_or_create(&self, node: i64, name: &str) -> Result<i64, GuestfsError> {
+        let n = cstr(name);
+        // SAFETY: g valid, n alive for the calls; 0 means "no such child".
+        let c = self.node(unsafe { ffi::guestfs_hivex_node_get_child(self.g, node, n.as_ptr()) }, &format!("hivex_node_get_child {name}"))?;
+        if c != 0 {
+            return Ok(c);
+        }
+        self.node(unsafe { ffi::guestfs_hivex_node_add_child(self.g, node, n.as_ptr()) }, &format!("hivex_node_add_child {name}"))
+    }
+    pub fn hivex_set_value(&self, node: i64, name: &str, ty: u32, data: &[u8]) -> Result<(), GuestfsError> {
+        let n = cstr(name);
+        // SAFETY: data pointer and length describe a live slice.
+        let rc = unsafe { ffi::guestfs_hivex_node_set_value(self.g, node, n.as_ptr(), ty as i64, data.as_ptr() as *const c_char, data.len()) };
+        self.check(rc, &format!("hivex_node_set_value {name}"))
+    }
+    /// Writes the changes back to the hive file it was opened from, then closes it.
+    pub fn hivex_commit_close(&self) -> Result<(), GuestfsError> {
+        // SAFETY: NULL filename = commit to the opened file.
+        self.check(unsafe { ffi::guestfs_hivex_commit(self.g, std::ptr::null()) }, "hivex_commit")?;
+        self.check(unsafe { ffi::guestfs_hivex_close(self.g) }, "hivex_close")
+    }
+}
+
 impl Drop for Appliance {
     fn drop(&mut self) {
         // SAFETY: g valid and closed once; close shuts the appliance down.

@@ -1,36 +1,38 @@
 //! fstab / crypttab parsing and device-spec resolution against the volumes on these disks.
 use crate::types::{CrypttabEntry, FstabEntry, SpecKind, VolumeReport as Volume};
 
-/// Decodes fstab octal escapes (\040 for space) and udev's \x20 in by-label names.
+/// Decodes fstab octal escapes (\040 for space) and udev's \x20 in by-label names. Works on
+/// bytes so that UTF-8 labels (and escaped UTF-8 bytes) come out as written.
 fn unescape(s: &str) -> String {
-    let mut out = String::new();
     let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len() + 0
-            && b[i + 1..].len() >= 3
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?') as char);
-            i += 4;
-        } else if b[i] == b'\\' && b[i + 1..].len() >= 3 && b[i + 1] == b'x' {
-            match u8::from_str_radix(&s[i + 2..i + 4], 16) {
-                Ok(c) => {
-                    out.push(c as char);
-                    i += 4;
-                }
-                Err(_) => {
-                    out.push('\\');
-                    i += 1;
-                }
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let hex = b
+            .get(i + 2..i + 4)
+            .filter(|_| b.get(i + 1) == Some(&b'x'))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], octal, hex) {
+            (b'\\', Some(d), _) => {
+                let v = d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
             }
-        } else {
-            out.push(b[i] as char);
-            i += 1;
+            (b'\\', None, Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
         }
     }
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn strip_quotes(s: &str) -> &str {
@@ -109,6 +111,10 @@ pub fn resolve_spec<'a>(spec: &str, vols: &'a [Volume]) -> (SpecKind, bool, Opti
         // controller address: neither can be matched offline. With a single disk the "-partN"
         // suffix still identifies the partition.
         let tail = spec.rsplit('/').next().unwrap_or("");
+        if tail.starts_with("dm-uuid-") {
+            // Device-mapper UUIDs (LVM: VG + LV uuid) do not change with the bus.
+            return (kind, false, by(&|v| v.aliases.iter().any(|a| a == spec)));
+        }
         if let Some(name) = tail.strip_prefix("dm-name-") {
             return (
                 kind,
@@ -303,6 +309,34 @@ PARTUUID=pu-1111-aaaa /p ext4 defaults 0 0\n/dev/sdc1 /data ext4 defaults 0 0\nt
         assert!(!e[6].present, "sdc is not on these disks");
         assert!(e[7].present && e[7].spec_kind == SpecKind::Virtual);
         assert!(!e[8].present && e[8].nofail);
+    }
+
+    #[test]
+    fn dm_uuid_by_id_names_the_lv_on_any_bus() {
+        let spec = "/dev/disk/by-id/dm-uuid-LVM-3zzTmp6s3J4kLaV88a1B1JU1bokqMSoILQJbq4uKlHMa5f69olzFvu4jpn26pxwc";
+        let mut lv = vol("/dev/mapper/vg-root", 0, None, "3333-cccc", None);
+        lv.disk_index = None;
+        lv.aliases = vec!["/dev/vg/root".into(), spec.into()];
+        let vols = vec![vol("/dev/sda1", 0, Some(1), "1111-aaaa", None), lv];
+        let (kind, bus, found) = resolve_spec(spec, &vols);
+        assert_eq!(kind, SpecKind::ById);
+        assert!(!bus, "a dm uuid does not change with the bus");
+        assert_eq!(
+            found.map(|v| v.device.as_str()),
+            Some("/dev/mapper/vg-root")
+        );
+        let other = "/dev/disk/by-id/dm-uuid-LVM-0000000000000000000000000000000000000000000000000000000000000000";
+        assert!(resolve_spec(other, &vols).2.is_none());
+    }
+
+    #[test]
+    fn unescape_keeps_utf8_and_decodes_escapes() {
+        assert_eq!(unescape("boot\\040fs"), "boot fs");
+        assert_eq!(unescape("my\\x20disk"), "my disk");
+        assert_eq!(unescape("donn\u{e9}es"), "donn\u{e9}es");
+        assert_eq!(unescape("\\xa\u{e9}"), "\\xa\u{e9}");
+        assert_eq!(unescape("d\\303\\251"), "d\u{e9}");
+        assert_eq!(unescape("tail\\"), "tail\\");
     }
 
     #[test]

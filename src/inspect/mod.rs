@@ -55,18 +55,19 @@ pub fn disk_device(i: usize) -> String {
     format!("/dev/sd{s}")
 }
 
+/// What [`scan_volumes`] finds: disks, volumes, volume groups, warnings.
+pub type Scan = (
+    Vec<DiskReport>,
+    Vec<Volume>,
+    Vec<crate::types::VgReport>,
+    Vec<String>,
+);
+
+/// A volume candidate: device name, device, partition number, PARTUUID, partition label.
+type Candidate = (String, Dev, Option<u32>, Option<String>, Option<String>);
+
 /// Scans the disks into volumes: partitions, whole-disk filesystems and LVM LVs.
-pub fn scan_volumes(
-    paths: &[PathBuf],
-) -> Result<
-    (
-        Vec<DiskReport>,
-        Vec<Volume>,
-        Vec<crate::types::VgReport>,
-        Vec<String>,
-    ),
-    InspectError,
-> {
+pub fn scan_volumes(paths: &[PathBuf]) -> Result<Scan, InspectError> {
     let mut disks = vec![];
     let mut vols = vec![];
     let mut warnings = vec![];
@@ -76,8 +77,7 @@ pub fn scan_volumes(
         let ddev = disk_device(i);
         let table = crate::part::detect_partitions(&dev, &ddev)?;
         warnings.extend(table.warnings.iter().cloned());
-        let mut candidates: Vec<(String, Dev, Option<u32>, Option<String>, Option<String>)> =
-            vec![];
+        let mut candidates: Vec<Candidate> = vec![];
         if table.kind == "none" {
             candidates.push((ddev.clone(), dev.clone(), None, None, None));
         }
@@ -260,12 +260,18 @@ fn detect_oses(
             }
         } else if is_ntfs {
             match windows::detect_windows(&vfs) {
-                Ok(Some(w)) => oses.push(OsReport {
+                Ok(Some(mut w)) => {
+                    // The dirty flag lives in the NTFS volume, not in the Vfs view.
+                    if let Some(dev) = &volumes[i].dev {
+                        w.ntfs_dirty = crate::fs::ntfs::Ntfs::open(dev.clone()).is_ok_and(|n| n.is_dirty());
+                    }
+                    oses.push(OsReport {
                     kind: "windows".into(),
                     root: root_of(&volumes[i]),
                     linux: None,
                     windows: Some(w),
-                }),
+                    })
+                }
                 Ok(None) => {}
                 Err(e) => warnings.push(format!(
                     "{}: Windows found but not readable: {e:#}",

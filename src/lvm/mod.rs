@@ -437,7 +437,18 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                         extents,
                         name: device.clone(),
                     });
-                    lv_devs.push((device.clone(), vec![format!("/dev/{vgname}/{lvname}")], dev));
+                    // udev's /dev/disk/by-id/dm-uuid-LVM-<vg uuid><lv uuid> (dashes dropped),
+                    // which Ubuntu's installer writes into fstab.
+                    let dm_uuid = format!(
+                        "/dev/disk/by-id/dm-uuid-LVM-{}{}",
+                        report.uuid.replace('-', ""),
+                        lv.str("id").unwrap_or("").replace('-', "")
+                    );
+                    lv_devs.push((
+                        device.clone(),
+                        vec![format!("/dev/{vgname}/{lvname}"), dm_uuid],
+                        dev,
+                    ));
                 }
                 report.lvs.push(LvReport {
                     name: lvname.clone(),

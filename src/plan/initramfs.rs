@@ -105,6 +105,8 @@ pub fn plan_initramfs(
     notes: &mut Vec<String>,
 ) -> Vec<Action> {
     let mut actions = vec![];
+    // Guest-tool runs go last: they must see the persistent config written below.
+    let mut tool_runs: Vec<Action> = vec![];
     let drivers = boot_drivers(opts.block);
     let mut any = false;
     for k in &l.kernels {
@@ -173,7 +175,7 @@ pub fn plan_initramfs(
                     k.version.clone(),
                 ],
             };
-            actions.push(Action {
+            tool_runs.push(Action {
                 area: "initramfs".into(),
                 change: Change::RunInitramfsTool {
                     kernel: k.version.clone(),
@@ -291,6 +293,7 @@ pub fn plan_initramfs(
             }
         }
     }
+    actions.extend(tool_runs);
     actions
 }
 

@@ -11,6 +11,7 @@ pub mod fstab;
 pub mod initramfs;
 pub mod network;
 pub mod templates;
+pub mod windows;
 
 use crate::fs::Vfs;
 use crate::types::{Inspection, LinuxInfo, OsReport};
@@ -57,6 +58,8 @@ pub struct PlanOptions {
     pub initramfs: InitramfsMode,
     /// Add console=tty0 console=ttyS0,115200 to the kernel command line.
     pub serial_console: bool,
+    /// Windows: the virtio-win driver source (folder), from --virtio-win or VIRTIO_WIN.
+    pub virtio_win: Option<std::path::PathBuf>,
 }
 
 /// Guest file texts the planners need, read once by [`collect_inputs`]. Missing files are absent.
@@ -111,6 +114,20 @@ pub enum Change {
         config: String,
         command: Vec<String>,
     },
+    /// Windows: set a registry value, creating missing keys. `hive` is "SYSTEM" or "SOFTWARE";
+    /// `key` is relative to the hive root, backslash separated, with the real ControlSet00N.
+    RegSet {
+        hive: String,
+        key: String,
+        name: String,
+        value: windows::RegValueSpec,
+    },
+    /// Copy a host file (from the driver source) into the guest, binary safe.
+    UploadFile {
+        from: String,
+        to: String,
+        sha256: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +172,8 @@ impl Action {
             Change::Rename { from, .. } | Change::CopyFile { to: from, .. } => from,
             Change::RunInitramfsTool { kernel, .. } => kernel,
             Change::RunBootloaderTool { config, .. } => config,
+            Change::RegSet { key, .. } => key,
+            Change::UploadFile { to, .. } => to,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Verify: a static boot-readiness check of a Linux guest on virtio, in pure Rust over an
 //! inspection (of the repaired overlay, or of any disk). Each finding names the file and line.
+pub mod windows;
+
 use crate::inspect::fstab::resolve_spec;
 use crate::plan::{BlockBus, NetworkMode, PlanOptions};
 use crate::types::{Inspection, LinuxInfo, SpecKind};

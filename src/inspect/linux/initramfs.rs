@@ -123,7 +123,12 @@ fn decompress(kind: &str, src: &[u8]) -> Result<(Vec<u8>, usize), String> {
             d.read_to_end(&mut out).map_err(e)?;
         }
         "xz" => {
-            lzma_rs::xz_decompress(&mut rest, &mut out).map_err(|e| e.to_string())?;
+            // lzma-rs refuses data after the stream (e.g. a segment appended after the main
+            // archive): decode exactly one stream, ending at its footer.
+            let end = xz_stream_end(src).ok_or("no xz stream footer found")?;
+            let mut one = &src[..end];
+            lzma_rs::xz_decompress(&mut one, &mut out).map_err(|e| e.to_string())?;
+            return Ok((out, end));
         }
         "lzma" => {
             lzma_rs::lzma_decompress(&mut rest, &mut out).map_err(|e| e.to_string())?;
@@ -141,6 +146,32 @@ fn decompress(kind: &str, src: &[u8]) -> Result<(Vec<u8>, usize), String> {
         other => return Err(format!("{other} compression is not supported")),
     }
     Ok((out, src.len() - rest.len()))
+}
+
+/// CRC-32 (IEEE), bitwise: only used on the 6 bytes an xz footer protects.
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// End of the first xz stream in `src`: the first 12-byte footer (CRC32 of backward size and
+/// flags, backward size, the header's stream flags, "YZ") at a 4-byte aligned end.
+fn xz_stream_end(src: &[u8]) -> Option<usize> {
+    let flags = src.get(6..8)?;
+    (24..=src.len()).step_by(4).find(|&end| {
+        let f = &src[end - 12..end];
+        &f[10..12] == b"YZ" && &f[8..10] == flags && crc32(&f[4..10]).to_le_bytes() == f[0..4]
+    })
 }
 
 /// The kernel's lz4 initramfs format is LZ4 "legacy": magic, then blocks of a u32 compressed
@@ -320,6 +351,25 @@ pub(crate) mod tests {
         let l = list_initramfs(&xz).unwrap();
         assert_eq!(l.segments, vec!["xz"]);
         assert!(l.module_names().contains("virtio_pci"));
+    }
+
+    #[test]
+    fn segment_appended_after_xz_is_read() {
+        let main = newc(&[("usr/lib/modules/4.18/kernel/fs/xfs/xfs.ko.xz", b"x")]);
+        let mut img = Vec::new();
+        lzma_rs::xz_compress(&mut std::io::Cursor::new(&main), &mut img).unwrap();
+        while !img.len().is_multiple_of(4) {
+            img.push(0);
+        }
+        img.extend(newc(&[(
+            "usr/lib/modules/4.18/kernel/drivers/block/virtio_blk.ko.xz",
+            b"y",
+        )]));
+        let l = list_initramfs(&img).unwrap();
+        assert_eq!(l.segments, vec!["xz", "none"]);
+        assert!(l.module_names().contains("virtio_blk"));
+        assert!(l.module_names().contains("xfs"));
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
     }
 
     #[test]

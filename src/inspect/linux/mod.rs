@@ -552,6 +552,18 @@ pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Res
     {
         info.crypttab = parse_crypttab(&t, &reports);
     }
+    // /dev/mapper/NAME of a crypttab mapping exists once its source opens at boot: present
+    // when the source is, though no volume on the disks carries that name yet.
+    for e in info.fstab.iter_mut().filter(|e| e.resolves_to.is_none()) {
+        let name = e.spec.strip_prefix("/dev/mapper/");
+        if info
+            .crypttab
+            .iter()
+            .any(|c| Some(c.name.as_str()) == name && c.present)
+        {
+            e.present = true;
+        }
+    }
     let (mounts, esp) = mount_fstab(&mut vfs, &info.fstab, &root.report.device, vols);
     info.mounts = mounts;
     info.arch = detect_arch(&vfs);

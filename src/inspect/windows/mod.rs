@@ -1,5 +1,6 @@
 //! Windows guest facts: finds the system root and reads product, version, edition and
 //! architecture from the SOFTWARE and SYSTEM registry hives (with [`hive`], in pure Rust).
+pub mod facts;
 pub mod hive;
 
 use crate::fs::{FileType, Vfs};
@@ -25,7 +26,7 @@ pub fn resolve_ci(vfs: &Vfs, path: &str) -> anyhow::Result<Option<String>> {
     Ok(Some(if cur.is_empty() { "/".into() } else { cur }))
 }
 
-fn read_hive(vfs: &Vfs, path: &str) -> anyhow::Result<Hive> {
+pub fn read_hive(vfs: &Vfs, path: &str) -> anyhow::Result<Hive> {
     let data = vfs
         .read_file(path)
         .with_context(|| format!("reading registry hive {path}"))?;
@@ -96,7 +97,7 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
         Some(a) => a,
         None => detect_arch_pe(vfs, &system_root)?.unwrap_or_else(|| "unknown".into()),
     };
-    Ok(Some(WindowsInfo {
+    let mut w = WindowsInfo {
         product_name,
         version: format!("{major}.{minor}"),
         major,
@@ -105,9 +106,18 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
         installation_type,
         edition_id,
         arch,
-        system_root,
-    }))
+        system_root: system_root.clone(),
+        ..Default::default()
+    };
+    if let Some(path) = resolve_ci(vfs, &format!("{system_root}/System32/config/SYSTEM"))? {
+        let sys = read_hive(vfs, &path)?;
+        facts::detect_system_facts(vfs, &sys, &mut w)?;
+    }
+    Ok(Some(w))
 }
+
+/// Where revirt's first-boot script lives on the system volume (stored-case lookup).
+pub const FIRSTBOOT_SCRIPT: &str = "/ProgramData/revirt/firstboot.cmd";
 
 fn parse_version(v: &str) -> Option<(u32, u32)> {
     let (a, b) = v.trim().split_once('.')?;

@@ -27,7 +27,9 @@ pub(super) fn detect(vfs: &Vfs, info: &mut NetworkInfo) {
             let name = i.name.clone().unwrap_or_default();
             // ifupdown >= 0.8 maps NICs matching a pattern onto a logical interface:
             // `auto /e*=lan` + `iface lan inet dhcp`. Report the binding as the pattern.
-            let pattern = auto.iter().find(|a| a.starts_with('/') && a.rsplit_once('=').is_some_and(|(_, l)| l == name));
+            let pattern = auto
+                .iter()
+                .find(|a| a.starts_with('/') && a.rsplit_once('=').is_some_and(|(_, l)| l == name));
             match pattern {
                 Some(pat) => {
                     i.name = Some(pat.clone());

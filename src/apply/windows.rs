@@ -1,0 +1,210 @@
+//! Apply for Windows: the plan's file uploads, text files and registry edits in the same single
+//! appliance session (ntfs-3g mounts the system volume; hivex edits the hive files in place).
+//! Every replaced file and every edited hive is copied first under
+//! `/ProgramData/revirt/backup/RUN-ID/` with a journal, as for Linux.
+use super::{parent, sha256_hex, tempdir, ActionRecord, Journal, JournalEntry, Target};
+use crate::guestfs::{Appliance, ApplianceConfig};
+use crate::inspect::windows::resolve_ci;
+use crate::inspect::Guest;
+use crate::plan::{Change, RepairPlan};
+use crate::types::OsReport;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub const WIN_BACKUP_ROOT: &str = "/ProgramData/revirt/backup";
+pub const WIN_READY_PATH: &str = "/ProgramData/revirt/ready.json";
+
+/// Guest path of a hive named in a RegSet ("SYSTEM" -> /Windows/System32/config/SYSTEM).
+fn hive_path(vfs: &crate::fs::Vfs, system_root: &str, hive: &str) -> Result<String> {
+    let p = format!("{system_root}/System32/config/{hive}");
+    resolve_ci(vfs, &p)?.with_context(|| format!("{p}: hive not found"))
+}
+
+pub fn apply_windows(
+    guest: &Guest,
+    inputs: &[PathBuf],
+    target: &Target,
+    os: &OsReport,
+    plan: &RepairPlan,
+    run_id: &str,
+    verify: &mut dyn FnMut(&[ActionRecord]) -> Result<serde_json::Value>,
+) -> Result<(Vec<ActionRecord>, f64)> {
+    let w = os
+        .windows
+        .as_ref()
+        .context("apply_windows needs a Windows OS")?;
+    let vol = guest
+        .volumes
+        .iter()
+        .find(|v| v.report.device == os.root.device)
+        .with_context(|| format!("volume {} vanished", os.root.device))?;
+    let vfs = crate::fs::Vfs::new(
+        vol.open_fs()?
+            .with_context(|| format!("{}: no reader", os.root.device))?,
+    );
+    let backup_dir = format!("{WIN_BACKUP_ROOT}/{run_id}");
+    let tmp = tempdir()?;
+    // 1. Records and payloads from the pure readers, before the appliance starts.
+    let mut records = vec![];
+    let mut hives: BTreeMap<String, String> = BTreeMap::new();
+    for a in &plan.actions {
+        let (target_path, before, after) = match &a.change {
+            Change::UploadFile { from, to, sha256 } => {
+                let _ = from;
+                (to.clone(), vfs.read_file(to).ok(), Some(sha256.clone()))
+            }
+            Change::WriteFile { path, content, .. } => (
+                path.clone(),
+                vfs.read_file(path).ok(),
+                Some(sha256_hex(content.as_bytes())),
+            ),
+            Change::RegSet {
+                hive, key, name, ..
+            } => {
+                let hp = hive_path(&vfs, &w.system_root, hive)?;
+                hives.insert(hive.clone(), hp.clone());
+                (format!("HKLM\\{hive}\\{key}\\{name}"), None, None)
+            }
+            _ => bail!(
+                "{}: {} is not a Windows change",
+                a.target(),
+                serde_json::to_value(&a.change)?["op"]
+            ),
+        };
+        let is_file = !matches!(a.change, Change::RegSet { .. });
+        let (undo, backup) = match (&before, is_file) {
+            (Some(_), true) => (
+                "restore".to_string(),
+                Some(format!("{backup_dir}{target_path}")),
+            ),
+            (None, true) => ("remove".to_string(), None),
+            _ => ("hive".to_string(), None),
+        };
+        records.push(ActionRecord {
+            area: a.area.clone(),
+            op: serde_json::to_value(&a.change)?["op"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            target: target_path,
+            reason: a.reason.clone(),
+            sha256_before: before.as_deref().map(sha256_hex),
+            sha256_after: after,
+            backup,
+            undo,
+            extra_target: None,
+            outcome: None,
+        });
+    }
+    drop(vfs);
+    // 2. One appliance launch.
+    let t0 = Instant::now();
+    let app = Appliance::new(&ApplianceConfig::default())?;
+    match target {
+        Target::Overlays(outs) => {
+            for o in outs {
+                app.add_drive(o, "qcow2", false)?;
+            }
+        }
+        Target::InPlace => {
+            for (p, d) in inputs.iter().zip(&guest.inspection.disks) {
+                app.add_drive(p, d.image.format.as_str(), false)?;
+            }
+        }
+    }
+    app.launch()?;
+    app.mount_rw(&os.root.device, "/")
+        .with_context(|| format!("mounting {} read-write", os.root.device))?;
+    let mut journal = Journal {
+        run_id: run_id.into(),
+        entries: vec![],
+    };
+    // Hives are backed up whole before the first edit: undo restores them byte for byte.
+    for hp in hives.values() {
+        let b = format!("{backup_dir}{hp}");
+        app.mkdir_p(parent(&b))?;
+        app.cp(hp, &b)?;
+        journal.entries.push(JournalEntry {
+            target: hp.clone(),
+            undo: "restore".into(),
+            backup: Some(b),
+            from: None,
+        });
+    }
+    for (a, rec) in plan.actions.iter().zip(records.iter_mut()) {
+        if let Some(b) = &rec.backup {
+            app.mkdir_p(parent(b))?;
+            app.cp(&rec.target, b)?;
+        }
+        match &a.change {
+            Change::UploadFile { from, to, .. } => {
+                app.mkdir_p(parent(to))?;
+                app.upload(std::path::Path::new(from), to)?;
+            }
+            Change::WriteFile { path, content, .. } => {
+                app.mkdir_p(parent(path))?;
+                app.write(path, content.as_bytes())?;
+            }
+            Change::RegSet { .. } => continue,
+            _ => unreachable!("checked above"),
+        }
+        journal.entries.push(JournalEntry {
+            target: rec.target.clone(),
+            undo: rec.undo.clone(),
+            backup: rec.backup.clone(),
+            from: None,
+        });
+    }
+    // Registry edits, one hive open at a time, committed once per hive.
+    for (hive, hp) in &hives {
+        app.hivex_open_rw(hp)?;
+        let root = app.hivex_root()?;
+        for a in &plan.actions {
+            let Change::RegSet {
+                hive: h,
+                key,
+                name,
+                value,
+            } = &a.change
+            else {
+                continue;
+            };
+            if h != hive {
+                continue;
+            }
+            let mut node = root;
+            for comp in key.split('\\').filter(|c| !c.is_empty()) {
+                node = app
+                    .hivex_child_or_create(node, comp)
+                    .with_context(|| format!("HKLM\\{hive}\\{key}"))?;
+            }
+            let (ty, data) = value.encode();
+            app.hivex_set_value(node, name, ty, &data)
+                .with_context(|| format!("HKLM\\{hive}\\{key}\\{name}"))?;
+        }
+        app.hivex_commit_close()?;
+    }
+    if !records.is_empty() {
+        app.mkdir_p(&backup_dir)?;
+        app.write(
+            &format!("{backup_dir}/journal.json"),
+            serde_json::to_string_pretty(&journal)?.as_bytes(),
+        )?;
+    }
+    app.umount_all()?;
+    app.sync()?;
+    let ready = verify(&records)?;
+    app.mount_rw(&os.root.device, "/")?;
+    app.mkdir_p(parent(WIN_READY_PATH))?;
+    app.write(
+        WIN_READY_PATH,
+        serde_json::to_string_pretty(&ready)?.as_bytes(),
+    )?;
+    app.umount_all()?;
+    app.sync()?;
+    app.shutdown()?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok((records, t0.elapsed().as_secs_f64()))
+}

@@ -1,0 +1,365 @@
+//! Plan and repair every skeleton guest. Per guest two tests:
+//! - `<guest>::plan`: `revirt plan --json` against tests/golden/plan/<guest>.json
+//!   (`REVIRT_BLESS=1` rewrites it);
+//! - `<guest>::repair`: `revirt repair` through the appliance into a qcow2 overlay (the input
+//!   must stay byte-identical), the result ready; `revirt verify` agrees; a second repair of the
+//!   overlay plans nothing; and the repaired files are read back with revirt's own readers.
+//!
+//! Appliance launches are slow under TCG (20-60 s each): run with `--test-threads=2` at most.
+mod golden;
+
+use revirt::types::LinuxInfo;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+fn sha256_file(p: &Path) -> String {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn parse(name: &str, what: &str, out: &str, err: &str) -> Value {
+    serde_json::from_str(out)
+        .unwrap_or_else(|e| panic!("{name}: {what} printed no JSON ({e}); stderr:\n{err}"))
+}
+
+fn plan_golden(name: &str) {
+    let img = golden::image(name);
+    let (code, out, err) = golden::revirt(&["plan".as_ref(), "--json".as_ref(), img.as_os_str()]);
+    assert_eq!(code, 0, "{name}: revirt plan exit {code}: {err}");
+    let mut plan = parse(name, "plan", &out, &err);
+    assert_eq!(
+        plan["refusals"],
+        Value::Array(vec![]),
+        "{name}: plan refuses"
+    );
+    golden::normalise(&mut plan);
+    golden::check_golden("plan", name, &plan);
+}
+
+/// Why a guest cannot be made ready, and the verify finding that says so. None: all are.
+fn known_not_ready(_name: &str) -> Option<(&'static str, &'static str)> {
+    None
+}
+
+/// Open bugs outside these tests that make a guest's repair fail. The assertions stay strict;
+/// this only names the bug in the failure message.
+fn known_bug(name: &str) -> &'static str {
+    match name {
+        "rhel7" | "ol8" | "sles12" => {
+            "KNOWN BUG (network planner + apply): the plan renames ifcfg-eth0 to the backup folder \
+             and then writes a new ifcfg-eth0 at the same path; apply backs the write-file target \
+             up from the guest after the rename, `cp` finds no file and the run aborts (exit 1)"
+        }
+        _ => "",
+    }
+}
+
+fn repair(name: &str) {
+    let img = golden::image(name);
+    let before = sha256_file(&img);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join(format!("{name}.repaired.qcow2"));
+    let report_path = tmp.path().join("report.json");
+    let (pcode, pout, perr) =
+        golden::revirt(&["plan".as_ref(), "--json".as_ref(), img.as_os_str()]);
+    assert_eq!(pcode, 0, "{name}: plan: {perr}");
+    let plan = parse(name, "plan", &pout, &perr);
+    let planned = plan["actions"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !planned.is_empty(),
+        "{name}: every skeleton needs some repair, the plan has none"
+    );
+
+    let t = std::time::Instant::now();
+    let (code, rout, rerr) = golden::revirt(&[
+        "repair".as_ref(),
+        img.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--report".as_ref(),
+        report_path.as_os_str(),
+        "--json".as_ref(),
+        "--progress".as_ref(),
+        "none".as_ref(),
+    ]);
+    eprintln!("{name}: repair took {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(
+        sha256_file(&img),
+        before,
+        "{name}: repair changed its input {}",
+        img.display()
+    );
+    let report = serde_json::from_str::<Value>(&rout).unwrap_or_else(|e| {
+        panic!(
+            "{name}: repair exit {code}, no JSON report ({e}). {}\nstderr:\n{rerr}",
+            known_bug(name)
+        )
+    });
+    let on_disk: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{name}: --report file: {e}"));
+    assert_eq!(
+        on_disk, report,
+        "{name}: --report file differs from the printed report"
+    );
+    let findings = &report["verify"]["findings"];
+    if let Some((why, finding)) = known_not_ready(name) {
+        assert_eq!(
+            code, 7,
+            "{name}: expected not ready ({why}); report: {report:#}"
+        );
+        assert!(
+            findings.to_string().contains(finding),
+            "{name}: expected the finding '{finding}' ({why}), got {findings:#}"
+        );
+        return;
+    }
+    assert_eq!(
+        code, 0,
+        "{name}: repair exit {code} (readiness {}), refusals {}, findings {findings:#} {}\nstderr:\n{rerr}",
+        report["readiness"], report["refusals"], known_bug(name)
+    );
+    assert_eq!(report["readiness"], "ready", "{name}");
+    assert_eq!(report["refusals"], Value::Array(vec![]), "{name}");
+    // The run's flag: the changes were made in the (one) appliance session.
+    assert_eq!(
+        report["appliance_used"], true,
+        "{name}: actions applied without the appliance?"
+    );
+    let records = report["actions"].as_array().cloned().unwrap_or_default();
+    let ops = |v: &[Value], key: &str| -> Vec<String> {
+        v.iter()
+            .map(|a| {
+                format!(
+                    "{}:{}",
+                    a["area"].as_str().unwrap_or("?"),
+                    a[key].as_str().unwrap_or("?")
+                )
+            })
+            .collect()
+    };
+    let planned_ops: Vec<String> = planned
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["area"].as_str().unwrap_or("?"),
+                a["change"]["op"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops(&records, "op"),
+        planned_ops,
+        "{name}: applied actions differ from the plan"
+    );
+
+    // verify on the overlay agrees.
+    let (vcode, vout, verr) =
+        golden::revirt(&["verify".as_ref(), "--json".as_ref(), out.as_os_str()]);
+    assert_eq!(
+        vcode, 0,
+        "{name}: revirt verify of the repaired overlay: {vout}{verr}"
+    );
+
+    read_back(name, &out, &records, &planned);
+
+    // A second run over the repaired overlay finds nothing to do and stays ready.
+    let out2 = tmp.path().join(format!("{name}.again.qcow2"));
+    let (code2, rout2, rerr2) = golden::revirt(&[
+        "repair".as_ref(),
+        out.as_os_str(),
+        "-o".as_ref(),
+        out2.as_os_str(),
+        "--json".as_ref(),
+        "--progress".as_ref(),
+        "none".as_ref(),
+    ]);
+    let again = parse(name, "second repair", &rout2, &rerr2);
+    assert_eq!(
+        again["actions"],
+        Value::Array(vec![]),
+        "{name}: a second repair still plans {} (notes {})",
+        again["actions"],
+        again["notes"]
+    );
+    assert_eq!(
+        code2, 0,
+        "{name}: second repair exit {code2}: {}",
+        again["verify"]
+    );
+}
+
+/// Reads the repaired guest back with revirt's pure readers: every written file has the hash
+/// the report recorded, renamed files are gone, the initramfs carries virtio_blk, and fstab
+/// names no bus-dependent device.
+fn read_back(name: &str, out: &Path, records: &[Value], planned: &[Value]) {
+    let g = revirt::inspect::inspect(&[PathBuf::from(out)])
+        .unwrap_or_else(|e| panic!("{name}: inspecting the overlay: {e}"));
+    let os = revirt::repair::choose_os(&g).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let l: &LinuxInfo = os.linux.as_ref().expect("a Linux guest");
+    let vfs = revirt::inspect::linux::guest_vfs(&g.volumes, l)
+        .unwrap_or_else(|e| panic!("{name}: mounting the overlay: {e:#}"));
+    let read = |p: &str| -> Vec<u8> {
+        vfs.read_file(p)
+            .unwrap_or_else(|e| panic!("{name}: reading {p} from the overlay: {e}"))
+    };
+    for r in records {
+        let target = r["target"].as_str().unwrap_or("?");
+        let op = r["op"].as_str().unwrap_or("?");
+        match op {
+            "write-file" | "append-initramfs" | "copy-file" => {
+                let want = r["sha256_after"].as_str();
+                let got = hex::encode(Sha256::digest(read(target)));
+                // A bootloader tool may rewrite the config after the direct edit.
+                let later_tool = records.iter().any(|x| {
+                    x["op"] == "run-bootloader-tool"
+                        && x["target"] == target
+                        && x["outcome"]
+                            .as_str()
+                            .is_some_and(|o| o.starts_with("regenerated"))
+                });
+                if !later_tool {
+                    assert_eq!(
+                        Some(got.as_str()),
+                        want,
+                        "{name}: {target} ({op}) differs from what the report recorded"
+                    );
+                }
+            }
+            "rename" => {
+                let gone = vfs
+                    .lstat(target)
+                    .unwrap_or_else(|e| panic!("{name}: {target}: {e}"));
+                assert!(
+                    gone.is_none(),
+                    "{name}: {target} was renamed away but is still there"
+                );
+            }
+            _ => {}
+        }
+    }
+    // Planned file contents landed as planned (unless a later action rewrote the same path).
+    for (i, a) in planned.iter().enumerate() {
+        let c = &a["change"];
+        if c["op"] != "write-file" {
+            continue;
+        }
+        let path = c["path"].as_str().unwrap_or("?");
+        let regenerated = records.iter().any(|x| {
+            x["op"] == "run-bootloader-tool"
+                && x["target"] == path
+                && x["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("regenerated"))
+        });
+        let rewritten = regenerated
+            || planned[i + 1..]
+                .iter()
+                .any(|b| b["change"]["path"] == path || b["change"]["to"] == path);
+        if !rewritten {
+            let text = String::from_utf8_lossy(&read(path)).into_owned();
+            assert_eq!(
+                Some(text.as_str()),
+                c["content"].as_str(),
+                "{name}: {path} is not what the plan wrote"
+            );
+        }
+    }
+    // fstab: nothing that changes with the bus, nothing missing that would stop the boot.
+    let fstab = String::from_utf8_lossy(&read("/etc/fstab")).into_owned();
+    for e in &l.fstab {
+        if e.nofail {
+            continue;
+        }
+        assert!(
+            !e.bus_dependent,
+            "{name}: /etc/fstab line {} still names {}:\n{fstab}",
+            e.line, e.spec
+        );
+        assert!(
+            e.present,
+            "{name}: /etc/fstab line {} names a missing device without nofail:\n{fstab}",
+            e.line
+        );
+    }
+    // The default kernel's initramfs carries virtio_blk (or the kernel has it built in).
+    let bl = &l.bootloader;
+    let entry = bl
+        .default_entry
+        .and_then(|i| bl.entries.get(i))
+        .expect("a default boot entry");
+    let kpath = entry.kernel_path.as_deref().unwrap_or("?");
+    let k = l
+        .kernels
+        .iter()
+        .find(|k| k.vmlinuz == kpath)
+        .unwrap_or_else(|| panic!("{name}: default entry boots {kpath}, not an installed kernel"));
+    let blk = &k.drivers["virtio_blk"];
+    assert!(
+        blk.in_initramfs,
+        "{name}: {}: virtio_blk not available at boot",
+        k.version
+    );
+    if !blk.builtin {
+        let initrd = k.initramfs.as_deref().expect("an initramfs");
+        let bytes = read(initrd);
+        let appended = records
+            .iter()
+            .any(|r| r["op"] == "append-initramfs" && r["target"] == initrd);
+        // An appended segment is uncompressed newc: the module's path is plain text in it.
+        if appended {
+            assert!(
+                bytes
+                    .windows(b"/virtio_blk.ko".len())
+                    .any(|w| w == b"/virtio_blk.ko"),
+                "{name}: {initrd}: no virtio_blk.ko in the appended segment"
+            );
+        }
+    }
+    assert!(
+        l.network.persistent_net_rules.is_empty(),
+        "{name}: MAC-pinned udev rules remain: {:?}",
+        l.network.persistent_net_rules
+    );
+}
+
+macro_rules! skeleton_tests {
+    ($($m:ident => $name:literal),* $(,)?) => {
+        $(mod $m {
+            #[test]
+            fn plan() {
+                super::plan_golden($name);
+            }
+            #[test]
+            fn repair() {
+                super::repair($name);
+            }
+        })*
+        #[test]
+        fn every_skeleton_is_tested() {
+            let mut tested = vec![$($name),*];
+            tested.sort();
+            assert_eq!(tested, golden::SKELETONS);
+        }
+    };
+}
+
+skeleton_tests! {
+    alma9 => "alma9",
+    debian10 => "debian10",
+    debian11 => "debian11",
+    debian12 => "debian12",
+    fedora => "fedora",
+    ol8 => "ol8",
+    opensuse_leap15 => "opensuse-leap15",
+    rhel7 => "rhel7",
+    rocky8 => "rocky8",
+    sles12 => "sles12",
+    sles15 => "sles15",
+    ubuntu1804 => "ubuntu1804",
+    ubuntu2004 => "ubuntu2004",
+    ubuntu2204 => "ubuntu2204",
+    ubuntu2404 => "ubuntu2404",
+}
