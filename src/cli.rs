@@ -184,7 +184,9 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["inspect", "convert", "plan", "repair", "verify", "worker", "undo"] {
+        for sub in [
+            "inspect", "convert", "plan", "repair", "verify", "worker", "undo",
+        ] {
             let mut cmd = Cli::command();
             let help = cmd
                 .find_subcommand_mut(sub)

@@ -88,7 +88,9 @@ struct JobOptions {
 fn parse_enum<T: clap::ValueEnum>(field: &str, v: &Option<String>) -> Result<Option<T>, String> {
     match v {
         None => Ok(None),
-        Some(s) => T::from_str(s, false).map(Some).map_err(|_| format!("job: options.{field}: unknown value {s:?}")),
+        Some(s) => T::from_str(s, false)
+            .map(Some)
+            .map_err(|_| format!("job: options.{field}: unknown value {s:?}")),
     }
 }
 
@@ -101,7 +103,10 @@ fn lock_disks(disks: &[std::path::PathBuf]) -> Result<Vec<std::fs::File>, String
         let f = std::fs::File::open(d).map_err(|e| format!("{}: {e}", d.display()))?;
         // SAFETY: flock on a valid fd we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(format!("{}: another revirt worker holds this disk", d.display()));
+            return Err(format!(
+                "{}: another revirt worker holds this disk",
+                d.display()
+            ));
         }
         held.push(f);
     }
@@ -118,7 +123,9 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
         match std::fs::read_to_string(&c.job) {
             Ok(s) => s,
             Err(e) => {
-                event(serde_json::json!({"event": "error", "kind": "bad-input", "message": format!("{}: {e}", c.job.display())}));
+                event(
+                    serde_json::json!({"event": "error", "kind": "bad-input", "message": format!("{}: {e}", c.job.display())}),
+                );
                 return Ok(exit::BAD_INPUT);
             }
         }
@@ -135,9 +142,16 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
         return bad("job: no disks".into());
     }
     if job.outputs.len() != job.disks.len() {
-        return bad(format!("job: {} disks but {} outputs (one overlay per disk)", job.disks.len(), job.outputs.len()));
+        return bad(format!(
+            "job: {} disks but {} outputs (one overlay per disk)",
+            job.disks.len(),
+            job.outputs.len()
+        ));
     }
-    let mut opts = revirt::plan::PlanOptions { serial_console: true, ..Default::default() };
+    let mut opts = revirt::plan::PlanOptions {
+        serial_console: true,
+        ..Default::default()
+    };
     match (
         parse_enum::<revirt::plan::NetworkMode>("network", &job.options.network),
         parse_enum::<revirt::plan::BlockBus>("block", &job.options.block),
@@ -160,12 +174,19 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
             return Ok(exit::LOCKED);
         }
     };
-    let req = revirt::repair::RepairRequest { inputs: job.disks.clone(), outputs: job.outputs.clone(), opts };
-    let mut progress = |phase: &str, msg: &str| event(serde_json::json!({"event": "phase", "phase": phase, "message": msg}));
+    let req = revirt::repair::RepairRequest {
+        inputs: job.disks.clone(),
+        outputs: job.outputs.clone(),
+        opts,
+    };
+    let mut progress = |phase: &str, msg: &str| {
+        event(serde_json::json!({"event": "phase", "phase": phase, "message": msg}))
+    };
     let report = revirt::repair::repair(&req, &mut progress)?;
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(p) = &job.report {
-        std::fs::write(p, &text).map_err(|e| anyhow::anyhow!("writing report {}: {e}", p.display()))?;
+        std::fs::write(p, &text)
+            .map_err(|e| anyhow::anyhow!("writing report {}: {e}", p.display()))?;
     }
     println!("{text}");
     event(serde_json::json!({"event": "done", "readiness": report.readiness}));
@@ -208,7 +229,11 @@ fn run(cli: Cli) -> Result<i32> {
                     } else {
                         print!("{}", revirt::report::plan_summary(&p));
                     }
-                    Ok(if p.refusals.is_empty() { exit::OK } else { exit::REFUSED })
+                    Ok(if p.refusals.is_empty() {
+                        exit::OK
+                    } else {
+                        exit::REFUSED
+                    })
                 }
             }
         }
@@ -222,8 +247,16 @@ fn run(cli: Cli) -> Result<i32> {
                 }
             };
             let v = match &os.windows {
-                Some(w) => revirt::verify::windows::verify_windows(w, &revirt::repair::root_vfs(&g, os)?, &c.target.plan_options())?,
-                None => revirt::verify::verify_linux(os.linux.as_ref().expect("linux"), &g.inspection, &c.target.plan_options()),
+                Some(w) => revirt::verify::windows::verify_windows(
+                    w,
+                    &revirt::repair::root_vfs(&g, os)?,
+                    &c.target.plan_options(),
+                )?,
+                None => revirt::verify::verify_linux(
+                    os.linux.as_ref().expect("linux"),
+                    &g.inspection,
+                    &c.target.plan_options(),
+                ),
             };
             if c.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -242,7 +275,10 @@ fn run(cli: Cli) -> Result<i32> {
             let tty = c.progress == ProgressMode::Auto && std::io::stderr().is_terminal();
             let mut progress = |phase: &str, msg: &str| {
                 if json_progress {
-                    eprintln!("{}", serde_json::json!({"event": "phase", "phase": phase, "message": msg}));
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({"event": "phase", "phase": phase, "message": msg})
+                    );
                 } else if tty {
                     eprintln!("revirt: {phase}: {msg}");
                 }
@@ -250,7 +286,8 @@ fn run(cli: Cli) -> Result<i32> {
             let report = revirt::repair::repair(&req, &mut progress)?;
             let text = serde_json::to_string_pretty(&report)?;
             if let Some(p) = &c.report {
-                std::fs::write(p, &text).map_err(|e| anyhow::anyhow!("writing report {}: {e}", p.display()))?;
+                std::fs::write(p, &text)
+                    .map_err(|e| anyhow::anyhow!("writing report {}: {e}", p.display()))?;
             }
             if c.json {
                 println!("{text}");
@@ -276,11 +313,19 @@ fn run(cli: Cli) -> Result<i32> {
             let l = os.linux.as_ref().expect("linux");
             let vfs = revirt::inspect::linux::guest_vfs(&g.volumes, l)?;
             let Some(journal) = revirt::apply::latest_journal(&vfs)? else {
-                eprintln!("revirt: nothing to undo: no journal under {}", revirt::apply::BACKUP_ROOT);
+                eprintln!(
+                    "revirt: nothing to undo: no journal under {}",
+                    revirt::apply::BACKUP_ROOT
+                );
                 return Ok(exit::REFUSED);
             };
             drop(vfs);
-            let formats: Vec<&str> = g.inspection.disks.iter().map(|d| d.image.format.as_str()).collect();
+            let formats: Vec<&str> = g
+                .inspection
+                .disks
+                .iter()
+                .map(|d| d.image.format.as_str())
+                .collect();
             let n = revirt::apply::undo(&c.images, &formats, l, &journal)?;
             println!("undid {n} change(s) of run {}", journal.run_id);
             Ok(exit::OK)

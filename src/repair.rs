@@ -54,7 +54,9 @@ pub struct RepairReport {
 
 /// A run id that sorts by time and is unique per process.
 pub fn new_run_id() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format!("{}-{}", now.as_secs(), std::process::id())
 }
 
@@ -67,16 +69,39 @@ pub fn choose_os(g: &Guest) -> Result<&OsReport, String> {
         (1, _, _) => Ok(linux[0]),
         (0, 1, _) => Ok(windows[0]),
         (0, 0, 0) => Err("no operating system found".into()),
-        (0, 0, _) => Err(format!("{} guests are not repaired by this version of revirt", oses[0].kind)),
-        (0, n, _) => Err(format!("{n} Windows installations found ({}); revirt repairs one OS per disk set", windows.iter().map(|o| o.root.device.as_str()).collect::<Vec<_>>().join(", "))),
-        (n, _, _) => Err(format!("{n} Linux roots found ({}); revirt repairs one OS per disk set", linux.iter().map(|o| o.root.device.as_str()).collect::<Vec<_>>().join(", "))),
+        (0, 0, _) => Err(format!(
+            "{} guests are not repaired by this version of revirt",
+            oses[0].kind
+        )),
+        (0, n, _) => Err(format!(
+            "{n} Windows installations found ({}); revirt repairs one OS per disk set",
+            windows
+                .iter()
+                .map(|o| o.root.device.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        (n, _, _) => Err(format!(
+            "{n} Linux roots found ({}); revirt repairs one OS per disk set",
+            linux
+                .iter()
+                .map(|o| o.root.device.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 
 /// A Vfs over the volume holding `os`'s root (Windows: the system volume).
 pub fn root_vfs(g: &Guest, os: &OsReport) -> Result<crate::fs::Vfs> {
-    let v = g.volumes.iter().find(|v| v.report.device == os.root.device).with_context(|| format!("volume {} vanished", os.root.device))?;
-    let fs = v.open_fs()?.with_context(|| format!("{}: no reader", os.root.device))?;
+    let v = g
+        .volumes
+        .iter()
+        .find(|v| v.report.device == os.root.device)
+        .with_context(|| format!("volume {} vanished", os.root.device))?;
+    let fs = v
+        .open_fs()?
+        .with_context(|| format!("{}: no reader", os.root.device))?;
     Ok(crate::fs::Vfs::new(fs))
 }
 
@@ -90,7 +115,10 @@ fn with_env(opts: &PlanOptions) -> PlanOptions {
 }
 
 /// Plans without writing (for `revirt plan`).
-pub fn plan_only(inputs: &[PathBuf], opts: &PlanOptions) -> Result<(Guest, Result<RepairPlan, String>)> {
+pub fn plan_only(
+    inputs: &[PathBuf],
+    opts: &PlanOptions,
+) -> Result<(Guest, Result<RepairPlan, String>)> {
     let g = inspect(inputs)?;
     let plan = match choose_os(&g) {
         Ok(os) if os.kind == "windows" => {
@@ -98,7 +126,12 @@ pub fn plan_only(inputs: &[PathBuf], opts: &PlanOptions) -> Result<(Guest, Resul
             let vfs = root_vfs(&g, os)?;
             let opts = with_env(opts);
             let inp = crate::plan::windows::collect_windows_inputs(&vfs, w, &opts)?;
-            Ok(crate::plan::windows::plan_windows(os, &g.inspection, &inp, &opts))
+            Ok(crate::plan::windows::plan_windows(
+                os,
+                &g.inspection,
+                &inp,
+                &opts,
+            ))
         }
         Ok(os) => {
             let l = os.linux.as_ref().expect("linux");
@@ -124,7 +157,11 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         revirt_version: env!("CARGO_PKG_VERSION").into(),
         run_id: run_id.clone(),
         inputs: g.inspection.disks.iter().map(|d| d.image.clone()).collect(),
-        outputs: req.outputs.iter().map(|p| p.display().to_string()).collect(),
+        outputs: req
+            .outputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         guest: None,
         refusals: vec![],
         notes: vec![],
@@ -148,8 +185,17 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         report.refusals = plan.refusals.clone();
         return Ok(report);
     }
-    let formats: Vec<&str> = g.inspection.disks.iter().map(|d| d.image.format.as_str()).collect();
-    let target = if req.outputs.is_empty() { Target::InPlace } else { Target::Overlays(req.outputs.clone()) };
+    let formats: Vec<&str> = g
+        .inspection
+        .disks
+        .iter()
+        .map(|d| d.image.format.as_str())
+        .collect();
+    let target = if req.outputs.is_empty() {
+        Target::InPlace
+    } else {
+        Target::Overlays(req.outputs.clone())
+    };
     if let Target::Overlays(outs) = &target {
         apply::create_overlays(&req.inputs, &formats, outs)?;
     }
@@ -162,11 +208,20 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         progress("verify", "nothing to change; verifying");
         let t = Instant::now();
         report.verify = Some(verify_paths(&result_paths, &os, &req.opts)?);
-        report.timings.insert("verify".into(), t.elapsed().as_secs_f64());
-        report.readiness = if report.verify.as_ref().is_some_and(|v| v.ready) { Readiness::Ready } else { Readiness::NotReady };
+        report
+            .timings
+            .insert("verify".into(), t.elapsed().as_secs_f64());
+        report.readiness = if report.verify.as_ref().is_some_and(|v| v.ready) {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady
+        };
         return Ok(report);
     }
-    progress("apply", &format!("{} change(s) in one appliance session", plan.actions.len()));
+    progress(
+        "apply",
+        &format!("{} change(s) in one appliance session", plan.actions.len()),
+    );
     let mut verdict = None;
     let mut verify_secs = 0.0;
     let opts = req.opts.clone();
@@ -186,13 +241,27 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         verdict = Some(v);
         Ok(rec)
     };
-    let (records, apply_secs) = apply::apply(&g, &req.inputs, &target, &os, &plan, &run_id, &mut verify_cb)?;
-    report.timings.insert("apply".into(), apply_secs - verify_secs);
+    let (records, apply_secs) = apply::apply(
+        &g,
+        &req.inputs,
+        &target,
+        &os,
+        &plan,
+        &run_id,
+        &mut verify_cb,
+    )?;
+    report
+        .timings
+        .insert("apply".into(), apply_secs - verify_secs);
     report.timings.insert("verify".into(), verify_secs);
     report.appliance_used = true;
     report.actions = records;
     report.verify = verdict;
-    report.readiness = if report.verify.as_ref().is_some_and(|v| v.ready) { Readiness::Ready } else { Readiness::NotReady };
+    report.readiness = if report.verify.as_ref().is_some_and(|v| v.ready) {
+        Readiness::Ready
+    } else {
+        Readiness::NotReady
+    };
     Ok(report)
 }
 
@@ -204,7 +273,12 @@ pub fn verify_paths(paths: &[PathBuf], os: &OsReport, opts: &PlanOptions) -> Res
         .operating_systems
         .iter()
         .find(|o| o.root.device == os.root.device)
-        .with_context(|| format!("the repaired disks no longer show an OS on {}", os.root.device))?;
+        .with_context(|| {
+            format!(
+                "the repaired disks no longer show an OS on {}",
+                os.root.device
+            )
+        })?;
     if let Some(w) = &again.windows {
         let vfs = root_vfs(&g, again)?;
         return crate::verify::windows::verify_windows(w, &vfs, &with_env(opts));

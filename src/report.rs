@@ -176,10 +176,26 @@ pub fn plan_summary(p: &crate::plan::RepairPlan) -> String {
         let _ = writeln!(s, "nothing to do: the guest already looks ready for virtio");
     }
     for (i, a) in p.actions.iter().enumerate() {
-        let op = serde_json::to_value(&a.change).ok().and_then(|v| v["op"].as_str().map(String::from)).unwrap_or_default();
-        let _ = writeln!(s, "{:>2}. [{}] {} {}\n    why: {}", i + 1, a.area, op, a.target(), a.reason);
+        let op = serde_json::to_value(&a.change)
+            .ok()
+            .and_then(|v| v["op"].as_str().map(String::from))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{:>2}. [{}] {} {}\n    why: {}",
+            i + 1,
+            a.area,
+            op,
+            a.target(),
+            a.reason
+        );
         if let crate::plan::Change::AppendInitramfs { modules, extra, .. } = &a.change {
-            let _ = writeln!(s, "    adds {} module file(s) and {}", modules.len(), extra.keys().cloned().collect::<Vec<_>>().join(", "));
+            let _ = writeln!(
+                s,
+                "    adds {} module file(s) and {}",
+                modules.len(),
+                extra.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         }
         if let Some(d) = &a.diff {
             for l in d.lines() {
@@ -196,7 +212,15 @@ pub fn plan_summary(p: &crate::plan::RepairPlan) -> String {
 /// Verify findings, one per line with file and line.
 pub fn verdict_summary(v: &crate::verify::Verdict) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{}", if v.ready { "READY: boots on virtio" } else { "NOT READY" });
+    let _ = writeln!(
+        s,
+        "{}",
+        if v.ready {
+            "READY: boots on virtio"
+        } else {
+            "NOT READY"
+        }
+    );
     for f in &v.findings {
         let loc = match (&f.file, f.line) {
             (Some(file), Some(l)) => format!("{file}:{l}"),

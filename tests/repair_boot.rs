@@ -17,46 +17,121 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { guest: "deb12-bios-mbr", args: &[], platform: "virtio-blk", keep_static: false },
-    Case { guest: "deb12-uefi-gpt", args: &[], platform: "virtio-blk", keep_static: false },
-    Case { guest: "deb12-dracut-netplan", args: &[], platform: "virtio-blk", keep_static: false },
-    Case { guest: "deb12-bios-gpt", args: &[], platform: "virtio-blk", keep_static: false },
-    Case { guest: "deb12-bios-gpt", args: &["--block", "virtio-scsi"], platform: "virtio-scsi", keep_static: false },
-    Case { guest: "deb12-bios-mbr", args: &["--initramfs", "guest-tool"], platform: "virtio-blk", keep_static: false },
-    Case { guest: "deb12-uefi-gpt", args: &["--network", "keep-static"], platform: "virtio-blk", keep_static: true },
+    Case {
+        guest: "deb12-bios-mbr",
+        args: &[],
+        platform: "virtio-blk",
+        keep_static: false,
+    },
+    Case {
+        guest: "deb12-uefi-gpt",
+        args: &[],
+        platform: "virtio-blk",
+        keep_static: false,
+    },
+    Case {
+        guest: "deb12-dracut-netplan",
+        args: &[],
+        platform: "virtio-blk",
+        keep_static: false,
+    },
+    Case {
+        guest: "deb12-bios-gpt",
+        args: &[],
+        platform: "virtio-blk",
+        keep_static: false,
+    },
+    Case {
+        guest: "deb12-bios-gpt",
+        args: &["--block", "virtio-scsi"],
+        platform: "virtio-scsi",
+        keep_static: false,
+    },
+    Case {
+        guest: "deb12-bios-mbr",
+        args: &["--initramfs", "guest-tool"],
+        platform: "virtio-blk",
+        keep_static: false,
+    },
+    Case {
+        guest: "deb12-uefi-gpt",
+        args: &["--network", "keep-static"],
+        platform: "virtio-blk",
+        keep_static: true,
+    },
 ];
 
 fn sha256(p: &std::path::Path) -> String {
-    let out = Command::new("sha256sum").arg(p).output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+    let out = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The first static IPv4 address inspection finds in the guest's network config.
 fn static_address(img: &std::path::Path) -> Option<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_revirt")).args(["inspect", "--json"]).arg(img).output().ok()?;
+    let out = Command::new(env!("CARGO_BIN_EXE_revirt"))
+        .args(["inspect", "--json"])
+        .arg(img)
+        .output()
+        .ok()?;
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let cfgs = j["operating_systems"][0]["linux"]["network"]["configs"].as_array()?.clone();
+    let cfgs = j["operating_systems"][0]["linux"]["network"]["configs"]
+        .as_array()?
+        .clone();
     cfgs.iter()
         .flat_map(|c| c["interfaces"].as_array().cloned().unwrap_or_default())
-        .find_map(|i| i["addresses"].as_array()?.iter().find_map(|a| a.as_str().filter(|a| !a.contains(':')).map(|a| a.split('/').next().unwrap_or(a).to_string())))
+        .find_map(|i| {
+            i["addresses"].as_array()?.iter().find_map(|a| {
+                a.as_str()
+                    .filter(|a| !a.contains(':'))
+                    .map(|a| a.split('/').next().unwrap_or(a).to_string())
+            })
+        })
 }
 
 #[test]
 fn repaired_real_guests_boot_on_virtio_with_dhcp() {
-    require_tools(&["qemu-system-x86_64", "qemu-img", "debootstrap", "sfdisk", "sha256sum"]);
+    require_tools(&[
+        "qemu-system-x86_64",
+        "qemu-img",
+        "debootstrap",
+        "sfdisk",
+        "sha256sum",
+    ]);
     let real = real_guests();
     let tmp = tempfile::tempdir().unwrap();
     // REVIRT_BOOT_ONLY=substring runs the matching cases only (for development; CI runs all).
     let only = std::env::var("REVIRT_BOOT_ONLY").unwrap_or_default();
-    let cases: Vec<&Case> = CASES.iter().filter(|c| format!("{} {}", c.guest, c.args.join(" ")).contains(&only)).collect();
+    let cases: Vec<&Case> = CASES
+        .iter()
+        .filter(|c| format!("{} {}", c.guest, c.args.join(" ")).contains(&only))
+        .collect();
     if !only.is_empty() {
-        println!("REVIRT_BOOT_ONLY={only}: running {} of {} cases", cases.len(), CASES.len());
+        println!(
+            "REVIRT_BOOT_ONLY={only}: running {} of {} cases",
+            cases.len(),
+            CASES.len()
+        );
     }
     let results = run_parallel(&cases, |c| -> Result<String, String> {
         let input = real.join(format!("{}.qcow2", c.guest));
-        let expect_addr = if c.keep_static { static_address(&input).ok_or("no static address found in the source guest")? } else { "10.0.2.15".into() };
+        let expect_addr = if c.keep_static {
+            static_address(&input).ok_or("no static address found in the source guest")?
+        } else {
+            "10.0.2.15".into()
+        };
         let before = sha256(&input);
-        let out: PathBuf = tmp.path().join(format!("{}{}.qcow2", c.guest, c.args.join("").replace('-', "_")));
+        let out: PathBuf = tmp.path().join(format!(
+            "{}{}.qcow2",
+            c.guest,
+            c.args.join("").replace('-', "_")
+        ));
         let rep = Command::new(env!("CARGO_BIN_EXE_revirt"))
             .arg("repair")
             .arg(&input)
@@ -66,27 +141,39 @@ fn repaired_real_guests_boot_on_virtio_with_dhcp() {
             .arg("--json")
             .output()
             .map_err(|e| e.to_string())?;
-        let report: serde_json::Value = serde_json::from_slice(&rep.stdout).map_err(|e| format!("report: {e}: {}", String::from_utf8_lossy(&rep.stderr)))?;
+        let report: serde_json::Value = serde_json::from_slice(&rep.stdout)
+            .map_err(|e| format!("report: {e}: {}", String::from_utf8_lossy(&rep.stderr)))?;
         if rep.status.code() != Some(0) {
-            return Err(format!("repair exit {:?}: verify {}", rep.status.code(), report["verify"]));
+            return Err(format!(
+                "repair exit {:?}: verify {}",
+                rep.status.code(),
+                report["verify"]
+            ));
         }
         if sha256(&input) != before {
             return Err("the input image changed".into());
         }
         // The overlay has no .boot.json sidecar: take the firmware from the source guest's.
-        let sidecar: serde_json::Value = std::fs::read_to_string(real.join(format!("{}.boot.json", c.guest)))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+        let sidecar: serde_json::Value =
+            std::fs::read_to_string(real.join(format!("{}.boot.json", c.guest)))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
         let v = boot(&out, c.platform, sidecar["firmware"].as_str(), 420)?;
         let verdict = v["verdict"].as_str().unwrap_or("?");
         let addr = v["address"].as_str().unwrap_or("");
         if verdict != "booted-address" || addr != expect_addr {
             return Err(format!("booted as {verdict} with address {addr:?} (want {expect_addr}); last console lines: {}", v["last_lines"]));
         }
-        Ok(format!("{verdict} {addr} in {:.0} s", v["seconds"].as_f64().unwrap_or(0.0)))
+        Ok(format!(
+            "{verdict} {addr} in {:.0} s",
+            v["seconds"].as_f64().unwrap_or(0.0)
+        ))
     });
-    println!("{:<22} {:<28} {:<12} result", "guest", "repair options", "platform");
+    println!(
+        "{:<22} {:<28} {:<12} result",
+        "guest", "repair options", "platform"
+    );
     let mut failed = vec![];
     for (c, r) in cases.iter().zip(&results) {
         let shown = match r {
@@ -96,7 +183,19 @@ fn repaired_real_guests_boot_on_virtio_with_dhcp() {
                 format!("FAIL: {e}")
             }
         };
-        println!("{:<22} {:<28} {:<12} {}", c.guest, c.args.join(" "), c.platform, shown);
+        println!(
+            "{:<22} {:<28} {:<12} {}",
+            c.guest,
+            c.args.join(" "),
+            c.platform,
+            shown
+        );
     }
-    assert!(failed.is_empty(), "{} of {} repaired guests did not boot on virtio:\n{}", failed.len(), cases.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} of {} repaired guests did not boot on virtio:\n{}",
+        failed.len(),
+        cases.len(),
+        failed.join("\n")
+    );
 }

@@ -78,9 +78,7 @@ fn repair(name: &str) {
         img.display()
     );
     let report = serde_json::from_str::<Value>(&rout).unwrap_or_else(|e| {
-        panic!(
-            "{name}: repair exit {code}, no JSON report ({e}).\nstderr:\n{rerr}"
-        )
+        panic!("{name}: repair exit {code}, no JSON report ({e}).\nstderr:\n{rerr}")
     });
     let on_disk: Value =
         serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_default())
@@ -218,11 +216,21 @@ fn read_back(name: &str, out: &Path, records: &[Value], planned: &[Value]) {
                 // The moved-aside original is at its destination; the old path is gone unless
                 // a later action writes a replacement there (checked by that action's hash).
                 let dest = r["extra_target"].as_str().unwrap_or("?");
-                assert!(vfs.lstat(dest).ok().flatten().is_some(), "{name}: {target} was not moved to {dest}");
-                let rewritten = records.iter().any(|x| x["target"] == target && x["op"] != "rename");
+                assert!(
+                    vfs.lstat(dest).ok().flatten().is_some(),
+                    "{name}: {target} was not moved to {dest}"
+                );
+                let rewritten = records
+                    .iter()
+                    .any(|x| x["target"] == target && x["op"] != "rename");
                 if !rewritten {
-                    let gone = vfs.lstat(target).unwrap_or_else(|e| panic!("{name}: {target}: {e}"));
-                    assert!(gone.is_none(), "{name}: {target} was renamed away but is still there");
+                    let gone = vfs
+                        .lstat(target)
+                        .unwrap_or_else(|e| panic!("{name}: {target}: {e}"));
+                    assert!(
+                        gone.is_none(),
+                        "{name}: {target} was renamed away but is still there"
+                    );
                 }
             }
             _ => {}

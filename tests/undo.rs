@@ -6,12 +6,17 @@ use std::path::{Path, PathBuf};
 
 fn skeleton(name: &str) -> PathBuf {
     let st = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["run", "--quiet", "-p", "xtask", "--", "fixtures", "--set", "skeleton", "--only", name])
+        .args([
+            "run", "--quiet", "-p", "xtask", "--", "fixtures", "--set", "skeleton", "--only", name,
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("running xtask");
     assert!(st.success(), "building skeleton {name}");
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/fixtures/skeletons/{name}.qcow2"))
+    let cache = std::env::var_os("REVIRT_FIXTURE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
+    cache.join(format!("skeletons/{name}.qcow2"))
 }
 
 /// sha256 of each path as the guest on `img` sees it (None when absent).
@@ -19,7 +24,15 @@ fn file_sums(img: &Path, paths: &[String]) -> Vec<(String, Option<String>)> {
     let g = revirt::inspect::inspect(&[img.to_path_buf()]).unwrap();
     let os = revirt::repair::choose_os(&g).unwrap();
     let vfs = revirt::inspect::linux::guest_vfs(&g.volumes, os.linux.as_ref().unwrap()).unwrap();
-    paths.iter().map(|p| (p.clone(), vfs.read_file(p).ok().map(|b| revirt::apply::sha256_hex(&b)))).collect()
+    paths
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                vfs.read_file(p).ok().map(|b| revirt::apply::sha256_hex(&b)),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -42,7 +55,10 @@ fn in_place_repair_then_undo_restores_every_file() {
         }
     }
     targets.push("/var/lib/revirt/ready.json".into());
-    assert!(targets.iter().any(|t| t == "/etc/fstab"), "debian10 names /dev/sda1 in fstab: {targets:?}");
+    assert!(
+        targets.iter().any(|t| t == "/etc/fstab"),
+        "debian10 names /dev/sda1 in fstab: {targets:?}"
+    );
     let before = file_sums(&pristine, &targets);
     let repaired = file_sums(&work, &targets);
     assert_ne!(before, repaired, "the repair changed nothing?");

@@ -13,7 +13,7 @@ fn header(out: &mut Vec<u8>, ino: u32, mode: u32, size: usize, name: &str) {
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -54,7 +54,7 @@ pub fn newc_archive(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 pub fn append_segment(initrd: &[u8], segment: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(initrd.len() + segment.len() + 512);
     out.extend_from_slice(initrd);
-    while out.len() % 512 != 0 {
+    while !out.len().is_multiple_of(512) {
         out.push(0);
     }
     out.extend_from_slice(segment);
@@ -74,7 +74,10 @@ mod tests {
         gz.write_all(&base).unwrap();
         let gz = gz.finish().unwrap();
         let seg = newc_archive(&[
-            ("usr/lib/modules/6.1/kernel/drivers/block/virtio_blk.ko".into(), b"\x7fELF".to_vec()),
+            (
+                "usr/lib/modules/6.1/kernel/drivers/block/virtio_blk.ko".into(),
+                b"\x7fELF".to_vec(),
+            ),
             ("conf/modules".into(), b"ahci\nvirtio_blk\n".to_vec()),
         ]);
         // Our own reader stops after a compressed segment, so check the appended one alone,
@@ -83,7 +86,9 @@ mod tests {
         assert_eq!((all.len() - seg.len()) % 4, 0);
         let l = list_initramfs(&seg).unwrap();
         assert!(l.module_names().contains("virtio_blk"));
-        assert!(l.files.contains_key("usr/lib/modules/6.1/kernel/drivers/block"));
+        assert!(l
+            .files
+            .contains_key("usr/lib/modules/6.1/kernel/drivers/block"));
         assert_eq!(l.texts["conf/modules"], "ahci\nvirtio_blk\n");
     }
 }

@@ -68,13 +68,22 @@ pub enum Target {
 /// Creates qcow2 overlays backed by the inputs (absolute backing paths, format pinned).
 pub fn create_overlays(inputs: &[PathBuf], formats: &[&str], outputs: &[PathBuf]) -> Result<()> {
     if inputs.len() != outputs.len() {
-        bail!("{} input disk(s) but {} --output path(s): give one --output per input", inputs.len(), outputs.len());
+        bail!(
+            "{} input disk(s) but {} --output path(s): give one --output per input",
+            inputs.len(),
+            outputs.len()
+        );
     }
     for ((inp, fmt), out) in inputs.iter().zip(formats).zip(outputs) {
         if out.exists() {
-            bail!("{}: already exists; revirt will not overwrite an output", out.display());
+            bail!(
+                "{}: already exists; revirt will not overwrite an output",
+                out.display()
+            );
         }
-        let abs = inp.canonicalize().with_context(|| format!("resolving {}", inp.display()))?;
+        let abs = inp
+            .canonicalize()
+            .with_context(|| format!("resolving {}", inp.display()))?;
         let st = std::process::Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
             .arg(&abs)
@@ -82,7 +91,11 @@ pub fn create_overlays(inputs: &[PathBuf], formats: &[&str], outputs: &[PathBuf]
             .status()
             .context("running qemu-img (bash .ci/deps.sh installs it)")?;
         if !st.success() {
-            bail!("qemu-img create overlay {} over {} failed", out.display(), abs.display());
+            bail!(
+                "qemu-img create overlay {} over {} failed",
+                out.display(),
+                abs.display()
+            );
         }
     }
     Ok(())
@@ -98,16 +111,31 @@ enum Payload {
 /// Builds the new initramfs: original bytes + an appended newc segment with the modules (as
 /// stored on disk), the module index files, and the generated config files.
 fn build_initramfs(vfs: &crate::fs::Vfs, l: &LinuxInfo, change: &Change) -> Result<Vec<u8>> {
-    let Change::AppendInitramfs { path, kernel, modules, extra, modules_dir_in_initramfs } = change else {
+    let Change::AppendInitramfs {
+        path,
+        kernel,
+        modules,
+        extra,
+        modules_dir_in_initramfs,
+    } = change
+    else {
         unreachable!()
     };
-    let orig = vfs.read_file(path).with_context(|| format!("reading {path}"))?;
-    let k = l.kernels.iter().find(|k| &k.version == kernel).context("kernel vanished from inspection")?;
+    let orig = vfs
+        .read_file(path)
+        .with_context(|| format!("reading {path}"))?;
+    let k = l
+        .kernels
+        .iter()
+        .find(|k| &k.version == kernel)
+        .context("kernel vanished from inspection")?;
     let mdir = k.modules_dir.clone().context("kernel has no modules dir")?;
     let mut files: Vec<(String, Vec<u8>)> = vec![];
     for m in modules {
         let rel = m.strip_prefix(&format!("{mdir}/")).unwrap_or(m);
-        let data = vfs.read_file(m).with_context(|| format!("reading module {m}"))?;
+        let data = vfs
+            .read_file(m)
+            .with_context(|| format!("reading module {m}"))?;
         files.push((format!("{modules_dir_in_initramfs}/{rel}"), data));
     }
     // The guest's full module index, so modprobe in the initramfs finds the new modules.
@@ -140,7 +168,10 @@ pub fn apply(
     if os.kind == "windows" {
         return windows::apply_windows(guest, inputs, target, os, plan, run_id, verify);
     }
-    let l = os.linux.as_ref().context("apply: only Linux guests are repaired so far")?;
+    let l = os
+        .linux
+        .as_ref()
+        .context("apply: only Linux guests are repaired so far")?;
     let vfs = crate::inspect::linux::guest_vfs(&guest.volumes, l)?;
     let tmp = tempdir()?;
     let backup_dir = format!("{BACKUP_ROOT}/{run_id}");
@@ -161,7 +192,10 @@ pub fn apply(
             moved_away.insert(from.clone());
         }
         let (payload, after) = match &a.change {
-            Change::WriteFile { content, .. } => (Payload::Bytes(content.clone().into_bytes()), Some(sha256_hex(content.as_bytes()))),
+            Change::WriteFile { content, .. } => (
+                Payload::Bytes(content.clone().into_bytes()),
+                Some(sha256_hex(content.as_bytes())),
+            ),
             Change::AppendInitramfs { .. } => {
                 let b = build_initramfs(&vfs, l, &a.change)?;
                 let sha = sha256_hex(&b);
@@ -170,7 +204,9 @@ pub fn apply(
                 (Payload::HostFile(f), Some(sha))
             }
             Change::CopyFile { from, .. } => {
-                let b = vfs.read_file(from).with_context(|| format!("reading {from}"))?;
+                let b = vfs
+                    .read_file(from)
+                    .with_context(|| format!("reading {from}"))?;
                 let sha = sha256_hex(&b);
                 (Payload::Bytes(b), Some(sha))
             }
@@ -179,13 +215,24 @@ pub fn apply(
         let (undo, backup, extra_target) = match &a.change {
             Change::Rename { to, .. } => ("rename-back".to_string(), None, Some(to.clone())),
             Change::RunInitramfsTool { .. } => ("none".to_string(), None, None),
-            Change::RunBootloaderTool { .. } if before.is_some() => ("restore".to_string(), Some(format!("{backup_dir}{target_path}")), None),
-            _ if before.is_some() => ("restore".to_string(), Some(format!("{backup_dir}{target_path}")), None),
+            Change::RunBootloaderTool { .. } if before.is_some() => (
+                "restore".to_string(),
+                Some(format!("{backup_dir}{target_path}")),
+                None,
+            ),
+            _ if before.is_some() => (
+                "restore".to_string(),
+                Some(format!("{backup_dir}{target_path}")),
+                None,
+            ),
             _ => ("remove".to_string(), None, None),
         };
         let rec = ActionRecord {
             area: a.area.clone(),
-            op: serde_json::to_value(&a.change)?["op"].as_str().unwrap_or("").to_string(),
+            op: serde_json::to_value(&a.change)?["op"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
             target: target_path,
             reason: a.reason.clone(),
             sha256_before: before.as_deref().map(sha256_hex),
@@ -216,7 +263,10 @@ pub fn apply(
     app.launch()?;
     mount_guest(&app, l)?;
     let mut records = vec![];
-    let mut journal = Journal { run_id: run_id.into(), entries: vec![] };
+    let mut journal = Journal {
+        run_id: run_id.into(),
+        entries: vec![],
+    };
     let mut backed_up = std::collections::BTreeSet::new();
     for (a, payload, mut rec) in work {
         // Back up each target once per run, before its first change, so undo gets the original.
@@ -247,7 +297,9 @@ pub fn apply(
                 app.ln_sf(target, path)?;
             }
             (Change::RunInitramfsTool { command, .. }, _) => {
-                let out = app.command(command).with_context(|| format!("guest tool {}", command.join(" ")))?;
+                let out = app
+                    .command(command)
+                    .with_context(|| format!("guest tool {}", command.join(" ")))?;
                 tracing::info!("{}: {}", command.join(" "), out.trim());
                 rec.outcome = Some(format!("ran {}", command.join(" ")));
             }
@@ -262,7 +314,10 @@ pub fn apply(
                     Err(e) => {
                         app.cp(&keep, config)?;
                         tracing::warn!("{}: {e}; keeping the direct edits", command.join(" "));
-                        rec.outcome = Some(format!("{} failed ({e}); the directly edited {config} was kept", command.join(" ")));
+                        rec.outcome = Some(format!(
+                            "{} failed ({e}); the directly edited {config} was kept",
+                            command.join(" ")
+                        ));
                     }
                 }
             }
@@ -278,7 +333,10 @@ pub fn apply(
     }
     if !records.is_empty() {
         app.mkdir_p(&backup_dir)?;
-        app.write(&format!("{backup_dir}/journal.json"), serde_json::to_string_pretty(&journal)?.as_bytes())?;
+        app.write(
+            &format!("{backup_dir}/journal.json"),
+            serde_json::to_string_pretty(&journal)?.as_bytes(),
+        )?;
     }
     app.umount_all()?;
     app.sync()?;
@@ -300,7 +358,8 @@ fn mount_guest(app: &Appliance, l: &LinuxInfo) -> Result<()> {
     let mut mps: Vec<(&String, &String)> = l.mounts.iter().filter(|(m, _)| *m != "/").collect();
     mps.sort_by_key(|(m, _)| m.matches('/').count());
     for (mp, dev) in mps {
-        app.mount_rw(dev, mp).with_context(|| format!("mounting {dev} at {mp}"))?;
+        app.mount_rw(dev, mp)
+            .with_context(|| format!("mounting {dev} at {mp}"))?;
     }
     Ok(())
 }
@@ -313,25 +372,47 @@ fn parent(p: &str) -> &str {
 }
 
 fn tempdir() -> Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("revirt-apply-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    let d = std::env::temp_dir().join(format!(
+        "revirt-apply-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
     std::fs::create_dir_all(&d)?;
     Ok(d)
 }
 
-
 /// Finds the newest run journal under [`BACKUP_ROOT`] in the guest (pure read).
 pub fn latest_journal(vfs: &crate::fs::Vfs) -> Result<Option<Journal>> {
-    let mut runs: Vec<String> = vfs.read_dir(BACKUP_ROOT)?.into_iter().map(|e| e.name).filter(|n| vfs.exists(&format!("{BACKUP_ROOT}/{n}/journal.json"))).collect();
+    let mut runs: Vec<String> = vfs
+        .read_dir(BACKUP_ROOT)?
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| vfs.exists(&format!("{BACKUP_ROOT}/{n}/journal.json")))
+        .collect();
     // Run ids start with the Unix time: the numerically largest is the newest.
-    runs.sort_by_key(|r| r.split('-').next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0));
-    let Some(last) = runs.last() else { return Ok(None) };
+    runs.sort_by_key(|r| {
+        r.split('-')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0)
+    });
+    let Some(last) = runs.last() else {
+        return Ok(None);
+    };
     let text = vfs.read_file(&format!("{BACKUP_ROOT}/{last}/journal.json"))?;
-    Ok(Some(serde_json::from_slice(&text).with_context(|| format!("{BACKUP_ROOT}/{last}/journal.json: not a revirt journal"))?))
+    Ok(Some(serde_json::from_slice(&text).with_context(|| {
+        format!("{BACKUP_ROOT}/{last}/journal.json: not a revirt journal")
+    })?))
 }
 
 /// Restores what the journaled run changed, newest change first, in one appliance session.
 /// Returns the number of entries undone.
-pub fn undo(inputs: &[PathBuf], formats: &[&str], l: &LinuxInfo, journal: &Journal) -> Result<usize> {
+pub fn undo(
+    inputs: &[PathBuf],
+    formats: &[&str],
+    l: &LinuxInfo,
+    journal: &Journal,
+) -> Result<usize> {
     let app = Appliance::new(&ApplianceConfig::default())?;
     for (p, f) in inputs.iter().zip(formats) {
         app.add_drive(p, f, false)?;
@@ -342,13 +423,21 @@ pub fn undo(inputs: &[PathBuf], formats: &[&str], l: &LinuxInfo, journal: &Journ
     for e in journal.entries.iter().rev() {
         match e.undo.as_str() {
             "restore" => {
-                let b = e.backup.as_deref().context("journal: restore without a backup path")?;
-                app.cp(b, &e.target).with_context(|| format!("restoring {} from {b}", e.target))?;
+                let b = e
+                    .backup
+                    .as_deref()
+                    .context("journal: restore without a backup path")?;
+                app.cp(b, &e.target)
+                    .with_context(|| format!("restoring {} from {b}", e.target))?;
             }
             "remove" => app.rm_f(&e.target)?,
             "rename-back" => {
-                let to = e.from.as_deref().context("journal: rename-back without its destination")?;
-                app.mv(to, &e.target).with_context(|| format!("moving {to} back to {}", e.target))?;
+                let to = e
+                    .from
+                    .as_deref()
+                    .context("journal: rename-back without its destination")?;
+                app.mv(to, &e.target)
+                    .with_context(|| format!("moving {to} back to {}", e.target))?;
             }
             _ => continue,
         }
@@ -357,7 +446,10 @@ pub fn undo(inputs: &[PathBuf], formats: &[&str], l: &LinuxInfo, journal: &Journ
     app.rm_f(READY_PATH)?;
     // The journal is kept (renamed) so a second undo is a no-op and the history stays readable.
     let dir = format!("{BACKUP_ROOT}/{}", journal.run_id);
-    app.mv(&format!("{dir}/journal.json"), &format!("{dir}/journal.undone.json"))?;
+    app.mv(
+        &format!("{dir}/journal.json"),
+        &format!("{dir}/journal.undone.json"),
+    )?;
     app.umount_all()?;
     app.sync()?;
     app.shutdown()?;

@@ -270,15 +270,29 @@ impl Appliance {
 
 /// Write operations used by the apply stage. Paths are guest paths under the mounted root.
 impl Appliance {
-    fn call1(&self, op: &str, a: &str, f: unsafe extern "C" fn(*mut ffi::guestfs_h, *const c_char) -> c_int) -> Result<(), GuestfsError> {
+    fn call1(
+        &self,
+        op: &str,
+        a: &str,
+        f: unsafe extern "C" fn(*mut ffi::guestfs_h, *const c_char) -> c_int,
+    ) -> Result<(), GuestfsError> {
         let a_c = cstr(a);
         // SAFETY: g valid, a_c NUL-terminated and alive for the call.
         self.check(unsafe { f(self.g, a_c.as_ptr()) }, &format!("{op} {a}"))
     }
-    fn call2(&self, op: &str, a: &str, b: &str, f: unsafe extern "C" fn(*mut ffi::guestfs_h, *const c_char, *const c_char) -> c_int) -> Result<(), GuestfsError> {
+    fn call2(
+        &self,
+        op: &str,
+        a: &str,
+        b: &str,
+        f: unsafe extern "C" fn(*mut ffi::guestfs_h, *const c_char, *const c_char) -> c_int,
+    ) -> Result<(), GuestfsError> {
         let (a_c, b_c) = (cstr(a), cstr(b));
         // SAFETY: as above.
-        self.check(unsafe { f(self.g, a_c.as_ptr(), b_c.as_ptr()) }, &format!("{op} {a} {b}"))
+        self.check(
+            unsafe { f(self.g, a_c.as_ptr(), b_c.as_ptr()) },
+            &format!("{op} {a} {b}"),
+        )
     }
 
     /// Mounts `dev` read-write at guest path `at` ("/" first).
@@ -313,17 +327,35 @@ impl Appliance {
     pub fn chmod(&self, mode: u32, path: &str) -> Result<(), GuestfsError> {
         let p = cstr(path);
         // SAFETY: g valid, p alive for the call.
-        self.check(unsafe { ffi::guestfs_chmod(self.g, mode as c_int, p.as_ptr()) }, &format!("chmod {mode:o} {path}"))
+        self.check(
+            unsafe { ffi::guestfs_chmod(self.g, mode as c_int, p.as_ptr()) },
+            &format!("chmod {mode:o} {path}"),
+        )
     }
     /// Copies a host file into the guest.
     pub fn upload(&self, host: &Path, guest: &str) -> Result<(), GuestfsError> {
-        self.call2("upload", &host.to_string_lossy(), guest, ffi::guestfs_upload)
+        self.call2(
+            "upload",
+            &host.to_string_lossy(),
+            guest,
+            ffi::guestfs_upload,
+        )
     }
     /// Writes `content` to a guest file (created or truncated).
     pub fn write(&self, path: &str, content: &[u8]) -> Result<(), GuestfsError> {
         let p = cstr(path);
         // SAFETY: content pointer and length describe a live slice.
-        self.check(unsafe { ffi::guestfs_write(self.g, p.as_ptr(), content.as_ptr() as *const c_char, content.len()) }, &format!("write {path}"))
+        self.check(
+            unsafe {
+                ffi::guestfs_write(
+                    self.g,
+                    p.as_ptr(),
+                    content.as_ptr() as *const c_char,
+                    content.len(),
+                )
+            },
+            &format!("write {path}"),
+        )
     }
     /// Runs a guest command chrooted into the mounted root (libguestfs binds /dev, /proc, /sys).
     pub fn command(&self, argv: &[String]) -> Result<String, GuestfsError> {
@@ -342,7 +374,15 @@ impl Appliance {
     pub fn hivex_open_rw(&self, path: &str) -> Result<(), GuestfsError> {
         let p = cstr(path);
         // SAFETY: variadic optargs terminated by -1 (GUESTFS_HIVEX_OPEN_EOF).
-        let rc = unsafe { ffi::guestfs_hivex_open(self.g, p.as_ptr(), ffi::GUESTFS_HIVEX_OPEN_WRITE as c_int, 1 as c_int, -1 as c_int) };
+        let rc = unsafe {
+            ffi::guestfs_hivex_open(
+                self.g,
+                p.as_ptr(),
+                ffi::GUESTFS_HIVEX_OPEN_WRITE as c_int,
+                1 as c_int,
+                -1 as c_int,
+            )
+        };
         self.check(rc, &format!("hivex_open {path}"))
     }
     fn node(&self, n: i64, op: &str) -> Result<i64, GuestfsError> {
@@ -359,22 +399,46 @@ impl Appliance {
     pub fn hivex_child_or_create(&self, node: i64, name: &str) -> Result<i64, GuestfsError> {
         let n = cstr(name);
         // SAFETY: g valid, n alive for the calls; 0 means "no such child".
-        let c = self.node(unsafe { ffi::guestfs_hivex_node_get_child(self.g, node, n.as_ptr()) }, &format!("hivex_node_get_child {name}"))?;
+        let c = self.node(
+            unsafe { ffi::guestfs_hivex_node_get_child(self.g, node, n.as_ptr()) },
+            &format!("hivex_node_get_child {name}"),
+        )?;
         if c != 0 {
             return Ok(c);
         }
-        self.node(unsafe { ffi::guestfs_hivex_node_add_child(self.g, node, n.as_ptr()) }, &format!("hivex_node_add_child {name}"))
+        self.node(
+            unsafe { ffi::guestfs_hivex_node_add_child(self.g, node, n.as_ptr()) },
+            &format!("hivex_node_add_child {name}"),
+        )
     }
-    pub fn hivex_set_value(&self, node: i64, name: &str, ty: u32, data: &[u8]) -> Result<(), GuestfsError> {
+    pub fn hivex_set_value(
+        &self,
+        node: i64,
+        name: &str,
+        ty: u32,
+        data: &[u8],
+    ) -> Result<(), GuestfsError> {
         let n = cstr(name);
         // SAFETY: data pointer and length describe a live slice.
-        let rc = unsafe { ffi::guestfs_hivex_node_set_value(self.g, node, n.as_ptr(), ty as i64, data.as_ptr() as *const c_char, data.len()) };
+        let rc = unsafe {
+            ffi::guestfs_hivex_node_set_value(
+                self.g,
+                node,
+                n.as_ptr(),
+                ty as i64,
+                data.as_ptr() as *const c_char,
+                data.len(),
+            )
+        };
         self.check(rc, &format!("hivex_node_set_value {name}"))
     }
     /// Writes the changes back to the hive file it was opened from, then closes it.
     pub fn hivex_commit_close(&self) -> Result<(), GuestfsError> {
         // SAFETY: NULL filename = commit to the opened file.
-        self.check(unsafe { ffi::guestfs_hivex_commit(self.g, std::ptr::null()) }, "hivex_commit")?;
+        self.check(
+            unsafe { ffi::guestfs_hivex_commit(self.g, std::ptr::null()) },
+            "hivex_commit",
+        )?;
         self.check(unsafe { ffi::guestfs_hivex_close(self.g) }, "hivex_close")
     }
 }

@@ -263,13 +263,14 @@ fn detect_oses(
                 Ok(Some(mut w)) => {
                     // The dirty flag lives in the NTFS volume, not in the Vfs view.
                     if let Some(dev) = &volumes[i].dev {
-                        w.ntfs_dirty = crate::fs::ntfs::Ntfs::open(dev.clone()).is_ok_and(|n| n.is_dirty());
+                        w.ntfs_dirty =
+                            crate::fs::ntfs::Ntfs::open(dev.clone()).is_ok_and(|n| n.is_dirty());
                     }
                     oses.push(OsReport {
-                    kind: "windows".into(),
-                    root: root_of(&volumes[i]),
-                    linux: None,
-                    windows: Some(w),
+                        kind: "windows".into(),
+                        root: root_of(&volumes[i]),
+                        linux: None,
+                        windows: Some(w),
                     })
                 }
                 Ok(None) => {}

@@ -63,7 +63,19 @@ pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verd
     // Bootloader default entry -> kernel and initramfs.
     let kernel = match entry {
         None => {
-            f.push(finding("bootloader", bl.config.as_deref(), None, format!("no default boot entry found ({} bootloader)", if bl.kind.is_empty() { "unknown" } else { &bl.kind })));
+            f.push(finding(
+                "bootloader",
+                bl.config.as_deref(),
+                None,
+                format!(
+                    "no default boot entry found ({} bootloader)",
+                    if bl.kind.is_empty() {
+                        "unknown"
+                    } else {
+                        &bl.kind
+                    }
+                ),
+            ));
             l.kernels.first()
         }
         Some(e) => {
@@ -71,25 +83,69 @@ pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verd
             let kp = e.kernel_path.as_deref().or(e.kernel.as_deref());
             let k = kp.and_then(|p| l.kernels.iter().find(|k| k.vmlinuz == p));
             if k.is_none() {
-                f.push(finding("bootloader", file, line, format!("default entry '{}' boots {}, which is not an installed kernel", e.title, kp.unwrap_or("nothing"))));
+                f.push(finding(
+                    "bootloader",
+                    file,
+                    line,
+                    format!(
+                        "default entry '{}' boots {}, which is not an installed kernel",
+                        e.title,
+                        kp.unwrap_or("nothing")
+                    ),
+                ));
             }
             let ip = e.initrd_path.as_deref().or(e.initrd.as_deref());
             if let Some(k) = k {
                 if ip.is_none() || k.initramfs.as_deref() != ip {
-                    f.push(finding("bootloader", file, line, format!("default entry '{}' loads initramfs {} but the kernel's is {}", e.title, ip.unwrap_or("none"), k.initramfs.as_deref().unwrap_or("missing"))));
+                    f.push(finding(
+                        "bootloader",
+                        file,
+                        line,
+                        format!(
+                            "default entry '{}' loads initramfs {} but the kernel's is {}",
+                            e.title,
+                            ip.unwrap_or("none"),
+                            k.initramfs.as_deref().unwrap_or("missing")
+                        ),
+                    ));
                 }
             }
             // root= must name a volume on these disks, by a bus-independent name.
             match &e.root {
-                None => f.push(finding("root", file, line, format!("default entry '{}' has no root= on its command line", e.title))),
+                None => f.push(finding(
+                    "root",
+                    file,
+                    line,
+                    format!(
+                        "default entry '{}' has no root= on its command line",
+                        e.title
+                    ),
+                )),
                 Some(r) => {
                     let (kind, bus, vol) = resolve_spec(r, &ins.volumes);
                     if vol.is_none() {
-                        f.push(finding("root", file, line, format!("root={r} names no volume on these disks")));
+                        f.push(finding(
+                            "root",
+                            file,
+                            line,
+                            format!("root={r} names no volume on these disks"),
+                        ));
                     } else if bus {
-                        f.push(finding("root", file, line, format!("root={r} depends on the disk bus ({kind:?}); it changes on virtio")));
+                        f.push(finding(
+                            "root",
+                            file,
+                            line,
+                            format!(
+                                "root={r} depends on the disk bus ({kind:?}); it changes on virtio"
+                            ),
+                        ));
                     } else if kind == SpecKind::Virtual {
-                        f.push(finding("root", file, line, format!("root={r} is not a block device spec")));
+                        f.push(finding(
+                            "root",
+                            file,
+                            line,
+                            format!("root={r} is not a block device spec"),
+                        ));
                     }
                 }
             }
@@ -98,16 +154,38 @@ pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verd
     };
     // Initramfs carries (or the kernel has built in) the storage and PCI drivers.
     match kernel {
-        None => f.push(finding("initramfs", Some("/boot"), None, "no kernel installed".into())),
+        None => f.push(finding(
+            "initramfs",
+            Some("/boot"),
+            None,
+            "no kernel installed".into(),
+        )),
         Some(k) => {
-            let disk = if opts.block == BlockBus::VirtioBlk { "virtio_blk" } else { "virtio_scsi" };
+            let disk = if opts.block == BlockBus::VirtioBlk {
+                "virtio_blk"
+            } else {
+                "virtio_scsi"
+            };
             for d in ["virtio_pci", disk] {
                 if !k.drivers.get(d).is_some_and(|s| s.in_initramfs) {
-                    f.push(finding("initramfs", k.initramfs.as_deref().or(Some(&k.vmlinuz)), None, format!("kernel {}: {d} is neither built in nor in the initramfs", k.version)));
+                    f.push(finding(
+                        "initramfs",
+                        k.initramfs.as_deref().or(Some(&k.vmlinuz)),
+                        None,
+                        format!(
+                            "kernel {}: {d} is neither built in nor in the initramfs",
+                            k.version
+                        ),
+                    ));
                 }
             }
             if let Some(e) = &k.initramfs_error {
-                f.push(finding("initramfs", k.initramfs.as_deref(), None, format!("unreadable: {e}")));
+                f.push(finding(
+                    "initramfs",
+                    k.initramfs.as_deref(),
+                    None,
+                    format!("unreadable: {e}"),
+                ));
             }
         }
     }
@@ -117,9 +195,22 @@ pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verd
             continue;
         }
         if !e.present {
-            f.push(finding("fstab", Some("/etc/fstab"), Some(e.line), format!("{} ({}) names no volume on these disks and has no nofail", e.spec, e.mountpoint)));
+            f.push(finding(
+                "fstab",
+                Some("/etc/fstab"),
+                Some(e.line),
+                format!(
+                    "{} ({}) names no volume on these disks and has no nofail",
+                    e.spec, e.mountpoint
+                ),
+            ));
         } else if e.bus_dependent {
-            f.push(finding("fstab", Some("/etc/fstab"), Some(e.line), format!("{} ({}) depends on the disk bus", e.spec, e.mountpoint)));
+            f.push(finding(
+                "fstab",
+                Some("/etc/fstab"),
+                Some(e.line),
+                format!("{} ({}) depends on the disk bus", e.spec, e.mountpoint),
+            ));
         }
     }
     // Network: some config brings up DHCP (or the kept static address) on any NIC.
@@ -141,9 +232,17 @@ pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verd
         f.push(finding("network", file, None, format!("no network configuration brings up {} on whatever NIC appears (all are pinned by name or MAC, or none exist)", if opts.network == NetworkMode::Dhcp { "DHCP" } else { "an address" })));
     }
     for r in &l.network.persistent_net_rules {
-        f.push(finding("net-rules", Some(&r.file), Some(r.line), format!("pins {} to MAC {}", r.name, r.mac.as_deref().unwrap_or("?"))));
+        f.push(finding(
+            "net-rules",
+            Some(&r.file),
+            Some(r.line),
+            format!("pins {} to MAC {}", r.name, r.mac.as_deref().unwrap_or("?")),
+        ));
     }
-    Verdict { ready: f.is_empty(), findings: f }
+    Verdict {
+        ready: f.is_empty(),
+        findings: f,
+    }
 }
 
 #[cfg(test)]
@@ -156,13 +255,20 @@ mod tests {
         assert!(binds_any_nic(Some("e*"), None, ""));
         assert!(!binds_any_nic(Some("ens192"), None, ""));
         assert!(!binds_any_nic(None, Some("00:50:56:aa:bb:cc"), ""));
-        assert!(binds_any_nic(Some("eth0"), None, "root=UUID=x net.ifnames=0"));
+        assert!(binds_any_nic(
+            Some("eth0"),
+            None,
+            "root=UUID=x net.ifnames=0"
+        ));
         assert!(!binds_any_nic(Some("eth0"), None, "root=UUID=x"));
     }
 
     #[test]
     fn source_splits_file_and_line() {
-        assert_eq!(file_line("/boot/grub/grub.cfg:120"), (Some("/boot/grub/grub.cfg"), Some(120)));
+        assert_eq!(
+            file_line("/boot/grub/grub.cfg:120"),
+            (Some("/boot/grub/grub.cfg"), Some(120))
+        );
         assert_eq!(file_line(""), (None, None));
     }
 }

@@ -9,42 +9,66 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("REVIRT_FIXTURE_CACHE").map(PathBuf::from).unwrap_or_else(|| repo().join("target/fixtures"))
+    std::env::var_os("REVIRT_FIXTURE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/fixtures"))
 }
 
 pub fn xtask() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.args(["run", "--quiet", "-p", "xtask", "--"]).current_dir(repo());
+    c.args(["run", "--quiet", "-p", "xtask", "--"])
+        .current_dir(repo());
     c
 }
 
 pub fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 /// Fails (never skips) when the tools a boot test needs are missing: CI installs them.
 pub fn require_tools(tools: &[&str]) {
     let missing: Vec<&&str> = tools.iter().filter(|t| !on_path(t)).collect();
-    assert!(missing.is_empty(), "boot tests need {missing:?} (install the system packages with bash .ci/deps.sh)");
+    assert!(
+        missing.is_empty(),
+        "boot tests need {missing:?} (install the system packages with bash .ci/deps.sh)"
+    );
 }
 
 /// Builds (or reuses from the cache) the real bootable guests; returns their folder.
 pub fn real_guests() -> PathBuf {
-    let status = xtask().args(["fixtures", "--set", "real"]).status().expect("running xtask fixtures");
+    let status = xtask()
+        .args(["fixtures", "--set", "real"])
+        .status()
+        .expect("running xtask fixtures");
     assert!(status.success(), "cargo xtask fixtures --set real failed");
     cache_dir().join("real")
 }
 
 /// Boots `image` through a throwaway overlay and returns the harness's JSON verdict.
-pub fn boot(image: &Path, platform: &str, firmware: Option<&str>, timeout: u64) -> Result<Value, String> {
+pub fn boot(
+    image: &Path,
+    platform: &str,
+    firmware: Option<&str>,
+    timeout: u64,
+) -> Result<Value, String> {
     let mut c = xtask();
-    c.arg("boot").arg(image).args(["--platform", platform, "--timeout", &timeout.to_string(), "--json"]);
+    c.arg("boot").arg(image).args([
+        "--platform",
+        platform,
+        "--timeout",
+        &timeout.to_string(),
+        "--json",
+    ]);
     if let Some(f) = firmware {
         c.args(["--firmware", f]);
     }
     let out = c.output().map_err(|e| format!("running xtask boot: {e}"))?;
     if out.stdout.is_empty() {
-        return Err(format!("xtask boot failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "xtask boot failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("parsing xtask boot output: {e}"))
 }
