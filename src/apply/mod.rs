@@ -247,20 +247,7 @@ pub fn apply(
     drop(vfs);
     // 2. One appliance launch.
     let t0 = Instant::now();
-    let app = Appliance::new(&ApplianceConfig::default())?;
-    match target {
-        Target::Overlays(outs) => {
-            for o in outs {
-                app.add_drive(o, "qcow2", false)?;
-            }
-        }
-        Target::InPlace => {
-            for (p, d) in inputs.iter().zip(&guest.inspection.disks) {
-                app.add_drive(p, d.image.format.as_str(), false)?;
-            }
-        }
-    }
-    app.launch()?;
+    let app = launch_rw(guest, inputs, target)?;
     mount_guest(&app, l)?;
     let mut records = vec![];
     let mut journal = Journal {
@@ -349,6 +336,25 @@ pub fn apply(
     app.shutdown()?;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok((records, t0.elapsed().as_secs_f64()))
+}
+
+/// Launches the one appliance with the write targets attached read-write.
+pub(crate) fn launch_rw(guest: &Guest, inputs: &[PathBuf], target: &Target) -> Result<Appliance> {
+    let app = Appliance::new(&ApplianceConfig::default())?;
+    match target {
+        Target::Overlays(outs) => {
+            for o in outs {
+                app.add_drive(o, "qcow2", false)?;
+            }
+        }
+        Target::InPlace => {
+            for (p, d) in inputs.iter().zip(&guest.inspection.disks) {
+                app.add_drive(p, d.image.format.as_str(), false)?;
+            }
+        }
+    }
+    app.launch()?;
+    Ok(app)
 }
 
 /// Mounts the guest's root and its fstab mounts (as inspection found them) read-write.

@@ -3,7 +3,7 @@
 //! Every replaced file and every edited hive is copied first under
 //! `/ProgramData/revirt/backup/RUN-ID/` with a journal, as for Linux.
 use super::{parent, sha256_hex, tempdir, ActionRecord, Journal, JournalEntry, Target};
-use crate::guestfs::{Appliance, ApplianceConfig};
+
 use crate::inspect::windows::resolve_ci;
 use crate::inspect::Guest;
 use crate::plan::{Change, RepairPlan};
@@ -101,20 +101,7 @@ pub fn apply_windows(
     drop(vfs);
     // 2. One appliance launch.
     let t0 = Instant::now();
-    let app = Appliance::new(&ApplianceConfig::default())?;
-    match target {
-        Target::Overlays(outs) => {
-            for o in outs {
-                app.add_drive(o, "qcow2", false)?;
-            }
-        }
-        Target::InPlace => {
-            for (p, d) in inputs.iter().zip(&guest.inspection.disks) {
-                app.add_drive(p, d.image.format.as_str(), false)?;
-            }
-        }
-    }
-    app.launch()?;
+    let app = super::launch_rw(guest, inputs, target)?;
     app.mount_rw(&os.root.device, "/")
         .with_context(|| format!("mounting {} read-write", os.root.device))?;
     let mut journal = Journal {
