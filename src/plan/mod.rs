@@ -11,6 +11,7 @@ pub mod fstab;
 pub mod initramfs;
 pub mod network;
 pub mod templates;
+pub mod tools;
 pub mod windows;
 
 use crate::fs::Vfs;
@@ -68,6 +69,8 @@ pub struct PlanInputs {
     pub files: BTreeMap<String, String>,
     /// Guest paths that exist (for files whose content is not needed, e.g. a symlink mask).
     pub existing: std::collections::BTreeSet<String>,
+    /// Directory listings (entry names) the planners asked for.
+    pub dirs: BTreeMap<String, Vec<String>>,
 }
 
 impl PlanInputs {
@@ -193,10 +196,15 @@ pub struct RepairPlan {
 
 /// Guest paths the planners want to read for this OS.
 pub fn wanted_inputs(l: &LinuxInfo) -> Vec<String> {
-    let mut v = vec!["/etc/fstab".to_string(), "/etc/crypttab".to_string()];
+    let mut v = vec![
+        "/etc/fstab".to_string(),
+        "/etc/crypttab".to_string(),
+        "/.autorelabel".to_string(),
+    ];
     v.extend(bootloader::wanted_inputs(l));
     v.extend(network::wanted_inputs(l));
     v.extend(initramfs::wanted_inputs(l));
+    v.extend(tools::wanted_inputs(l));
     v.sort();
     v.dedup();
     v
@@ -213,6 +221,12 @@ pub fn collect_inputs(vfs: &Vfs, l: &LinuxInfo) -> anyhow::Result<PlanInputs> {
         }
         if let Ok(Some(t)) = vfs.read_text(&p) {
             inp.files.insert(p, t);
+        }
+    }
+    for d in tools::wanted_dirs(l) {
+        if let Ok(entries) = vfs.read_dir(&d) {
+            inp.dirs
+                .insert(d, entries.into_iter().map(|e| e.name).collect());
         }
     }
     Ok(inp)
@@ -250,6 +264,10 @@ pub fn plan_linux(
     ));
     plan.actions
         .extend(network::plan_network(l, inputs, opts, &mut plan.notes));
+    plan.actions
+        .extend(tools::plan_tools(l, inputs, &mut plan.notes));
+    let changed = !plan.actions.is_empty();
+    plan.actions.extend(tools::plan_selinux(l, inputs, changed));
     plan
 }
 
