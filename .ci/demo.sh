@@ -3,7 +3,7 @@
 # migrated from VMware that does not boot on virtio), and shows what revirt finds in it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export REVIRT_FIXTURE_CACHE="${REVIRT_FIXTURE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/revirt/fixtures}"
+export REVIRT_FIXTURE_CACHE="${REVIRT_FIXTURE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/revirt/fixtures}"
 bash .ci/deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --quiet --bin revirt

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Built fixture images live outside the clone, keyed by recipe hashes, so a fresh clone on the
 # same machine reuses them (a debootstrap base and four guests take ~10 min to build).
-export REVIRT_FIXTURE_CACHE="${REVIRT_FIXTURE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/revirt/fixtures}"
+export REVIRT_FIXTURE_CACHE="${REVIRT_FIXTURE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/revirt/fixtures}"
 bash .ci/deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
