@@ -83,20 +83,12 @@ pub fn list_initramfs(data: &[u8]) -> Result<InitramfsListing, String> {
         }
         // Decompress one stream and continue after it: revirt itself appends an uncompressed
         // segment after the distro's compressed one, and the kernel reads on the same way.
-        let (unpacked, used) = decompress(kind, &data[pos..])
+        // The stream is parsed as it is decoded, so memory stays small whatever its size.
+        let mut sink = CpioSink::new(&mut out);
+        let used = decompress(kind, &data[pos..], &mut sink)
             .map_err(|e| format!("{kind} segment at {pos:#x}: {e}"))?;
-        let mut p = 0;
-        while p < unpacked.len() {
-            while p < unpacked.len() && unpacked[p] == 0 {
-                p += 1;
-            }
-            if p >= unpacked.len() {
-                break;
-            }
-            p += parse_cpio(&unpacked[p..], &mut out).map_err(|e| {
-                format!("cpio inside {kind} segment at {pos:#x}, offset {p:#x}: {e}")
-            })?;
-        }
+        sink.finish()
+            .map_err(|e| format!("cpio inside {kind} segment at {pos:#x}: {e}"))?;
         pos += used.max(1);
     }
     if out.segments.is_empty() {
@@ -106,46 +98,151 @@ pub fn list_initramfs(data: &[u8]) -> Result<InitramfsListing, String> {
 }
 
 /// Decompresses one stream at the start of `src`; returns the data and the input bytes used.
-fn decompress(kind: &str, src: &[u8]) -> Result<(Vec<u8>, usize), String> {
-    let mut out = Vec::new();
+fn decompress(kind: &str, src: &[u8], sink: &mut CpioSink) -> Result<usize, String> {
     let mut rest: &[u8] = src;
     let e = |e: std::io::Error| e.to_string();
     match kind {
         "gzip" => {
-            flate2::bufread::GzDecoder::new(&mut rest)
-                .take(MAX_UNPACKED)
-                .read_to_end(&mut out)
-                .map_err(e)?;
+            let mut d = flate2::bufread::GzDecoder::new(&mut rest).take(MAX_UNPACKED);
+            std::io::copy(&mut d, sink).map_err(e)?;
         }
         "zstd" => {
             let mut d =
                 ruzstd::decoding::StreamingDecoder::new(&mut rest).map_err(|e| e.to_string())?;
-            d.read_to_end(&mut out).map_err(e)?;
+            std::io::copy(&mut d, sink).map_err(e)?;
         }
         "xz" => {
             // lzma-rs refuses data after the stream (e.g. a segment appended after the main
             // archive): decode exactly one stream, ending at its footer.
             let end = xz_stream_end(src).ok_or("no xz stream footer found")?;
             let mut one = &src[..end];
-            lzma_rs::xz_decompress(&mut one, &mut out).map_err(|e| e.to_string())?;
-            return Ok((out, end));
+            lzma_rs::xz_decompress(&mut one, sink).map_err(|e| e.to_string())?;
+            return Ok(end);
         }
         "lzma" => {
-            lzma_rs::lzma_decompress(&mut rest, &mut out).map_err(|e| e.to_string())?;
+            lzma_rs::lzma_decompress(&mut rest, sink).map_err(|e| e.to_string())?;
         }
         "bzip2" => {
-            bzip2::bufread::BzDecoder::new(&mut rest)
-                .take(MAX_UNPACKED)
-                .read_to_end(&mut out)
-                .map_err(e)?;
+            let mut d = bzip2::bufread::BzDecoder::new(&mut rest).take(MAX_UNPACKED);
+            std::io::copy(&mut d, sink).map_err(e)?;
         }
-        "lz4" => {
-            let (o, used) = lz4_legacy(src)?;
-            return Ok((o, used));
-        }
+        "lz4" => return lz4_legacy(src, sink),
         other => return Err(format!("{other} compression is not supported")),
     }
-    Ok((out, src.len() - rest.len()))
+    Ok(src.len() - rest.len())
+}
+
+/// Parses newc archives from a byte stream as it is written (by a decompressor), keeping only
+/// names, sizes and small config texts: file data is skipped, never buffered.
+pub(crate) struct CpioSink<'a> {
+    out: &'a mut InitramfsListing,
+    /// Bytes of the current header/name (or small text file) not yet complete.
+    buf: Vec<u8>,
+    /// File data (plus padding) still to discard.
+    skip: u64,
+    total: u64,
+}
+
+impl<'a> CpioSink<'a> {
+    fn new(out: &'a mut InitramfsListing) -> Self {
+        CpioSink {
+            out,
+            buf: Vec::new(),
+            skip: 0,
+            total: 0,
+        }
+    }
+
+    /// Parses whatever complete records `buf` holds.
+    fn drain(&mut self) -> std::io::Result<()> {
+        let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        loop {
+            if self.skip > 0 {
+                return Ok(());
+            }
+            // Zero padding between archives (after a trailer).
+            let z = self.buf.iter().take_while(|&&b| b == 0).count();
+            self.buf.drain(..z);
+            if self.buf.len() < 110 {
+                return Ok(());
+            }
+            let h = &self.buf[..110];
+            if !(h.starts_with(b"070701") || h.starts_with(b"070702")) {
+                return Err(bad(format!(
+                    "bad cpio magic at unpacked offset {:#x}",
+                    self.total - self.buf.len() as u64
+                )));
+            }
+            let mode = hex(&h[14..22]).map_err(bad)?;
+            let size = hex(&h[54..62]).map_err(bad)? as usize;
+            let namesize = hex(&h[94..102]).map_err(bad)? as usize;
+            if namesize == 0 || namesize > 4096 {
+                return Err(bad(format!("bad name size {namesize}")));
+            }
+            let data_at = align4(110 + namesize);
+            if self.buf.len() < data_at {
+                return Ok(());
+            }
+            let name = String::from_utf8_lossy(&self.buf[110..110 + namesize - 1]).into_owned();
+            let path = name
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+                .to_string();
+            let is_file = mode & 0o170000 == 0o100000;
+            let want_text = is_file && size < 64 * 1024 && is_interesting_text(&path);
+            let padded = align4(size);
+            if want_text {
+                if self.buf.len() < data_at + padded {
+                    return Ok(());
+                }
+                let text = String::from_utf8_lossy(&self.buf[data_at..data_at + size]).into_owned();
+                self.out.texts.insert(path.clone(), text);
+                self.buf.drain(..data_at + padded);
+            } else {
+                let have = self.buf.len() - data_at;
+                self.buf.drain(..data_at + have.min(padded));
+                self.skip = (padded - have.min(padded)) as u64;
+            }
+            if name != "TRAILER!!!" && !path.is_empty() && path != "." {
+                self.out.files.insert(path, size as u64);
+            }
+        }
+    }
+
+    /// Fails if the stream ended inside a record.
+    fn finish(self) -> Result<(), String> {
+        if self.skip > 0 || self.buf.iter().any(|&b| b != 0) {
+            return Err(format!("truncated archive ({} bytes unpacked)", self.total));
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Write for CpioSink<'_> {
+    fn write(&mut self, mut data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len();
+        self.total += n as u64;
+        if self.total > MAX_UNPACKED {
+            return Err(std::io::Error::other("unpacks to more than 2 GiB"));
+        }
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let k = (self.skip as usize).min(data.len());
+                self.skip -= k as u64;
+                data = &data[k..];
+                continue;
+            }
+            // drain() parses complete records; when it starts skipping file data it has
+            // already emptied `buf`, so the rest of `data` goes to the skip branch above.
+            self.buf.extend_from_slice(data);
+            data = &[];
+            self.drain()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// CRC-32 (IEEE), bitwise: only used on the 6 bytes an xz footer protects.
@@ -176,8 +273,7 @@ fn xz_stream_end(src: &[u8]) -> Option<usize> {
 
 /// The kernel's lz4 initramfs format is LZ4 "legacy": magic, then blocks of a u32 compressed
 /// size followed by the block (each up to 8 MiB decompressed). A repeated magic may follow.
-fn lz4_legacy(src: &[u8]) -> Result<(Vec<u8>, usize), String> {
-    let mut out = Vec::new();
+fn lz4_legacy(src: &[u8], sink: &mut CpioSink) -> Result<usize, String> {
     let mut p = 4;
     while p + 4 <= src.len() {
         let n = u32::from_le_bytes(src[p..p + 4].try_into().unwrap()) as usize;
@@ -190,13 +286,10 @@ fn lz4_legacy(src: &[u8]) -> Result<(Vec<u8>, usize), String> {
         }
         let block = lz4_flex::block::decompress(&src[p + 4..p + 4 + n], 8 << 20)
             .map_err(|e| format!("lz4 block at {p:#x}: {e}"))?;
-        out.extend_from_slice(&block);
-        if out.len() as u64 > MAX_UNPACKED {
-            return Err("unpacks to more than 2 GiB".into());
-        }
+        std::io::Write::write_all(sink, &block).map_err(|e| e.to_string())?;
         p += 4 + n;
     }
-    Ok((out, p))
+    Ok(p)
 }
 
 fn hex(field: &[u8]) -> Result<u64, String> {
@@ -381,6 +474,42 @@ pub(crate) mod tests {
             list_initramfs(&a).unwrap_err().contains("truncated") || list_initramfs(&a).is_err()
         );
         assert!(list_initramfs(&[0u8; 64]).is_err());
+    }
+
+    #[test]
+    fn streaming_parser_matches_slice_parser_at_any_chunk_size() {
+        use std::io::Write;
+        let big = vec![7u8; 100_000];
+        let mut a = newc(&[
+            ("conf/modules", b"ahci\nsd_mod\n"),
+            (
+                "usr/lib/modules/6.1/kernel/drivers/block/virtio_blk.ko",
+                &big,
+            ),
+            ("x", b"abc"),
+        ]);
+        a.extend_from_slice(&[0u8; 16]);
+        a.extend(newc(&[("etc/modules-load.d/v.conf", b"virtio_pci\n")]));
+        let mut want = InitramfsListing::default();
+        let used = parse_cpio(&a, &mut want).unwrap();
+        parse_cpio(&a[used + 16..], &mut want).unwrap();
+        for chunk in [1usize, 3, 7, 4096, 1 << 20] {
+            let mut got = InitramfsListing::default();
+            let mut sink = CpioSink::new(&mut got);
+            for c in a.chunks(chunk) {
+                sink.write_all(c).unwrap();
+            }
+            sink.finish().unwrap();
+            assert_eq!(got.files, want.files, "chunk {chunk}");
+            assert_eq!(got.texts, want.texts, "chunk {chunk}");
+        }
+        let mut got = InitramfsListing::default();
+        let mut sink = CpioSink::new(&mut got);
+        sink.write_all(&a[..5000]).unwrap();
+        assert!(
+            sink.finish().is_err(),
+            "a stream cut inside a file is truncated"
+        );
     }
 
     #[test]
