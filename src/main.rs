@@ -190,11 +190,16 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
     }
     println!("{text}");
     event(serde_json::json!({"event": "done", "readiness": report.readiness}));
-    Ok(match report.readiness {
+    Ok(readiness_code(report.readiness))
+}
+
+/// Exit code of a repair run (repair and worker share it).
+fn readiness_code(r: revirt::repair::Readiness) -> i32 {
+    match r {
         revirt::repair::Readiness::Ready => exit::OK,
         revirt::repair::Readiness::Refused => exit::REFUSED,
         revirt::repair::Readiness::NotReady => exit::REPAIRED_NOT_READY,
-    })
+    }
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -253,7 +258,9 @@ fn run(cli: Cli) -> Result<i32> {
                     &c.target.plan_options(),
                 )?,
                 None => revirt::verify::verify_linux(
-                    os.linux.as_ref().expect("linux"),
+                    os.linux
+                        .as_ref()
+                        .expect("choose_os returns Linux or Windows"),
                     &g.inspection,
                     &c.target.plan_options(),
                 ),
@@ -294,11 +301,7 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 print!("{}", revirt::report::repair_summary(&report));
             }
-            Ok(match report.readiness {
-                revirt::repair::Readiness::Ready => exit::OK,
-                revirt::repair::Readiness::Refused => exit::REFUSED,
-                revirt::repair::Readiness::NotReady => exit::REPAIRED_NOT_READY,
-            })
+            Ok(readiness_code(report.readiness))
         }
         Cmd::Worker(c) => worker(&c),
         Cmd::Undo(c) => {
@@ -310,7 +313,10 @@ fn run(cli: Cli) -> Result<i32> {
                     return Ok(exit::REFUSED);
                 }
             };
-            let l = os.linux.as_ref().expect("linux");
+            let Some(l) = os.linux.as_ref() else {
+                eprintln!("revirt: refused: undo of {} guests is not implemented yet; roll back by dropping the overlay", os.kind);
+                return Ok(exit::REFUSED);
+            };
             let vfs = revirt::inspect::linux::guest_vfs(&g.volumes, l)?;
             let Some(journal) = revirt::apply::latest_journal(&vfs)? else {
                 eprintln!(
