@@ -575,6 +575,104 @@ type = "thin-pool"
     }
 
     #[test]
+    fn lv_spanning_two_disks_reads_across_the_boundary() {
+        struct Mem(Vec<u8>);
+        impl crate::image::BlockDevice for Mem {
+            fn size(&self) -> u64 {
+                self.0.len() as u64
+            }
+            fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), crate::error::ImageError> {
+                buf.copy_from_slice(&self.0[off as usize..off as usize + buf.len()]);
+                Ok(())
+            }
+            fn name(&self) -> String {
+                "mem".into()
+            }
+        }
+        let meta = r#"data {
+id = "v"
+seqno = 7
+extent_size = 8
+physical_volumes {
+pv0 {
+id = "AAAAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAAAA"
+pe_start = 8
+}
+pv1 {
+id = "BBBBBB-BBBB-BBBB-BBBB-BBBB-BBBB-BBBBBB"
+pe_start = 8
+}
+}
+logical_volumes {
+big {
+status = ["READ", "WRITE", "VISIBLE"]
+segment1 {
+start_extent = 0
+extent_count = 2
+type = "striped"
+stripe_count = 1
+stripes = [
+"pv0", 1
+]
+}
+segment2 {
+start_extent = 2
+extent_count = 1
+type = "striped"
+stripe_count = 1
+stripes = [
+"pv1", 0
+]
+}
+}
+}
+}
+"#;
+        // Extents are 4 KiB (8 sectors) after a 4 KiB pe_start; fill each with its own byte.
+        let disk = |fill: &[u8]| {
+            let mut d = vec![0u8; 4096];
+            for &f in fill {
+                d.extend(std::iter::repeat_n(f, 4096));
+            }
+            Arc::new(Mem(d)) as Dev
+        };
+        let a = Pv {
+            uuid: "AAAAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAAAA".into(),
+            dev: disk(&[1, 2, 3]),
+            device: "/dev/sda2".into(),
+            metadata: Some(meta.into()),
+        };
+        // The second disk's PV carries an older copy of the metadata: the newest seqno wins.
+        let b = Pv {
+            uuid: "BBBBBB-BBBB-BBBB-BBBB-BBBB-BBBB-BBBBBB".into(),
+            dev: disk(&[9]),
+            device: "/dev/sdb".into(),
+            metadata: Some(meta.replace("seqno = 7", "seqno = 6")),
+        };
+        let vgs = assemble(&[a, b]);
+        assert_eq!(vgs[0].report.pvs, vec!["/dev/sda2", "/dev/sdb"]);
+        let (_, _, lv) = &vgs[0].lv_devs[0];
+        assert_eq!(lv.size(), 3 * 4096);
+        let mut buf = vec![0u8; 3 * 4096];
+        lv.read_at(&mut buf, 0).unwrap();
+        assert!(
+            buf[..4096].iter().all(|&x| x == 2)
+                && buf[4096..8192].iter().all(|&x| x == 3)
+                && buf[8192..].iter().all(|&x| x == 9)
+        );
+        // A missing second disk is reported and the LV is not mapped.
+        let a2 = Pv {
+            uuid: "AAAAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAAAA".into(),
+            dev: disk(&[1, 2, 3]),
+            device: "/dev/sda2".into(),
+            metadata: Some(meta.into()),
+        };
+        let vgs = assemble(&[a2]);
+        assert_eq!(vgs[0].report.missing_pvs.len(), 1);
+        assert!(vgs[0].lv_devs.is_empty() && !vgs[0].report.lvs[0].pure);
+    }
+
+    #[test]
     fn bad_metadata_is_an_error_not_a_panic() {
         assert!(parse_metadata("vg { a = [ 1, ").is_err());
         assert!(parse_metadata("vg { a = \"x").is_err());
