@@ -318,24 +318,48 @@ pub fn apply(
         });
         records.push(rec);
     }
+    finish_session(
+        &app,
+        &backup_dir,
+        &journal,
+        &records,
+        &os.root.device,
+        READY_PATH,
+        verify,
+    )?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok((records, t0.elapsed().as_secs_f64()))
+}
+
+/// Ends an apply session: journal (when anything changed), unmount and flush, verify with the
+/// pure readers on the flushed disks, write the readiness record at `ready_path` on the root
+/// filesystem, flush again and shut the appliance down.
+pub(crate) fn finish_session(
+    app: &Appliance,
+    backup_dir: &str,
+    journal: &Journal,
+    records: &[ActionRecord],
+    root_dev: &str,
+    ready_path: &str,
+    verify: &mut dyn FnMut(&[ActionRecord]) -> Result<serde_json::Value>,
+) -> Result<()> {
     if !records.is_empty() {
-        app.mkdir_p(&backup_dir)?;
+        app.mkdir_p(backup_dir)?;
         app.write(
             &format!("{backup_dir}/journal.json"),
-            serde_json::to_string_pretty(&journal)?.as_bytes(),
+            serde_json::to_string_pretty(journal)?.as_bytes(),
         )?;
     }
     app.umount_all()?;
     app.sync()?;
-    let ready = verify(&records)?;
-    app.mount_rw(&os.root.device, "/")?;
-    app.mkdir_p(parent(READY_PATH))?;
-    app.write(READY_PATH, serde_json::to_string_pretty(&ready)?.as_bytes())?;
+    let ready = verify(records)?;
+    app.mount_rw(root_dev, "/")?;
+    app.mkdir_p(parent(ready_path))?;
+    app.write(ready_path, serde_json::to_string_pretty(&ready)?.as_bytes())?;
     app.umount_all()?;
     app.sync()?;
     app.shutdown()?;
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok((records, t0.elapsed().as_secs_f64()))
+    Ok(())
 }
 
 /// Launches the one appliance with the write targets attached read-write.

@@ -173,25 +173,15 @@ pub fn apply_windows(
         }
         app.hivex_commit_close()?;
     }
-    if !records.is_empty() {
-        app.mkdir_p(&backup_dir)?;
-        app.write(
-            &format!("{backup_dir}/journal.json"),
-            serde_json::to_string_pretty(&journal)?.as_bytes(),
-        )?;
-    }
-    app.umount_all()?;
-    app.sync()?;
-    let ready = verify(&records)?;
-    app.mount_rw(&os.root.device, "/")?;
-    app.mkdir_p(parent(WIN_READY_PATH))?;
-    app.write(
+    super::finish_session(
+        &app,
+        &backup_dir,
+        &journal,
+        &records,
+        &os.root.device,
         WIN_READY_PATH,
-        serde_json::to_string_pretty(&ready)?.as_bytes(),
+        verify,
     )?;
-    app.umount_all()?;
-    app.sync()?;
-    app.shutdown()?;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok((records, t0.elapsed().as_secs_f64()))
 }
