@@ -8,7 +8,6 @@ cd "$(dirname "$0")/.."
 export REVIRT_FIXTURE_CACHE="${REVIRT_FIXTURE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/revirt/fixtures}"
 bash .ci/deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== fixtures"
