@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export REVIRT_FIXTURE_CACHE="${REVIRT_FIXTURE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/revirt/fixtures}"
 bash .ci/deps.sh
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 cargo build --release --quiet --bin revirt
 cargo xtask fixtures --set real --only deb12-bios-mbr
 img="$REVIRT_FIXTURE_CACHE/real/deb12-bios-mbr.qcow2"
