@@ -176,10 +176,7 @@ pub fn plan_summary(p: &crate::plan::RepairPlan) -> String {
         let _ = writeln!(s, "nothing to do: the guest already looks ready for virtio");
     }
     for (i, a) in p.actions.iter().enumerate() {
-        let op = serde_json::to_value(&a.change)
-            .ok()
-            .and_then(|v| v["op"].as_str().map(String::from))
-            .unwrap_or_default();
+        let op = a.op();
         let _ = writeln!(
             s,
             "{:>2}. [{}] {} {}\n    why: {}",

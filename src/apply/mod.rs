@@ -229,10 +229,7 @@ pub fn apply(
         };
         let rec = ActionRecord {
             area: a.area.clone(),
-            op: serde_json::to_value(&a.change)?["op"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
+            op: a.op(),
             target: target_path,
             reason: a.reason.clone(),
             sha256_before: before.as_deref().map(sha256_hex),

@@ -67,11 +67,7 @@ pub fn apply_windows(
                 hives.insert(hive.clone(), hp.clone());
                 (format!("HKLM\\{hive}\\{key}\\{name}"), None, None)
             }
-            _ => bail!(
-                "{}: {} is not a Windows change",
-                a.target(),
-                serde_json::to_value(&a.change)?["op"]
-            ),
+            _ => bail!("{}: {} is not a Windows change", a.target(), a.op()),
         };
         let is_file = !matches!(a.change, Change::RegSet { .. });
         let (undo, backup) = match (&before, is_file) {
@@ -84,10 +80,7 @@ pub fn apply_windows(
         };
         records.push(ActionRecord {
             area: a.area.clone(),
-            op: serde_json::to_value(&a.change)?["op"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
+            op: a.op(),
             target: target_path,
             reason: a.reason.clone(),
             sha256_before: before.as_deref().map(sha256_hex),

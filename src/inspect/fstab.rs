@@ -196,19 +196,27 @@ fn is_device_spec(kind: &SpecKind) -> bool {
     !matches!(kind, SpecKind::Virtual)
 }
 
+/// Non-comment lines of a whitespace-separated table (fstab, crypttab) with at least `min`
+/// fields, as (index of the line, fields); shorter lines are skipped and logged, never fatal.
+fn table_rows(text: &str, min: usize) -> impl Iterator<Item = (usize, Vec<&str>)> {
+    text.lines().enumerate().filter_map(move |(i, line)| {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            return None;
+        }
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < min {
+            tracing::debug!("line {}: too few fields: {l}", i + 1);
+            return None;
+        }
+        Some((i, f))
+    })
+}
+
 /// Parses fstab text. Malformed lines are skipped (and logged), never fatal.
 pub fn parse_fstab(text: &str, vols: &[Volume]) -> Vec<FstabEntry> {
     let mut out = vec![];
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() < 3 {
-            tracing::debug!("fstab line {}: too few fields: {l}", i + 1);
-            continue;
-        }
+    for (i, f) in table_rows(text, 3) {
         let (kind, bus, vol) = resolve_spec(f[0], vols);
         let options = f.get(3).copied().unwrap_or("defaults").to_string();
         let nofail = options.split(',').any(|o| o == "nofail" || o == "noauto");
@@ -235,15 +243,7 @@ pub fn parse_fstab(text: &str, vols: &[Volume]) -> Vec<FstabEntry> {
 /// Parses crypttab text: name, device, keyfile, options.
 pub fn parse_crypttab(text: &str, vols: &[Volume]) -> Vec<CrypttabEntry> {
     let mut out = vec![];
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() < 2 {
-            continue;
-        }
+    for (i, f) in table_rows(text, 2) {
         let (kind, bus, vol) = resolve_spec(f[1], vols);
         out.push(CrypttabEntry {
             line: i + 1,

@@ -472,6 +472,21 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
 mod tests {
     use super::*;
 
+    /// An in-memory disk for mapping tests.
+    struct Mem(Vec<u8>);
+    impl crate::image::BlockDevice for Mem {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), crate::error::ImageError> {
+            buf.copy_from_slice(&self.0[off as usize..off as usize + buf.len()]);
+            Ok(())
+        }
+        fn name(&self) -> String {
+            "mem".into()
+        }
+    }
+
     const META: &str = r#"centos {
 id = "AbCdEf-1234-5678-9abc-def0-1234-567890"
 seqno = 3
@@ -533,19 +548,6 @@ type = "thin-pool"
 
     #[test]
     fn maps_linear_segments_in_order_and_flags_thin() {
-        struct Mem(Vec<u8>);
-        impl crate::image::BlockDevice for Mem {
-            fn size(&self) -> u64 {
-                self.0.len() as u64
-            }
-            fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), crate::error::ImageError> {
-                buf.copy_from_slice(&self.0[off as usize..off as usize + buf.len()]);
-                Ok(())
-            }
-            fn name(&self) -> String {
-                "mem".into()
-            }
-        }
         let ext = 8192 * 512;
         let mut data = vec![0u8; 1024 * 1024 + 100 * ext];
         let base = 1024 * 1024; // pe_start 2048 sectors
@@ -576,19 +578,6 @@ type = "thin-pool"
 
     #[test]
     fn lv_spanning_two_disks_reads_across_the_boundary() {
-        struct Mem(Vec<u8>);
-        impl crate::image::BlockDevice for Mem {
-            fn size(&self) -> u64 {
-                self.0.len() as u64
-            }
-            fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), crate::error::ImageError> {
-                buf.copy_from_slice(&self.0[off as usize..off as usize + buf.len()]);
-                Ok(())
-            }
-            fn name(&self) -> String {
-                "mem".into()
-            }
-        }
         let meta = r#"data {
 id = "v"
 seqno = 7

@@ -167,6 +167,14 @@ impl Action {
             diff: Some(d),
         }
     }
+    /// The change's kebab-case name as it appears in the JSON ("write-file", "rename"...).
+    pub fn op(&self) -> String {
+        serde_json::to_value(&self.change)
+            .ok()
+            .and_then(|v| v["op"].as_str().map(String::from))
+            .unwrap_or_default()
+    }
+
     pub fn target(&self) -> &str {
         match &self.change {
             Change::WriteFile { path, .. }
