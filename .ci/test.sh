@@ -13,4 +13,4 @@ echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== fixtures"
 time cargo xtask fixtures
 echo "== tests"
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2

@@ -7,7 +7,8 @@ use std::path::PathBuf;
     name = "revirt",
     version,
     about = "Offline inspection, driver repair and conversion of guest disks for KVM",
-    help_expected = true
+    help_expected = true,
+    max_term_width = 100
 )]
 pub struct Cli {
     /// Log more (-v info, -vv debug); logs go to stderr.
@@ -188,9 +189,10 @@ mod tests {
             "inspect", "convert", "plan", "repair", "verify", "worker", "undo",
         ] {
             let mut cmd = Cli::command();
-            let help = cmd
-                .find_subcommand_mut(sub)
-                .unwrap()
+            // An 80-column terminal: help must wrap, not overflow.
+            let sub_cmd = cmd.find_subcommand_mut(sub).unwrap();
+            let help = std::mem::take(sub_cmd)
+                .term_width(80)
                 .render_help()
                 .to_string();
             for l in help.lines() {
