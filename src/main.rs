@@ -313,15 +313,27 @@ fn run(cli: Cli) -> Result<i32> {
                     return Ok(exit::REFUSED);
                 }
             };
-            let Some(l) = os.linux.as_ref() else {
-                eprintln!("revirt: refused: undo of {} guests is not implemented yet; roll back by dropping the overlay", os.kind);
-                return Ok(exit::REFUSED);
+            let (root, vfs) = match (&os.linux, &os.windows) {
+                (Some(l), _) => (
+                    revirt::apply::UndoRoot::Linux(l),
+                    revirt::inspect::linux::guest_vfs(&g.volumes, l)?,
+                ),
+                (None, Some(_)) => (
+                    revirt::apply::UndoRoot::Windows(&os.root.device),
+                    revirt::repair::root_vfs(&g, os)?,
+                ),
+                _ => {
+                    eprintln!(
+                        "revirt: refused: undo of {} guests is not supported",
+                        os.kind
+                    );
+                    return Ok(exit::REFUSED);
+                }
             };
-            let vfs = revirt::inspect::linux::guest_vfs(&g.volumes, l)?;
-            let Some(journal) = revirt::apply::latest_journal(&vfs)? else {
+            let Some(journal) = revirt::apply::latest_journal(&vfs, &root)? else {
                 eprintln!(
                     "revirt: nothing to undo: no journal under {}",
-                    revirt::apply::BACKUP_ROOT
+                    root.backup_root()
                 );
                 return Ok(exit::REFUSED);
             };
@@ -332,7 +344,7 @@ fn run(cli: Cli) -> Result<i32> {
                 .iter()
                 .map(|d| d.image.format.as_str())
                 .collect();
-            let n = revirt::apply::undo(&c.images, &formats, l, &journal)?;
+            let n = revirt::apply::undo(&c.images, &formats, &root, &journal)?;
             println!("undid {n} change(s) of run {}", journal.run_id);
             Ok(exit::OK)
         }

@@ -378,6 +378,30 @@ pub struct WindowsInfo {
     pub revirt_firstboot: bool,
     /// Driver folders staged under Windows\Drivers\VirtIO.
     pub staged_drivers: Vec<String>,
+    /// Control\TimeZoneInformation\RealTimeIsUniversal: Some(1) when the guest keeps the RTC in
+    /// UTC; otherwise Windows expects local time and the hypervisor clock must be set to it.
+    pub real_time_is_universal: Option<u32>,
+    /// Services\partmgr\Parameters\SanPolicy (1 OnlineAll; 2-4 leave new/shared disks offline).
+    pub san_policy: Option<u32>,
+    /// Control\CrashControl\AutoReboot (1: reboot after a bugcheck, hiding the stop code).
+    pub crash_auto_reboot: Option<u32>,
+    /// Installed hypervisor tools with an uninstaller (SOFTWARE ...\Uninstall).
+    pub tool_uninstallers: Vec<WinUninstaller>,
+}
+
+/// An installed hypervisor-tools product and how to remove it.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct WinUninstaller {
+    /// DisplayName ("VMware Tools").
+    pub name: String,
+    /// The product family ("vmware-tools", "xen-pv", "parallels-tools", "virtualbox-additions").
+    pub product: String,
+    /// The Uninstall subkey: the MSI product code for MSI installs.
+    pub key: String,
+    /// QuietUninstallString, else UninstallString.
+    pub command: Option<String>,
+    /// WindowsInstaller = 1: removable with `msiexec /x KEY`.
+    pub msi: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]

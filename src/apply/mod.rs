@@ -39,6 +39,11 @@ pub struct ActionRecord {
     pub extra_target: Option<String>,
     /// What happened when it is worth saying (a guest tool's output or failure).
     pub outcome: Option<String>,
+    /// Registry edits: the value before (None: it did not exist) and after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_before: Option<crate::plan::windows::RegValueSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_after: Option<crate::plan::windows::RegValueSpec>,
 }
 
 /// The journal kept in the guest for `revirt undo`.
@@ -238,6 +243,8 @@ pub fn apply(
             undo,
             extra_target,
             outcome: None,
+            value_before: None,
+            value_after: None,
         };
         work.push((a, payload, rec));
     }
@@ -408,13 +415,47 @@ fn tempdir() -> Result<PathBuf> {
     Ok(d)
 }
 
-/// Finds the newest run journal under [`BACKUP_ROOT`] in the guest (pure read).
-pub fn latest_journal(vfs: &crate::fs::Vfs) -> Result<Option<Journal>> {
+/// The part of a guest undo needs: where its journals live and how to mount it read-write.
+pub enum UndoRoot<'a> {
+    Linux(&'a LinuxInfo),
+    /// Windows: the system volume's device.
+    Windows(&'a str),
+}
+
+impl UndoRoot<'_> {
+    pub fn backup_root(&self) -> &'static str {
+        match self {
+            UndoRoot::Linux(_) => BACKUP_ROOT,
+            UndoRoot::Windows(_) => windows::WIN_BACKUP_ROOT,
+        }
+    }
+    fn ready_path(&self) -> &'static str {
+        match self {
+            UndoRoot::Linux(_) => READY_PATH,
+            UndoRoot::Windows(_) => windows::WIN_READY_PATH,
+        }
+    }
+    fn mount(&self, app: &Appliance) -> Result<()> {
+        match self {
+            UndoRoot::Linux(l) => mount_guest(app, l),
+            UndoRoot::Windows(dev) => app
+                .mount_rw(dev, "/")
+                .with_context(|| format!("mounting {dev} read-write")),
+        }
+    }
+}
+
+/// Finds the newest run journal of `root` in the guest (pure read).
+pub fn latest_journal(vfs: &crate::fs::Vfs, root: &UndoRoot) -> Result<Option<Journal>> {
+    let base = root.backup_root();
+    if !vfs.is_dir(base) {
+        return Ok(None);
+    }
     let mut runs: Vec<String> = vfs
-        .read_dir(BACKUP_ROOT)?
+        .read_dir(base)?
         .into_iter()
         .map(|e| e.name)
-        .filter(|n| vfs.exists(&format!("{BACKUP_ROOT}/{n}/journal.json")))
+        .filter(|n| vfs.exists(&format!("{base}/{n}/journal.json")))
         .collect();
     // Run ids start with the Unix time: the numerically largest is the newest.
     runs.sort_by_key(|r| {
@@ -426,9 +467,9 @@ pub fn latest_journal(vfs: &crate::fs::Vfs) -> Result<Option<Journal>> {
     let Some(last) = runs.last() else {
         return Ok(None);
     };
-    let text = vfs.read_file(&format!("{BACKUP_ROOT}/{last}/journal.json"))?;
+    let text = vfs.read_file(&format!("{base}/{last}/journal.json"))?;
     Ok(Some(serde_json::from_slice(&text).with_context(|| {
-        format!("{BACKUP_ROOT}/{last}/journal.json: not a revirt journal")
+        format!("{base}/{last}/journal.json: not a revirt journal")
     })?))
 }
 
@@ -437,7 +478,7 @@ pub fn latest_journal(vfs: &crate::fs::Vfs) -> Result<Option<Journal>> {
 pub fn undo(
     inputs: &[PathBuf],
     formats: &[&str],
-    l: &LinuxInfo,
+    root: &UndoRoot,
     journal: &Journal,
 ) -> Result<usize> {
     let app = Appliance::new(&ApplianceConfig::default())?;
@@ -445,7 +486,7 @@ pub fn undo(
         app.add_drive(p, f, false)?;
     }
     app.launch()?;
-    mount_guest(&app, l)?;
+    root.mount(&app)?;
     let mut n = 0;
     for e in journal.entries.iter().rev() {
         match e.undo.as_str() {
@@ -466,13 +507,20 @@ pub fn undo(
                 app.mv(to, &e.target)
                     .with_context(|| format!("moving {to} back to {}", e.target))?;
             }
+            // A folder the run created; left alone if something else was put in it since.
+            "rmdir" => {
+                if app.rmdir(&e.target).is_err() {
+                    tracing::warn!("{}: not empty, kept", e.target);
+                    continue;
+                }
+            }
             _ => continue,
         }
         n += 1;
     }
-    app.rm_f(READY_PATH)?;
+    app.rm_f(root.ready_path())?;
     // The journal is kept (renamed) so a second undo is a no-op and the history stays readable.
-    let dir = format!("{BACKUP_ROOT}/{}", journal.run_id);
+    let dir = format!("{}/{}", root.backup_root(), journal.run_id);
     app.mv(
         &format!("{dir}/journal.json"),
         &format!("{dir}/journal.undone.json"),

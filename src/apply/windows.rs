@@ -22,6 +22,27 @@ fn hive_path(vfs: &crate::fs::Vfs, system_root: &str, hive: &str) -> Result<Stri
     resolve_ci(vfs, &p)?.with_context(|| format!("{p}: hive not found"))
 }
 
+/// `mkdir -p dir`, journaling each folder it creates so undo removes it again (outermost
+/// first in the journal, so undo, which runs backwards, empties the innermost first).
+fn mkdirs(app: &crate::guestfs::Appliance, dir: &str, journal: &mut Journal) -> Result<()> {
+    let mut missing = vec![];
+    let mut d = dir;
+    while d != "/" && !app.is_dir(d)? {
+        missing.push(d.to_string());
+        d = parent(d);
+    }
+    app.mkdir_p(dir)?;
+    for m in missing.into_iter().rev() {
+        journal.entries.push(JournalEntry {
+            target: m,
+            undo: "rmdir".into(),
+            backup: None,
+            from: None,
+        });
+    }
+    Ok(())
+}
+
 pub fn apply_windows(
     guest: &Guest,
     inputs: &[PathBuf],
@@ -89,7 +110,14 @@ pub fn apply_windows(
             undo,
             extra_target: None,
             outcome: None,
+            value_before: None,
+            value_after: None,
         });
+        if let Change::RegSet { value, before, .. } = &a.change {
+            let r = records.last_mut().expect("just pushed");
+            r.value_before = before.clone();
+            r.value_after = Some(value.clone());
+        }
     }
     drop(vfs);
     // 2. One appliance launch.
@@ -120,11 +148,11 @@ pub fn apply_windows(
         }
         match &a.change {
             Change::UploadFile { from, to, .. } => {
-                app.mkdir_p(parent(to))?;
+                mkdirs(&app, parent(to), &mut journal)?;
                 app.upload(std::path::Path::new(from), to)?;
             }
             Change::WriteFile { path, content, .. } => {
-                app.mkdir_p(parent(path))?;
+                mkdirs(&app, parent(path), &mut journal)?;
                 app.write(path, content.as_bytes())?;
             }
             Change::RegSet { .. } => continue,
@@ -147,6 +175,7 @@ pub fn apply_windows(
                 key,
                 name,
                 value,
+                ..
             } = &a.change
             else {
                 continue;

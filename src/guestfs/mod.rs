@@ -314,6 +314,17 @@ impl Appliance {
     pub fn rm_f(&self, path: &str) -> Result<(), GuestfsError> {
         self.call1("rm_f", path, ffi::guestfs_rm_f)
     }
+    /// Removes an empty directory.
+    pub fn rmdir(&self, path: &str) -> Result<(), GuestfsError> {
+        self.call1("rmdir", path, ffi::guestfs_rmdir)
+    }
+    pub fn is_dir(&self, path: &str) -> Result<bool, GuestfsError> {
+        let p = cstr(path);
+        // SAFETY: g valid, p alive for the call.
+        let rc = unsafe { ffi::guestfs_is_dir(self.g, p.as_ptr()) };
+        self.check(rc, &format!("is_dir {path}"))?;
+        Ok(rc == 1)
+    }
     pub fn cp(&self, from: &str, to: &str) -> Result<(), GuestfsError> {
         self.call2("cp", from, to, ffi::guestfs_cp)
     }

@@ -124,6 +124,8 @@ pub enum Change {
         key: String,
         name: String,
         value: windows::RegValueSpec,
+        /// The value found before the repair; None when it does not exist.
+        before: Option<windows::RegValueSpec>,
     },
     /// Copy a host file (from the driver source) into the guest, binary safe.
     UploadFile {

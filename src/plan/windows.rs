@@ -62,6 +62,7 @@ pub enum RegValueSpec {
     ExpandSz(String),
     MultiSz(Vec<String>),
     Dword(u32),
+    Qword(u64),
     Binary(Vec<u8>),
 }
 
@@ -79,11 +80,23 @@ impl RegValueSpec {
             RegValueSpec::ExpandSz(s) => (2, w(s)),
             RegValueSpec::Binary(b) => (3, b.clone()),
             RegValueSpec::Dword(d) => (4, d.to_le_bytes().to_vec()),
+            RegValueSpec::Qword(q) => (11, q.to_le_bytes().to_vec()),
             RegValueSpec::MultiSz(v) => {
                 let mut b: Vec<u8> = v.iter().flat_map(|s| w(s)).collect();
                 b.extend([0, 0]);
                 (7, b)
             }
+        }
+    }
+    /// The spec of a value read from a hive (types revirt never writes become binary).
+    pub fn from_data(d: &RegData) -> Self {
+        match d {
+            RegData::Sz(s) => RegValueSpec::Sz(s.clone()),
+            RegData::ExpandSz(s) => RegValueSpec::ExpandSz(s.clone()),
+            RegData::MultiSz(v) => RegValueSpec::MultiSz(v.clone()),
+            RegData::Dword(n) => RegValueSpec::Dword(*n),
+            RegData::Qword(n) => RegValueSpec::Qword(*n),
+            RegData::Binary(b) | RegData::Other(_, b) => RegValueSpec::Binary(b.clone()),
         }
     }
     fn matches(&self, d: &RegData) -> bool {
@@ -92,6 +105,7 @@ impl RegValueSpec {
             | (RegValueSpec::ExpandSz(a), RegData::ExpandSz(b)) => a == b,
             (RegValueSpec::MultiSz(a), RegData::MultiSz(b)) => a == b,
             (RegValueSpec::Dword(a), RegData::Dword(b)) => a == b,
+            (RegValueSpec::Qword(a), RegData::Qword(b)) => a == b,
             (RegValueSpec::Binary(a), RegData::Binary(b)) => a == b,
             _ => false,
         }
@@ -259,7 +273,8 @@ impl Planner<'_> {
             .ok()
             .flatten()
             .and_then(|k| k.value(name).ok().flatten());
-        if current.is_some_and(|v| value.matches(&v.decode())) {
+        let current = current.map(|v| v.decode());
+        if current.as_ref().is_some_and(|v| value.matches(v)) {
             return;
         }
         self.actions.push(Action {
@@ -269,6 +284,7 @@ impl Planner<'_> {
                 key: key.into(),
                 name: name.into(),
                 value,
+                before: current.as_ref().map(RegValueSpec::from_data),
             },
             reason: reason.into(),
             diff: None,
@@ -682,7 +698,7 @@ pub fn plan_windows(
             } else {
                 format!("pnputil -i -a \"{path}\"")
             };
-            steps.push((d.driver.to_ascii_lowercase(), cmd));
+            steps.push((step_name(&d.driver), cmd));
         }
     }
     if let Some((msi, sha)) = &inp.agent_msi {
@@ -742,10 +758,44 @@ pub fn plan_windows(
             );
         }
     }
-    if !w.guest_tools.is_empty() {
-        plan.notes.push("hypervisor tools services are disabled, not uninstalled; uninstall them after the first boot".into());
+    // Their products are uninstalled at first boot: MSI installs by product code, others by
+    // their quiet uninstall command. A failing uninstaller is retried, then given up.
+    for u in &w.tool_uninstallers {
+        let cmd = if u.msi {
+            Some(format!("msiexec /x {} /qn /norestart", u.key))
+        } else {
+            u.command.clone()
+        };
+        match cmd {
+            Some(c) => steps.push((step_name(&format!("uninstall-{}", u.product)), c)),
+            None => plan.notes.push(format!(
+                "{}: no uninstall command registered; remove it by hand after the first boot",
+                u.name
+            )),
+        }
     }
-    // 6. The first-boot script and its local Group Policy registration.
+    if !w.guest_tools.is_empty() && w.tool_uninstallers.is_empty() {
+        plan.notes.push("hypervisor tools services are disabled; no registered uninstaller was found, remove their files by hand after the first boot".into());
+    }
+    // 6. Platform settings: data disks online, bugchecks visible, the clock's convention told.
+    p.reg(
+        "platform",
+        &format!("{cs}\\Services\\partmgr\\Parameters"),
+        "SanPolicy",
+        RegValueSpec::Dword(1),
+        "SAN policy OnlineAll: disks that appear on a new controller come online (the default on servers leaves them offline)",
+    );
+    p.reg(
+        "platform",
+        &format!("{cs}\\Control\\CrashControl"),
+        "AutoReboot",
+        RegValueSpec::Dword(0),
+        "a stop error on the first boot stays on screen instead of a silent reboot loop",
+    );
+    if w.real_time_is_universal != Some(1) {
+        plan.notes.push("RealTimeIsUniversal is not set: this Windows keeps the hardware clock in local time; start the VM with a localtime RTC (libvirt <clock offset='localtime'/>, qemu -rtc base=localtime)".into());
+    }
+    // 7. The first-boot script and its local Group Policy registration.
     if !steps.is_empty() {
         // Whether a scripts.ini existed before revirt: its copy (.orig) tells once revirt ran.
         let ini_key =
@@ -792,6 +842,19 @@ pub fn plan_windows(
     plan
 }
 
+/// A first-boot step name usable as a batch label and a file name.
+fn step_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 fn static_ip_step(w: &WindowsInfo, i: &crate::types::WinInterface) -> String {
     let addr = &i.addresses[0];
     let mask = i
@@ -828,24 +891,17 @@ fn static_ip_step(w: &WindowsInfo, i: &crate::types::WinInterface) -> String {
 /// The first-boot batch file (CRLF). Each step runs until it succeeds (0, or 3010 = done but
 /// reboot pending), at most 3 tries over successive boots; the script never reboots.
 fn firstboot_script(steps: &[(String, String)], had_scripts_ini: bool) -> String {
-    let mut s = String::new();
-    s += "@echo off\r\nrem revirt first-boot script: installs the staged virtio drivers once, then unregisters itself.\r\n";
-    s += "setlocal\r\nset LOG=C:\\revirt-firstboot.log\r\nset STATE=C:\\ProgramData\\revirt\\state\r\nif not exist \"%STATE%\" mkdir \"%STATE%\"\r\n";
-    s += ">>\"%LOG%\" echo %DATE% %TIME% revirt first boot\r\nset PENDING=0\r\n";
-    for (name, cmd) in steps {
-        s += &format!("set STEP={name}\r\ncall :begin\r\nif errorlevel 1 goto :after_{name}\r\n{cmd} >>\"%LOG%\" 2>&1\r\ncall :end\r\n:after_{name}\r\n");
-    }
-    s += "if \"%PENDING%\"==\"1\" goto :eof\r\n>>\"%LOG%\" echo %DATE% %TIME% all steps done; unregistering\r\n";
-    if had_scripts_ini {
-        s += "copy /y \"C:\\ProgramData\\revirt\\scripts.ini.orig\" \"%SystemRoot%\\System32\\GroupPolicy\\Machine\\Scripts\\scripts.ini\" >nul\r\n";
-    } else {
-        s += "del /f /q \"%SystemRoot%\\System32\\GroupPolicy\\Machine\\Scripts\\scripts.ini\"\r\n";
-    }
-    s += "(goto) 2>nul & del /f /q \"%~f0\"\r\n";
-    s += ":begin\r\nif exist \"%STATE%\\%STEP%.done\" exit /b 1\r\nset TRIES=0\r\nif exist \"%STATE%\\%STEP%.tries\" set /p TRIES=<\"%STATE%\\%STEP%.tries\"\r\n";
-    s += "if %TRIES% GEQ 3 (>>\"%LOG%\" echo %STEP%: gave up after 3 tries& exit /b 1)\r\nset /a TRIES+=1\r\n>\"%STATE%\\%STEP%.tries\" echo %TRIES%\r\n>>\"%LOG%\" echo %DATE% %TIME% %STEP%: try %TRIES%\r\nexit /b 0\r\n";
-    s += ":end\r\nset RC=%ERRORLEVEL%\r\n>>\"%LOG%\" echo %STEP%: exit code %RC%\r\nif \"%RC%\"==\"0\" (>\"%STATE%\\%STEP%.done\" echo ok& exit /b 0)\r\nif \"%RC%\"==\"3010\" (>\"%STATE%\\%STEP%.done\" echo reboot-pending& exit /b 0)\r\nset PENDING=1\r\nexit /b 0\r\n";
-    s
+    let mut ctx = tera::Context::new();
+    let steps: Vec<BTreeMap<&str, &str>> = steps
+        .iter()
+        .map(|(n, c)| BTreeMap::from([("name", n.as_str()), ("command", c.as_str())]))
+        .collect();
+    ctx.insert("steps", &steps);
+    ctx.insert("had_scripts_ini", &had_scripts_ini);
+    let text = super::templates::render("windows/firstboot.cmd.tera", &ctx)
+        .expect("windows/firstboot.cmd.tera renders (covered by tests)");
+    // cmd.exe wants CRLF line ends.
+    text.replace("\r\n", "\n").replace('\n', "\r\n")
 }
 
 /// scripts.ini with revirt's startup script appended as the next [Startup] entry.

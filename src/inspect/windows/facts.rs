@@ -144,6 +144,15 @@ pub fn detect_system_facts(vfs: &Vfs, sys: &Hive, w: &mut WindowsInfo) -> Result
             w.drive_letters.insert(letter.to_string(), what);
         }
     }
+    let dword_at = |key: &str, name: &str| -> Result<Option<u32>> {
+        Ok(match sys.open_key(&format!("{cs}\\{key}"))? {
+            Some(k) => k.dword(name)?,
+            None => None,
+        })
+    };
+    w.real_time_is_universal = dword_at("Control\\TimeZoneInformation", "RealTimeIsUniversal")?;
+    w.san_policy = dword_at("Services\\partmgr\\Parameters", "SanPolicy")?;
+    w.crash_auto_reboot = dword_at("Control\\CrashControl", "AutoReboot")?;
     if let Some(p) = sys.open_key(&format!("{cs}\\Control\\Session Manager\\Power"))? {
         w.fast_startup = p.dword("HiberbootEnabled")? == Some(1);
     }
@@ -245,6 +254,58 @@ pub fn detect_system_facts(vfs: &Vfs, sys: &Hive, w: &mut WindowsInfo) -> Result
                 .collect();
             v.sort();
             w.staged_drivers = v;
+        }
+    }
+    Ok(())
+}
+
+/// Installed products that are another hypervisor's tools: (DisplayName prefix, product).
+pub const TOOL_PRODUCTS: &[(&str, &str)] = &[
+    ("VMware Tools", "vmware-tools"),
+    ("Citrix XenServer", "xen-pv"),
+    ("XenServer VM Tools", "xen-pv"),
+    ("Citrix Hypervisor", "xen-pv"),
+    ("Parallels Tools", "parallels-tools"),
+    (
+        "Oracle VM VirtualBox Guest Additions",
+        "virtualbox-additions",
+    ),
+];
+
+/// Hypervisor tools with an uninstaller, from SOFTWARE\...\Uninstall (64- and 32-bit views).
+pub fn detect_software_facts(sw: &Hive, w: &mut WindowsInfo) -> Result<()> {
+    for view in [
+        "Microsoft\\Windows\\CurrentVersion\\Uninstall",
+        "WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall",
+    ] {
+        let Some(u) = sw.open_key(view)? else {
+            continue;
+        };
+        for k in u.subkeys()? {
+            let Some(name) = sz(&k, "DisplayName")? else {
+                continue;
+            };
+            let Some((_, product)) = TOOL_PRODUCTS.iter().find(|(p, _)| {
+                name.to_ascii_lowercase()
+                    .starts_with(&p.to_ascii_lowercase())
+            }) else {
+                continue;
+            };
+            let key = k.name()?;
+            if w.tool_uninstallers.iter().any(|t| t.key == key) {
+                continue;
+            }
+            let command = match sz(&k, "QuietUninstallString")? {
+                Some(c) => Some(c),
+                None => sz(&k, "UninstallString")?,
+            };
+            w.tool_uninstallers.push(crate::types::WinUninstaller {
+                name,
+                product: product.to_string(),
+                key,
+                command,
+                msi: k.dword("WindowsInstaller")? == Some(1),
+            });
         }
     }
     Ok(())

@@ -113,6 +113,7 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
         let sys = read_hive(vfs, &path)?;
         facts::detect_system_facts(vfs, &sys, &mut w)?;
     }
+    facts::detect_software_facts(&sw, &mut w)?;
     Ok(Some(w))
 }
 
