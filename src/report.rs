@@ -194,6 +194,13 @@ pub fn plan_summary(p: &crate::plan::RepairPlan) -> String {
                 extra.keys().cloned().collect::<Vec<_>>().join(", ")
             );
         }
+        if let crate::plan::Change::RegSet { value, before, .. } = &a.change {
+            let _ = writeln!(
+                s,
+                "    {}",
+                crate::plan::windows::RegValueSpec::change(before.as_ref(), value)
+            );
+        }
         if let Some(d) = &a.diff {
             for l in d.lines() {
                 let _ = writeln!(s, "    {l}");
@@ -237,6 +244,13 @@ pub fn repair_summary(r: &crate::repair::RepairReport) -> String {
     }
     for a in &r.actions {
         let _ = writeln!(s, "  [{}] {} {}", a.area, a.op, a.target);
+        if let Some(after) = &a.value_after {
+            let _ = writeln!(
+                s,
+                "      {}",
+                crate::plan::windows::RegValueSpec::change(a.value_before.as_ref(), after)
+            );
+        }
     }
     if let Some(v) = &r.verify {
         s.push_str(&verdict_summary(v));

@@ -88,6 +88,29 @@ impl RegValueSpec {
             }
         }
     }
+    /// Short human form for summaries ("dword 0", "sz \"SCSI miniport\"").
+    pub fn show(&self) -> String {
+        match self {
+            RegValueSpec::Sz(v) => format!("sz {v:?}"),
+            RegValueSpec::ExpandSz(v) => format!("expand-sz {v:?}"),
+            RegValueSpec::MultiSz(v) => format!("multi-sz {v:?}"),
+            RegValueSpec::Dword(n) => format!("dword {n}"),
+            RegValueSpec::Qword(n) => format!("qword {n}"),
+            RegValueSpec::Binary(b) => {
+                let hex: Vec<String> = b.iter().take(16).map(|x| format!("{x:02x}")).collect();
+                let more = if b.len() > 16 { " ..." } else { "" };
+                format!("binary {}{more}", hex.join(" "))
+            }
+        }
+    }
+    /// "before -> after" of a registry edit; a missing value shows as "(absent)".
+    pub fn change(before: Option<&Self>, after: &Self) -> String {
+        format!(
+            "{} -> {}",
+            before.map_or("(absent)".into(), Self::show),
+            after.show()
+        )
+    }
     /// The spec of a value read from a hive (types revirt never writes become binary).
     pub fn from_data(d: &RegData) -> Self {
         match d {
@@ -120,12 +143,21 @@ pub struct DriverDir {
     /// The OS tag matched ("w10", "2k8R2") and whether it was a fallback.
     pub os_tag: String,
     pub fallback: bool,
-    /// Host path of the folder.
-    pub path: PathBuf,
+    /// The folder as the plan names it: its host path in a folder source, `ISO!/DRIVER/OS/ARCH`
+    /// in an ISO (see [`crate::drivers`]).
+    pub source_ref: String,
     /// File name -> sha256.
     pub files: BTreeMap<String, String>,
     /// Text of the .inf, when there is one.
     pub inf: Option<(String, String)>,
+}
+
+impl DriverDir {
+    /// The plan's `from` for the file `name` of this folder; the apply step turns it back into
+    /// a host file with [`crate::drivers::materialize`].
+    pub fn file_ref(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("{}/{name}", self.source_ref))
+    }
 }
 
 /// What the planner reads, collected beforehand by [`collect_windows_inputs`].
@@ -137,7 +169,7 @@ pub struct WinInputs {
     pub texts: BTreeMap<String, String>,
     /// Driver folders matched in the source; None when no source was given.
     pub source: Option<Vec<DriverDir>>,
-    /// Guest agent MSI in the source (host path, sha256).
+    /// Guest agent MSI in the source (plan reference as for [`DriverDir::file_ref`], sha256).
     pub agent_msi: Option<(PathBuf, String)>,
 }
 
@@ -520,7 +552,7 @@ pub fn plan_windows(
     if let Some(sha) = bd.files.get(&sys_name) {
         p.upload(
             "storage",
-            &bd.path.join(&sys_name),
+            &bd.file_ref(&sys_name),
             format!("{root}/System32/drivers/{sys_name}"),
             sha,
             format!(
@@ -604,7 +636,7 @@ pub fn plan_windows(
         for (f, sha) in &bd.files {
             p.upload(
                 "storage",
-                &bd.path.join(f),
+                &bd.file_ref(f),
                 format!("{repo}/{f}"),
                 sha,
                 format!("driver store copy of {f} for {pkg}"),
@@ -612,7 +644,7 @@ pub fn plan_windows(
         }
         p.upload(
             "storage",
-            &bd.path.join(inf_name),
+            &bd.file_ref(inf_name),
             format!("{root}/INF/{oem}"),
             &inf_sha,
             format!("{oem} is how Windows names the installed {inf_name}"),
@@ -685,7 +717,7 @@ pub fn plan_windows(
         for (f, sha) in &d.files {
             p.upload(
                 "drivers",
-                &d.path.join(f),
+                &d.file_ref(f),
                 format!("{root}/{STAGE_DIR}/{}/{f}", d.driver),
                 sha,
                 format!("staged for first-boot install ({}/{})", d.driver, d.os_tag),
@@ -985,50 +1017,25 @@ pub fn collect_windows_inputs(
     let (source, agent_msi) = match &opts.virtio_win {
         None => (None, None),
         Some(root) => {
-            if !root.is_dir() {
-                anyhow::bail!("{}: the virtio-win source must be a folder (ISO images: extract or mount them first)", root.display());
-            }
-            let mut listing = vec![];
-            for d in std::fs::read_dir(root)
-                .with_context(|| format!("listing {}", root.display()))?
-                .flatten()
-            {
-                let Ok(oses) = std::fs::read_dir(d.path()) else {
-                    continue;
-                };
-                for o in oses.flatten() {
-                    let Ok(archs) = std::fs::read_dir(o.path()) else {
-                        continue;
-                    };
-                    for a in archs.flatten().filter(|a| a.path().is_dir()) {
-                        listing.push(format!(
-                            "{}/{}/{}",
-                            d.file_name().to_string_lossy(),
-                            o.file_name().to_string_lossy(),
-                            a.file_name().to_string_lossy()
-                        ));
-                    }
-                }
-            }
-            listing.sort();
+            let src = crate::drivers::open(root)?;
+            let listing = src
+                .list_driver_dirs()
+                .with_context(|| format!("listing {}", src.describe()))?;
             let mut dirs = vec![];
             for drv in STAGED {
                 let Some((rel, tag, fallback)) = match_driver(&listing, drv, w) else {
                     continue;
                 };
-                let path = root.join(&rel);
                 let mut files = BTreeMap::new();
                 let mut inf = None;
-                for f in std::fs::read_dir(&path)
-                    .with_context(|| format!("listing {}", path.display()))?
-                    .flatten()
-                {
-                    if !f.path().is_file() {
-                        continue;
-                    }
-                    let name = f.file_name().to_string_lossy().into_owned();
-                    let data = std::fs::read(f.path())
-                        .with_context(|| format!("reading {}", f.path().display()))?;
+                for name in src.list_files(&rel)? {
+                    let file = format!("{rel}/{name}");
+                    let data = src
+                        .read(&file)
+                        .with_context(|| format!("reading {file} from {}", src.describe()))?
+                        .with_context(|| {
+                            format!("{}: {file} listed but not found", src.describe())
+                        })?;
                     if name.to_ascii_lowercase().ends_with(".inf") {
                         inf = Some((
                             name.clone(),
@@ -1042,7 +1049,7 @@ pub fn collect_windows_inputs(
                     driver,
                     os_tag: tag,
                     fallback,
-                    path,
+                    source_ref: src.reference(&rel),
                     files,
                     inf,
                 });
@@ -1052,11 +1059,11 @@ pub fn collect_windows_inputs(
             } else {
                 "qemu-ga-x86_64.msi"
             };
-            let msi = root.join("guest-agent").join(msi_name);
-            let agent = match std::fs::read(&msi) {
-                Ok(b) => Some((msi, sha256_hex(&b))),
-                Err(_) => None,
-            };
+            let msi = format!("guest-agent/{msi_name}");
+            let agent = src
+                .read(&msi)
+                .with_context(|| format!("reading {msi} from {}", src.describe()))?
+                .map(|b| (PathBuf::from(src.reference(&msi)), sha256_hex(&b)));
             (Some(dirs), agent)
         }
     };
@@ -1178,6 +1185,34 @@ mod tests {
         assert!(s.contains(
             "del /f /q \"%SystemRoot%\\System32\\GroupPolicy\\Machine\\Scripts\\scripts.ini\""
         ));
+    }
+
+    #[test]
+    fn reg_values_round_trip_and_show_their_change() {
+        for v in [
+            RegValueSpec::Sz("x".into()),
+            RegValueSpec::ExpandSz("%SystemRoot%".into()),
+            RegValueSpec::MultiSz(vec!["a".into(), "b".into()]),
+            RegValueSpec::Dword(7),
+            RegValueSpec::Qword(1 << 40),
+            RegValueSpec::Binary(vec![1, 0xff]),
+        ] {
+            let (ty, data) = v.encode();
+            let raw = crate::inspect::windows::hive::RegValue {
+                name: "v".into(),
+                ty,
+                data,
+            };
+            assert_eq!(RegValueSpec::from_data(&raw.decode()), v);
+        }
+        assert_eq!(
+            RegValueSpec::change(Some(&RegValueSpec::Dword(3)), &RegValueSpec::Dword(0)),
+            "dword 3 -> dword 0"
+        );
+        assert_eq!(
+            RegValueSpec::change(None, &RegValueSpec::Sz("SCSI miniport".into())),
+            "(absent) -> sz \"SCSI miniport\""
+        );
     }
 
     #[test]
