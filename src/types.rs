@@ -31,6 +31,8 @@ pub struct DiskReport {
     pub gpt_backup_used: bool,
     pub disk_guid: Option<String>,
     pub partitions: Vec<PartitionReport>,
+    /// A dynamic disk's LDM disk group name, from its PRIVHEAD (None on a basic disk).
+    pub ldm_disk_group: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -387,6 +389,30 @@ pub struct WindowsInfo {
     pub crash_auto_reboot: Option<u32>,
     /// Installed hypervisor tools with an uninstaller (SOFTWARE ...\Uninstall).
     pub tool_uninstallers: Vec<WinUninstaller>,
+    /// MountedDevices letters resolved to devices ("C:" -> "/dev/sda3"); letters whose volume is
+    /// no partition of these disks (a dynamic volume, another disk) are left out.
+    pub drive_letter_devices: BTreeMap<String, String>,
+    /// The letter MountedDevices gives the system volume ("C:").
+    pub system_drive: Option<String>,
+    /// "uefi" when an ESP on the guest's disks holds \EFI\Microsoft\Boot, else "bios".
+    pub firmware: String,
+    /// The ESP of a UEFI guest and its boot files.
+    pub esp: Option<EspInfo>,
+    /// The default entry of the ESP's BCD store (\EFI\Microsoft\Boot\BCD).
+    pub bcd_default: Option<WinBootEntry>,
+}
+
+/// A Windows loader object of a BCD store.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct WinBootEntry {
+    /// The object's GUID ("{6a3c...}").
+    pub id: String,
+    /// Element 12000004 ("Windows 11").
+    pub description: Option<String>,
+    /// Element 12000002: the loader path ("\Windows\system32\winload.efi").
+    pub path: Option<String>,
+    /// Element 22000002: the system root ("\Windows").
+    pub system_root: Option<String>,
 }
 
 /// An installed hypervisor-tools product and how to remove it.

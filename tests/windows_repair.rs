@@ -1,5 +1,6 @@
-//! Windows repair end to end on phony guests built by fixtures/images/windows/build.sh (cached
-//! under target/fixtures/windows/, keyed by a hash of the recipe folder): the plan's shape per
+//! Windows repair end to end on phony guests built by `cargo xtask fixtures --set windows` (from
+//! fixtures/images/windows/, cached under the fixture cache's windows/ folder, keyed by a hash of
+//! the recipe folder): the plan's shape per
 //! Windows version, refusals that write nothing, and a repair through the appliance read back
 //! with revirt's pure readers and with hivexregedit, then verified and re-planned to nothing.
 use revirt::plan::{Change, PlanOptions};
@@ -7,48 +8,16 @@ use revirt::repair::{plan_only, repair, Readiness, RepairRequest};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
-static BUILD: Mutex<()> = Mutex::new(());
+#[path = "common/boot.rs"]
+mod boot;
 
-fn recipe_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/windows")
-}
-
-fn recipe_hash() -> String {
-    let mut files = vec![];
-    for e in walk(&recipe_dir()) {
-        files.push(e);
-    }
-    files.sort();
-    let mut h = Sha256::new();
-    for f in &files {
-        h.update(f.to_string_lossy().as_bytes());
-        h.update(std::fs::read(f).unwrap());
-    }
-    hex::encode(&h.finalize()[..8])
-}
-
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut v = vec![];
-    for e in std::fs::read_dir(d).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            v.extend(walk(&p));
-        } else {
-            v.push(p);
-        }
-    }
-    v
-}
-
-fn cache() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let d = target.join("fixtures/windows");
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// The fixture folder: `cargo xtask fixtures --set windows` builds (or reuses) every guest under
+/// fixtures/images/windows/guests/ and the phony virtio-win there, once per test binary.
+fn windows_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(boot::windows_guests)
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -62,28 +31,15 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The guest image NAME (guests/NAME.env), built once per recipe version.
+/// The guest image NAME (guests/NAME.env).
 fn guest(name: &str) -> PathBuf {
-    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let img = cache().join(format!("{name}-{}.img", recipe_hash()));
-    if !img.exists() {
-        run(Command::new("bash")
-            .arg(recipe_dir().join("build.sh"))
-            .arg(name)
-            .arg(&img));
-    }
+    let img = windows_dir().join(format!("{name}.img"));
+    assert!(img.is_file(), "{} was not built", img.display());
     img
 }
 
 fn virtio_win() -> PathBuf {
-    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let d = cache().join(format!("virtio-win-{}", recipe_hash()));
-    if !d.exists() {
-        run(Command::new("bash")
-            .arg(recipe_dir().join("virtio-win.sh"))
-            .arg(&d));
-    }
-    d
+    windows_dir().join("virtio-win")
 }
 
 fn opts() -> PlanOptions {

@@ -117,6 +117,7 @@ pub fn scan_volumes(paths: &[PathBuf]) -> Result<Scan, InspectError> {
             gpt_backup_used: table.gpt_backup_used,
             disk_guid: table.disk_guid,
             partitions: table.partitions.into_iter().map(|p| p.report).collect(),
+            ldm_disk_group: table.ldm_disk_group,
         });
     }
     let mut vgs = vec![];
@@ -377,6 +378,11 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
                 }
             }
             Err(e) => warnings.push(format!("appliance fallback failed: {e}")),
+        }
+    }
+    for os in &mut oses {
+        if let Some(w) = os.windows.as_mut() {
+            windows::layout::detect_layout(w, &os.root.device, &disks, &volumes, &mut warnings);
         }
     }
     let inspection = Inspection {

@@ -19,6 +19,8 @@ pub struct PartTable {
     pub disk_guid: Option<String>,
     pub partitions: Vec<Partition>,
     pub warnings: Vec<String>,
+    /// Dynamic disks: the LDM disk group named by the PRIVHEAD.
+    pub ldm_disk_group: Option<String>,
 }
 
 const SECTOR: u64 = 512;
@@ -58,6 +60,7 @@ fn none_table() -> PartTable {
         disk_guid: None,
         partitions: vec![],
         warnings: vec![],
+        ldm_disk_group: None,
     }
 }
 
@@ -138,7 +141,46 @@ fn read_mbr(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
         let d: Dev = Arc::new(Slice::new(dev.clone(), start, len, device));
         t.partitions.push(Partition { report, dev: d });
     }
+    // A dynamic disk on MBR: type 0x42 entries, PRIVHEAD in sector 6.
+    if t.partitions.iter().any(|p| p.report.type_id == "42") {
+        ldm_check(dev, disk, LDM_MBR_PRIVHEAD_LBA, &mut t);
+    }
     Ok(t)
+}
+
+/// Where an MBR dynamic disk keeps its LDM PRIVHEAD; its copies sit in the private region (the
+/// LDM database) in the last MiB of the disk.
+const LDM_MBR_PRIVHEAD_LBA: u64 = 6;
+
+/// Reads the LDM PRIVHEAD (big-endian) at `lba`: the disk group name, or why it is not there.
+fn ldm_privhead(dev: &Dev, lba: u64) -> Result<String, String> {
+    let b = read_vec(dev.as_ref(), lba * SECTOR, SECTOR as usize).map_err(|e| e.to_string())?;
+    if &b[0..8] != b"PRIVHEAD" {
+        return Err(format!("no PRIVHEAD at LBA {lba}"));
+    }
+    let (major, minor) = (
+        u16::from_be_bytes([b[12], b[13]]),
+        u16::from_be_bytes([b[14], b[15]]),
+    );
+    if major != 2 || !(11..=12).contains(&minor) {
+        return Err(format!(
+            "PRIVHEAD at LBA {lba} has unknown version {major}.{minor}"
+        ));
+    }
+    let name = &b[0xF0..0xF0 + 31];
+    let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+    Ok(String::from_utf8_lossy(&name[..end]).into_owned())
+}
+
+/// Records the LDM disk group of a dynamic disk, or warns that the LDM database is missing.
+/// revirt does not assemble LDM volumes: partitions are read where an entry maps them.
+fn ldm_check(dev: &Dev, disk: &str, lba: u64, t: &mut PartTable) {
+    match ldm_privhead(dev, lba) {
+        Ok(group) => t.ldm_disk_group = Some(group),
+        Err(why) => t.warnings.push(format!(
+            "{disk}: dynamic disk (LDM partition types) but {why}; the LDM database may be damaged"
+        )),
+    }
 }
 
 fn mbr_disk_signature(dev: &Dev) -> Option<u32> {
@@ -236,6 +278,15 @@ fn read_gpt(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
         let d: Dev = Arc::new(Slice::new(dev.clone(), start, len, device));
         t.partitions.push(Partition { report, dev: d });
     }
+    // A dynamic disk on GPT: the LDM metadata partition ends with the PRIVHEAD.
+    let meta = t
+        .partitions
+        .iter()
+        .find(|p| p.report.type_name == "windows-ldm-metadata")
+        .map(|p| ((p.report.start + p.report.size) / SECTOR).saturating_sub(1));
+    if let Some(lba) = meta {
+        ldm_check(dev, disk, lba, &mut t);
+    }
     Ok(t)
 }
 
@@ -263,4 +314,66 @@ fn check_entries(dev: &Dev, h: &gpt::header::Header) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ImageError;
+    use crate::image::BlockDevice;
+
+    struct Mem(Vec<u8>);
+    impl BlockDevice for Mem {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
+            let o = offset as usize;
+            let src = self.0.get(o..o + buf.len()).ok_or(ImageError::OutOfRange {
+                path: "mem".into(),
+                offset,
+                len: buf.len(),
+                size: self.size(),
+            })?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+        fn name(&self) -> String {
+            "mem".into()
+        }
+    }
+
+    /// A 2 MiB MBR disk with one type-0x42 partition, with or without a PRIVHEAD in sector 6.
+    fn dynamic_mbr(privhead: bool) -> Dev {
+        let mut d = vec![0u8; 2 << 20];
+        let e = &mut d[446..462];
+        e[0] = 0x80;
+        e[4] = 0x42;
+        e[8..12].copy_from_slice(&2048u32.to_le_bytes());
+        e[12..16].copy_from_slice(&1024u32.to_le_bytes());
+        d[510] = 0x55;
+        d[511] = 0xAA;
+        if privhead {
+            let p = &mut d[6 * 512..7 * 512];
+            p[0..8].copy_from_slice(b"PRIVHEAD");
+            p[12..16].copy_from_slice(&[0, 2, 0, 12]);
+            p[0xF0..0xF0 + 7].copy_from_slice(b"HOSTDg0");
+        }
+        Arc::new(Mem(d))
+    }
+
+    #[test]
+    fn dynamic_mbr_disk_names_its_ldm_disk_group() {
+        let t = detect_partitions(&dynamic_mbr(true), "/dev/sda").unwrap();
+        assert_eq!(t.ldm_disk_group.as_deref(), Some("HOSTDg0"));
+        assert_eq!(t.partitions[0].report.type_name, "windows-dynamic");
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+        let t = detect_partitions(&dynamic_mbr(false), "/dev/sda").unwrap();
+        assert_eq!(t.ldm_disk_group, None);
+        assert!(
+            t.warnings[0].contains("no PRIVHEAD at LBA 6"),
+            "{:?}",
+            t.warnings
+        );
+    }
 }

@@ -45,6 +45,20 @@ pub fn real_guests() -> PathBuf {
     cache_dir().join("real")
 }
 
+/// Builds (or reuses from the cache) the phony Windows guests, the phony virtio-win folder and
+/// ISO, and their manifest.json; returns their folder.
+pub fn windows_guests() -> PathBuf {
+    let status = xtask()
+        .args(["fixtures", "--set", "windows"])
+        .status()
+        .expect("running xtask fixtures");
+    assert!(
+        status.success(),
+        "cargo xtask fixtures --set windows failed"
+    );
+    cache_dir().join("windows")
+}
+
 /// Boots `image` through a throwaway overlay and returns the harness's JSON verdict.
 pub fn boot(
     image: &Path,

@@ -10,6 +10,7 @@ mod bench;
 mod boot;
 mod real;
 mod skeleton;
+mod windows;
 
 #[derive(Parser)]
 #[command(about = "revirt developer tasks")]
@@ -25,7 +26,7 @@ enum Cmd {
         /// Only build fixtures whose name contains this string.
         #[arg(long)]
         only: Option<String>,
-        /// Which set: skeleton, real or all.
+        /// Which set: skeleton, real, windows or all.
         #[arg(long, default_value = "all")]
         set: String,
     },
@@ -63,6 +64,9 @@ fn main() -> Result<()> {
             }
             if set == "all" || set == "real" {
                 real::build_all(only.as_deref())?;
+            }
+            if set == "all" || set == "windows" {
+                windows::build_all(only.as_deref())?;
             }
             Ok(())
         }

@@ -2,6 +2,7 @@
 //! architecture from the SOFTWARE and SYSTEM registry hives (with [`hive`], in pure Rust).
 pub mod facts;
 pub mod hive;
+pub mod layout;
 
 use crate::fs::{FileType, Vfs};
 use crate::types::WindowsInfo;

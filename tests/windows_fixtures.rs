@@ -1,0 +1,372 @@
+//! The phony Windows guest set (`cargo xtask fixtures --set windows`, described by its
+//! manifest.json): `revirt inspect --json` reports each guest as the manifest expects (product,
+//! version, build, arch, client/server, C: on the system volume, BIOS or UEFI with its ESP and BCD),
+//! the trouble cases show their evidence, and `revirt repair` refuses each of them with the
+//! refused exit code, writing nothing. All pure Rust: no appliance is launched.
+#[path = "common/boot.rs"]
+mod boot;
+mod common;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn windows_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(boot::windows_guests)
+}
+
+fn manifest() -> Vec<Value> {
+    let p = windows_dir().join("manifest.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let m: Value = serde_json::from_str(&text).unwrap();
+    m["guests"].as_array().expect("manifest guests").clone()
+}
+
+fn image(g: &Value) -> PathBuf {
+    windows_dir().join(g["file"].as_str().unwrap())
+}
+
+fn inspect(img: &Path) -> Value {
+    let (code, out, err) = common::revirt_out(&["inspect", "--json", img.to_str().unwrap()]);
+    assert_eq!(code, 0, "{}: {err}", img.display());
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{}: {e}: {out}", img.display()))
+}
+
+fn sha(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+fn want(bad: &mut Vec<String>, name: &str, what: &str, got: &Value, exp: &Value) {
+    if got != exp {
+        bad.push(format!("{name}: {what}: got {got}, want {exp}"));
+    }
+}
+
+/// Checks one guest against its manifest entry; returns the problems found.
+fn check_guest(g: &Value) -> Vec<String> {
+    let name = g["name"].as_str().unwrap();
+    let j = inspect(&image(g));
+    let mut bad = vec![];
+    want(
+        &mut bad,
+        name,
+        "appliance_used",
+        &j["appliance_used"],
+        &Value::Bool(false),
+    );
+    let disk = &j["disks"][0];
+    want(
+        &mut bad,
+        name,
+        "partition_table",
+        &disk["partition_table"],
+        &g["partition_table"],
+    );
+    let oses = j["operating_systems"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if oses.len() != 1 || oses[0]["kind"] != "windows" {
+        return vec![format!("{name}: expected one Windows OS, got {oses:?}")];
+    }
+    let root = oses[0]["root"]["device"].clone();
+    want(
+        &mut bad,
+        name,
+        "root fstype",
+        &oses[0]["root"]["fstype"],
+        &"ntfs".into(),
+    );
+    let w = &oses[0]["windows"];
+    want(
+        &mut bad,
+        name,
+        "product_name",
+        &w["product_name"],
+        &g["product"],
+    );
+    want(&mut bad, name, "version", &w["version"], &g["version"]);
+    want(&mut bad, name, "build", &w["build"], &g["build"]);
+    want(&mut bad, name, "arch", &w["arch"], &g["arch"]);
+    want(
+        &mut bad,
+        name,
+        "installation_type",
+        &w["installation_type"],
+        &g["installation_type"],
+    );
+    want(
+        &mut bad,
+        name,
+        "system_root",
+        &w["system_root"],
+        &g["system_root"],
+    );
+    want(&mut bad, name, "firmware", &w["firmware"], &g["firmware"]);
+    if g["trouble"] == "dynamic" {
+        // C: is an LDM volume ("DMIO:ID:" + volume GUID): no partition carries that GUID.
+        want(
+            &mut bad,
+            name,
+            "system_drive",
+            &w["system_drive"],
+            &Value::Null,
+        );
+        want(
+            &mut bad,
+            name,
+            "C: mapping",
+            &w["drive_letters"]["C:"],
+            &"gpt:{5EED0A11-0005-4C6B-9A1E-0000000000D1}".into(),
+        );
+    } else {
+        want(
+            &mut bad,
+            name,
+            "system_drive",
+            &w["system_drive"],
+            &"C:".into(),
+        );
+        want(
+            &mut bad,
+            name,
+            "C: device",
+            &w["drive_letter_devices"]["C:"],
+            &root,
+        );
+    }
+    if g["firmware"] == "uefi" {
+        let esp = &w["esp"];
+        let dev = esp["device"].as_str().unwrap_or("");
+        let part = disk["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["device"] == dev);
+        want(
+            &mut bad,
+            name,
+            "ESP partition type",
+            &part.map(|p| p["type_name"].clone()).unwrap_or_default(),
+            &"efi-system".into(),
+        );
+        let files: Vec<&str> = esp["efi_files"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !files.contains(&"/EFI/Microsoft/Boot/bootmgfw.efi") {
+            bad.push(format!("{name}: ESP files {files:?} lack bootmgfw.efi"));
+        }
+        want(
+            &mut bad,
+            name,
+            "ESP fallback",
+            &esp["has_fallback"],
+            &Value::Bool(true),
+        );
+        want(
+            &mut bad,
+            name,
+            "BCD default loader",
+            &w["bcd_default"]["path"],
+            &"\\Windows\\system32\\winload.efi".into(),
+        );
+        // GPT: C: is "DMIO:ID:" + the system partition's GUID.
+        if g["trouble"].is_null() {
+            let guid = w["drive_letters"]["C:"]
+                .as_str()
+                .unwrap_or("")
+                .to_lowercase();
+            let part_uuid = disk["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["device"] == root)
+                .and_then(|p| p["part_uuid"].as_str())
+                .unwrap_or("")
+                .to_lowercase();
+            if guid != format!("gpt:{{{part_uuid}}}") {
+                bad.push(format!(
+                    "{name}: C: is {guid}, system partition {part_uuid}"
+                ));
+            }
+        }
+    } else {
+        want(&mut bad, name, "esp", &w["esp"], &Value::Null);
+        want(
+            &mut bad,
+            name,
+            "C: mapping",
+            &w["drive_letters"]["C:"],
+            &if g["trouble"] == "dynamic" {
+                "gpt:{5EED0A11-0005-4C6B-9A1E-0000000000D1}".into()
+            } else {
+                "mbr:5eed0a11@1048576".into()
+            },
+        );
+    }
+    bad
+}
+
+#[test]
+fn every_guest_inspects_as_its_manifest_says() {
+    let guests = manifest();
+    // The set the manifest must cover: versions from 2003 R2 to Windows 11 / Server 2022.
+    for want in [
+        "w7-sp1",
+        "w7-sp1-x86",
+        "2k8r2",
+        "2k12r2",
+        "2k16",
+        "2k19",
+        "2k22",
+        "w10-22h2",
+        "w11-uefi-gpt",
+        "2k22-uefi-gpt",
+        "w10-hibernated",
+        "w10-dirty",
+        "w10-bitlocker",
+        "2k19-dynamic",
+        "2k22-dynamic-gpt",
+        "2k3r2-x86",
+    ] {
+        assert!(
+            guests.iter().any(|g| g["name"] == want),
+            "{want} missing from the manifest"
+        );
+    }
+    let bad: Vec<String> = boot::run_parallel(&guests, check_guest)
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+fn by_name(name: &str) -> Value {
+    manifest()
+        .into_iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in the manifest"))
+}
+
+fn win(j: &Value) -> &Value {
+    &j["operating_systems"][0]["windows"]
+}
+
+#[test]
+fn windows_11_is_told_by_its_build_not_its_product_name() {
+    let g = by_name("w11-uefi-gpt");
+    assert_eq!(g["registry_product"], "Windows 10 Pro");
+    let j = inspect(&image(&g));
+    assert_eq!(win(&j)["product_name"], "Windows 11 Pro");
+    assert_eq!(win(&j)["bcd_default"]["description"], "Windows 11");
+}
+
+#[test]
+fn trouble_cases_show_their_evidence() {
+    let j = inspect(&image(&by_name("w10-hibernated")));
+    assert_eq!(win(&j)["hiberfil"], "hibernated");
+    assert_eq!(win(&j)["fast_startup"], true);
+
+    let j = inspect(&image(&by_name("w10-dirty")));
+    assert_eq!(win(&j)["ntfs_dirty"], true);
+    let clean = inspect(&image(&by_name("w10-22h2")));
+    assert_eq!(win(&clean)["ntfs_dirty"], false);
+
+    // BitLocker: the data volume is recognised from its boot sector and FVE metadata block.
+    let j = inspect(&image(&by_name("w10-bitlocker")));
+    let vols = j["volumes"].as_array().unwrap();
+    let fve = vols
+        .iter()
+        .find(|v| v["fstype"] == "BitLocker")
+        .unwrap_or_else(|| panic!("no BitLocker volume: {vols:?}"));
+    assert_eq!(fve["flags"], serde_json::json!(["v2"]));
+    assert_eq!(fve["uuid"], "4967d63b-2e29-4ad8-8399-f6a339e3d001");
+    assert_eq!(fve["label"], "WINGUEST D: 1/15/2024");
+    assert_eq!(fve["reader"], "none");
+    assert_eq!(win(&j)["drive_letter_devices"]["D:"], fve["device"]);
+
+    // Dynamic disks: the LDM PRIVHEAD names the disk group, MBR (0x42) and GPT (LDM types).
+    let j = inspect(&image(&by_name("2k19-dynamic")));
+    assert_eq!(j["disks"][0]["ldm_disk_group"], "WIN2019-Dg0");
+    assert_eq!(j["disks"][0]["partitions"][0]["type_id"], "42");
+    let j = inspect(&image(&by_name("2k22-dynamic-gpt")));
+    assert_eq!(j["disks"][0]["ldm_disk_group"], "WIN2022-Dg0");
+    let types: Vec<&str> = j["disks"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["type_name"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"windows-ldm-metadata") && types.contains(&"windows-ldm-data"),
+        "{types:?}"
+    );
+    // A basic disk has no disk group.
+    assert_eq!(clean["disks"][0]["ldm_disk_group"], Value::Null);
+
+    // No drivers: Windows Server 2003 R2, 32-bit, C:\WINDOWS, no InstallationType in the hive.
+    let j = inspect(&image(&by_name("2k3r2-x86")));
+    assert_eq!(
+        (
+            &win(&j)["version"],
+            &win(&j)["arch"],
+            &win(&j)["system_root"]
+        ),
+        (&"5.2".into(), &"i386".into(), &"/WINDOWS".into())
+    );
+}
+
+/// `revirt repair` of every trouble case (tests/windows_repair.rs covers the in-process API for
+/// hibernated/dirty/no-source; this is the CLI and the new cases): the refused exit code, the
+/// manifest's reason on stdout, no overlay, the input unchanged. The no-drivers case is also run
+/// against the virtio-win ISO.
+#[test]
+fn trouble_cases_are_refused_by_the_cli_with_nothing_written() {
+    let dir = windows_dir();
+    let folder = dir.join("virtio-win");
+    let iso = dir.join("virtio-win.iso");
+    let trouble: Vec<Value> = manifest()
+        .into_iter()
+        .filter(|g| !g["refusal"].is_null())
+        .collect();
+    assert!(trouble.len() >= 6, "{trouble:?}");
+    let mut runs = vec![];
+    for g in &trouble {
+        runs.push((g.clone(), folder.clone()));
+        if g["trouble"] == "no-drivers" {
+            runs.push((g.clone(), iso.clone()));
+        }
+    }
+    for (g, source) in runs {
+        let name = g["name"].as_str().unwrap();
+        let img = image(&g);
+        let before = sha(&img);
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out.qcow2");
+        let (code, stdout, stderr) = common::revirt_out(&[
+            "repair",
+            img.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--virtio-win",
+            source.to_str().unwrap(),
+        ]);
+        let want = g["repair_exit"].as_i64().unwrap() as i32;
+        assert_eq!(
+            code,
+            want,
+            "{name} ({}): {stdout}{stderr}",
+            source.display()
+        );
+        let why = g["refusal"].as_str().unwrap();
+        assert!(
+            stdout.contains(why) || stderr.contains(why),
+            "{name}: refusal {why:?} not given: {stdout}{stderr}"
+        );
+        assert!(!out.exists(), "{name}: an overlay was created");
+        assert_eq!(sha(&img), before, "{name}: the input changed");
+    }
+}
