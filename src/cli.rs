@@ -65,7 +65,7 @@ pub struct TargetOpts {
     /// Do not add console=ttyS0 to the kernel command line.
     #[arg(long)]
     pub no_serial_console: bool,
-    /// Windows: virtio-win driver folder (default: $VIRTIO_WIN).
+    /// Windows: virtio-win driver folder or ISO image (default: $VIRTIO_WIN).
     #[arg(long, value_name = "PATH")]
     pub virtio_win: Option<PathBuf>,
 }

@@ -4,6 +4,7 @@
 //! filesystems) -> [`inspect`] (guest facts) -> plan -> apply -> verify.
 pub mod apply;
 pub mod convert;
+pub mod drivers;
 pub mod error;
 pub mod fs;
 pub mod guestfs;

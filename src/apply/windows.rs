@@ -70,10 +70,20 @@ pub fn apply_windows(
     // 1. Records and payloads from the pure readers, before the appliance starts.
     let mut records = vec![];
     let mut hives: BTreeMap<String, String> = BTreeMap::new();
+    // Driver files as host files (ISO members extracted into tmp), before anything is written.
+    let mut hosts: BTreeMap<String, PathBuf> = BTreeMap::new();
     for a in &plan.actions {
         let (target_path, before, after) = match &a.change {
             Change::UploadFile { from, to, sha256 } => {
-                let _ = from;
+                let host = crate::drivers::materialize(from, &tmp)?;
+                // The source may have changed since the plan was made: upload what was planned.
+                let got = sha256_hex(
+                    &std::fs::read(&host).with_context(|| format!("reading {}", host.display()))?,
+                );
+                if &got != sha256 {
+                    bail!("{from}: changed since the plan (sha256 {got}, planned {sha256}); plan again");
+                }
+                hosts.insert(from.clone(), host);
                 (to.clone(), vfs.read_file(to).ok(), Some(sha256.clone()))
             }
             Change::WriteFile { path, content, .. } => (
@@ -149,7 +159,10 @@ pub fn apply_windows(
         match &a.change {
             Change::UploadFile { from, to, .. } => {
                 mkdirs(&app, parent(to), &mut journal)?;
-                app.upload(std::path::Path::new(from), to)?;
+                let host = hosts
+                    .get(from)
+                    .with_context(|| format!("{from}: not extracted before the upload"))?;
+                app.upload(host, to)?;
             }
             Change::WriteFile { path, content, .. } => {
                 mkdirs(&app, parent(path), &mut journal)?;

@@ -59,7 +59,8 @@ pub struct PlanOptions {
     pub initramfs: InitramfsMode,
     /// Add console=tty0 console=ttyS0,115200 to the kernel command line.
     pub serial_console: bool,
-    /// Windows: the virtio-win driver source (folder), from --virtio-win or VIRTIO_WIN.
+    /// Windows: the virtio-win driver source (folder or ISO, see [`crate::drivers::open`]),
+    /// from --virtio-win or VIRTIO_WIN.
     pub virtio_win: Option<std::path::PathBuf>,
 }
 

@@ -464,10 +464,20 @@ pub fn refusals(
         }
     }
     for d in &ins.disks {
-        if d.partitions.iter().any(|p| p.type_id == "42") {
+        // MBR type 0x42, or the GPT LDM metadata/data partition types.
+        let ldm = d.partitions.iter().any(|p| {
+            p.type_id == "42"
+                || p.type_name == "windows-ldm-metadata"
+                || p.type_name == "windows-ldm-data"
+        });
+        if ldm || d.ldm_disk_group.is_some() {
             r.push(format!(
-                "{}: dynamic disk (LDM); revirt does not repair dynamic disks",
-                d.device
+                "{}: dynamic disk (LDM{}); revirt does not repair dynamic disks: convert it to a basic disk on the source or migrate with a tool that reads LDM",
+                d.device,
+                d.ldm_disk_group
+                    .as_deref()
+                    .map(|g| format!(", disk group {g}"))
+                    .unwrap_or_default()
             ));
         }
     }
@@ -479,12 +489,17 @@ pub fn refusals(
     }
     match &inp.source {
         None if opts.virtio_win.is_none() => r.push(
-            "no virtio-win driver source: give --virtio-win PATH (folder) or set VIRTIO_WIN".into(),
+            "no virtio-win driver source: give --virtio-win PATH (the virtio-win folder or ISO) or set VIRTIO_WIN".into(),
         ),
         None => {}
         Some(dirs) => {
             let want = block_driver(opts);
-            if !dirs.iter().any(|d| d.driver == want) {
+            if !dirs.iter().any(|d| d.driver == want) && os_tags(w).is_empty() {
+                r.push(format!(
+                    "the driver source has no {want} for {} ({} {}): virtio-win has no drivers for Windows older than 7 / Server 2008 R2; upgrade the guest on the source first",
+                    w.product_name, w.version, w.arch
+                ));
+            } else if !dirs.iter().any(|d| d.driver == want) {
                 r.push(format!(
                     "the driver source has no {want} for {} ({} {}); tried {}",
                     w.product_name,

@@ -1,0 +1,252 @@
+//! The virtio-win source read from a folder and from the ISO built from that folder gives the
+//! same listing, bytes and hashes, and `revirt plan` of a Windows guest gives the same actions
+//! with either (only `from` differs: host path vs `ISO!/member`). Uses the phony virtio-win of
+//! fixtures/images/windows/virtio-win.sh (xorriso) and the phony w10-22h2 guest of build.sh.
+use revirt::drivers::{self, DriverSource};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn recipe_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/windows")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The phony virtio-win as a folder and as an ISO (xorriso is required, not optional).
+fn virtio_win(tmp: &Path) -> (PathBuf, PathBuf) {
+    let (dir, iso) = (tmp.join("virtio-win"), tmp.join("virtio-win.iso"));
+    run(Command::new("bash")
+        .arg(recipe_dir().join("virtio-win.sh"))
+        .arg(&dir)
+        .arg(&iso));
+    assert!(
+        iso.is_file(),
+        "virtio-win.sh made no ISO (is xorriso installed?)"
+    );
+    (dir, iso)
+}
+
+// Copied from tests/windows_repair.rs (the fixture cache keyed by the recipe's hash).
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut v = vec![];
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v
+}
+
+fn recipe_hash() -> String {
+    let mut files = walk(&recipe_dir());
+    files.sort();
+    let mut h = Sha256::new();
+    for f in &files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(std::fs::read(f).unwrap());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+fn guest(name: &str) -> PathBuf {
+    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let cache = target.join("fixtures/windows");
+    std::fs::create_dir_all(&cache).unwrap();
+    let img = cache.join(format!("{name}-{}.img", recipe_hash()));
+    if !img.exists() {
+        run(Command::new("bash")
+            .arg(recipe_dir().join("build.sh"))
+            .arg(name)
+            .arg(&img));
+    }
+    img
+}
+
+/// (relative path, sha256) of every file in every DRIVER/OS/ARCH folder, plus the bytes.
+fn contents(s: &dyn DriverSource) -> Vec<(String, String, Vec<u8>)> {
+    let mut v = vec![];
+    for d in s.list_driver_dirs().unwrap() {
+        for f in s.list_files(&d).unwrap() {
+            let rel = format!("{d}/{f}");
+            let data = s
+                .read(&rel)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{}: {rel} listed but absent", s.describe()));
+            v.push((rel, hex::encode(Sha256::digest(&data)), data));
+        }
+    }
+    v
+}
+
+#[test]
+fn folder_and_iso_give_the_same_listing_bytes_and_sha256() {
+    let t = tempfile::tempdir().unwrap();
+    let (dir, iso) = virtio_win(t.path());
+    let folder = drivers::open(&dir).unwrap();
+    let image = drivers::open(&iso).unwrap();
+    assert!(
+        folder.describe().contains("folder"),
+        "{}",
+        folder.describe()
+    );
+    assert!(image.describe().contains("ISO"), "{}", image.describe());
+    let listing = folder.list_driver_dirs().unwrap();
+    assert_eq!(image.list_driver_dirs().unwrap(), listing);
+    // 8 drivers x (11 OS folders, 4 of them with x86 too).
+    assert_eq!(listing.len(), 8 * 15, "{listing:?}");
+    assert!(listing.contains(&"NetKVM/w10/amd64".to_string()));
+    let (a, b) = (contents(folder.as_ref()), contents(image.as_ref()));
+    assert_eq!(a.len(), 8 * 15 * 3);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((&x.0, &x.1), (&y.0, &y.1));
+        assert!(x.2 == y.2, "{}: bytes differ", x.0);
+        // And both are the bytes on the host.
+        assert_eq!(x.2, std::fs::read(dir.join(&x.0)).unwrap(), "{}", x.0);
+    }
+    assert_eq!(a.len(), b.len());
+    // Names match case-insensitively, as on Windows, in both.
+    for s in [&folder, &image] {
+        assert_eq!(
+            s.read("netkvm/W10/AMD64/NETKVM.INF").unwrap().unwrap(),
+            std::fs::read(dir.join("NetKVM/w10/amd64/netkvm.inf")).unwrap(),
+            "{}",
+            s.describe()
+        );
+        assert_eq!(
+            s.read("guest-agent/qemu-ga-x86_64.msi").unwrap().unwrap(),
+            std::fs::read(dir.join("guest-agent/qemu-ga-x86_64.msi")).unwrap()
+        );
+    }
+    // An ISO member reference turns back into the same bytes at apply time.
+    let out = t.path().join("apply-tmp");
+    std::fs::create_dir_all(&out).unwrap();
+    let r = image.reference("viostor/w10/amd64/viostor.sys");
+    assert_eq!(
+        r,
+        format!("{}!/viostor/w10/amd64/viostor.sys", iso.display())
+    );
+    let host = drivers::materialize(&r, &out).unwrap();
+    assert_eq!(
+        std::fs::read(host).unwrap(),
+        std::fs::read(dir.join("viostor/w10/amd64/viostor.sys")).unwrap()
+    );
+}
+
+/// `revirt plan --json` with `--virtio-win SRC`.
+fn plan_json(img: &Path, src: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_revirt"))
+        .arg("plan")
+        .arg(img)
+        .arg("--json")
+        .arg("--virtio-win")
+        .arg(src)
+        .env_remove("VIRTIO_WIN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "revirt plan --virtio-win {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The plan's actions with each `from` made relative to the source (`prefix` removed).
+fn actions_relative(plan: &serde_json::Value, prefix: &str) -> Vec<serde_json::Value> {
+    let mut v = plan["actions"].as_array().unwrap().clone();
+    for a in &mut v {
+        if let Some(from) = a["change"].get_mut("from") {
+            let s = from.as_str().unwrap();
+            let rel = s
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("from {s} does not start with {prefix}"));
+            *from = serde_json::Value::String(rel.to_string());
+        }
+    }
+    v
+}
+
+#[test]
+fn plan_is_the_same_with_a_folder_or_the_iso() {
+    let t = tempfile::tempdir().unwrap();
+    let (dir, iso) = virtio_win(t.path());
+    let img = guest("w10-22h2");
+    let by_dir = plan_json(&img, &dir);
+    let by_iso = plan_json(&img, &iso);
+    assert_eq!(by_dir["refusals"], serde_json::json!([]), "{by_dir:#}");
+    let a = actions_relative(&by_dir, &format!("{}/", dir.display()));
+    let b = actions_relative(&by_iso, &format!("{}!/", iso.display()));
+    let uploads = a
+        .iter()
+        .filter(|x| x["change"].get("from").is_some())
+        .count();
+    assert!(uploads > 20, "{uploads} uploads: {by_dir:#}");
+    assert!(
+        a.iter()
+            .any(|x| x["change"]["from"] == "viostor/w10/amd64/viostor.sys"),
+        "{a:#?}"
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y);
+    }
+    assert_eq!(by_dir["notes"], by_iso["notes"]);
+}
+
+/// Apply end to end from the ISO: the appliance uploads members extracted from the image, and
+/// a re-plan against the FOLDER then has nothing to upload (the guest files hash like the
+/// folder's), nor does one against the ISO.
+#[test]
+fn repair_from_the_iso_uploads_the_same_bytes_as_the_folder() {
+    use revirt::plan::PlanOptions;
+    use revirt::repair::{plan_only, repair, Readiness, RepairRequest};
+    let t = tempfile::tempdir().unwrap();
+    let (dir, iso) = virtio_win(t.path());
+    let img = guest("w10-22h2");
+    let out = t.path().join("w10.qcow2");
+    let opts = |p: &Path| PlanOptions {
+        virtio_win: Some(p.to_path_buf()),
+        ..Default::default()
+    };
+    let req = RepairRequest {
+        inputs: vec![img.clone()],
+        outputs: vec![out.clone()],
+        opts: opts(&iso),
+    };
+    let r = repair(&req, &mut |_, _| {}).unwrap();
+    assert_eq!(r.readiness, Readiness::Ready, "{:#?}", r.verify);
+    assert!(r
+        .actions
+        .iter()
+        .any(|a| a.target == "/Windows/System32/drivers/viostor.sys"));
+    for src in [&dir, &iso] {
+        let (_g, plan) = plan_only(std::slice::from_ref(&out), &opts(src)).unwrap();
+        let plan = plan.unwrap();
+        assert!(
+            plan.actions.is_empty(),
+            "re-plan with {}: {:#?}",
+            src.display(),
+            plan.actions.iter().map(|a| a.target()).collect::<Vec<_>>()
+        );
+    }
+}
