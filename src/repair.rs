@@ -68,7 +68,20 @@ pub fn choose_os(g: &Guest) -> Result<&OsReport, String> {
     match (linux.len(), windows.len(), oses.len()) {
         (1, _, _) => Ok(linux[0]),
         (0, 1, _) => Ok(windows[0]),
-        (0, 0, 0) => Err("no operating system found".into()),
+        (0, 0, 0) => {
+            let locked: Vec<&str> = g
+                .inspection
+                .volumes
+                .iter()
+                .filter(|v| v.fstype.as_deref() == Some("BitLocker"))
+                .map(|v| v.device.as_str())
+                .collect();
+            Err(if locked.is_empty() {
+                "no operating system found".into()
+            } else {
+                format!("no operating system found; {} is BitLocker-encrypted and cannot be read without its key (decrypt or suspend BitLocker on the source)", locked.join(", "))
+            })
+        }
         (0, 0, _) => Err(format!(
             "{} guests are not repaired by this version of revirt",
             oses[0].kind

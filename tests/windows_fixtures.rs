@@ -370,3 +370,53 @@ fn trouble_cases_are_refused_by_the_cli_with_nothing_written() {
         assert_eq!(sha(&img), before, "{name}: the input changed");
     }
 }
+
+/// A disk whose only volume is BitLocker-encrypted: inspection finds no OS (exit 4) but says
+/// the volume is encrypted; repair is refused with the reason and writes nothing.
+#[test]
+fn an_encrypted_system_volume_is_named_not_just_no_os() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("part.img");
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&part)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    common::run(
+        std::process::Command::new("python3")
+            .arg(boot::repo().join("fixtures/images/windows/trouble.py"))
+            .args(["bitlocker"])
+            .arg(&part)
+            .arg("PC C:"),
+    );
+    let mut d = vec![0u8; 1 << 20];
+    // MBR: one NTFS-type partition at 1 MiB holding the BitLocker volume.
+    d[446 + 4] = 0x07;
+    d[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+    d[446 + 12..446 + 16].copy_from_slice(&((8u32 << 20) / 512).to_le_bytes());
+    d[510] = 0x55;
+    d[511] = 0xaa;
+    d.extend(std::fs::read(&part).unwrap());
+    std::fs::write(&disk, &d).unwrap();
+    let before = sha(&disk);
+    let (code, _, err) = common::revirt_out(&["inspect", disk.to_str().unwrap()]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("/dev/sda1: BitLocker-encrypted volume"),
+        "{err}"
+    );
+    let out = dir.path().join("out.qcow2");
+    let (code, stdout, err) = common::revirt_out(&[
+        "repair",
+        disk.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 6, "{stdout}{err}");
+    assert!(
+        stdout.contains("/dev/sda1 is BitLocker-encrypted and cannot be read without its key"),
+        "{stdout}"
+    );
+    assert!(!out.exists(), "a refused repair left {}", out.display());
+    assert_eq!(sha(&disk), before);
+}

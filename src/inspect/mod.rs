@@ -385,6 +385,20 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
             windows::layout::detect_layout(w, &os.root.device, &disks, &volumes, &mut warnings);
         }
     }
+    // An encrypted volume can hide the OS itself: say so rather than only "no OS".
+    for v in &volumes {
+        if v.report.fstype.as_deref() == Some("BitLocker") {
+            warnings.push(format!(
+                "{}: BitLocker-encrypted volume; its contents cannot be read without the key{}",
+                v.report.device,
+                if oses.is_empty() {
+                    " (the operating system may be on it)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
     let inspection = Inspection {
         schema_version: SCHEMA_VERSION,
         revirt_version: env!("CARGO_PKG_VERSION").into(),
