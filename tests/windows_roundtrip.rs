@@ -426,3 +426,61 @@ fn plan_version(image: &Path) -> (u32, u32) {
         .expect("windows");
     (w.major, w.minor)
 }
+
+/// `--block virtio-scsi` makes vioscsi the boot driver, bound to its own PCI ids
+/// (DEV_1004 legacy, DEV_1048 modern) the way each Windows version needs.
+#[test]
+fn virtio_scsi_binds_vioscsi_per_version() {
+    let (list, src) = fixtures();
+    for f in &list {
+        let (code, out, err) = revirt(&[
+            "plan".as_ref(),
+            "--json".as_ref(),
+            "--block".as_ref(),
+            "virtio-scsi".as_ref(),
+            "--virtio-win".as_ref(),
+            src.as_os_str(),
+            f.image.as_os_str(),
+        ]);
+        assert_eq!(code, 0, "{}: {err}", f.name);
+        let plan: Value = serde_json::from_str(&out).unwrap();
+        let acts = plan["actions"].as_array().unwrap();
+        let reg = |key: &dyn Fn(&str) -> bool, name: &str| {
+            acts.iter().any(|a| {
+                a["change"]["op"] == "reg-set"
+                    && a["change"]["key"].as_str().is_some_and(key)
+                    && a["change"]["name"] == name
+            })
+        };
+        let upload = |to: &str| {
+            acts.iter()
+                .any(|a| a["change"]["to"].as_str().is_some_and(|t| t.ends_with(to)))
+        };
+        assert!(upload("/System32/drivers/vioscsi.sys"), "{}", f.name);
+        assert!(!upload("/System32/drivers/viostor.sys"), "{}", f.name);
+        assert!(
+            reg(&|k| k.ends_with("\\Services\\vioscsi"), "Start"),
+            "{}",
+            f.name
+        );
+        assert!(
+            !reg(&|k| k.ends_with("\\Services\\viostor"), "Start"),
+            "{}",
+            f.name
+        );
+        for dev in ["1004", "1048"] {
+            let bound = if plan_version(&f.image) <= (6, 1) {
+                reg(
+                    &|k| k.ends_with(&format!("CriticalDeviceDatabase\\pci#ven_1af4&dev_{dev}")),
+                    "Service",
+                )
+            } else {
+                acts.iter().any(|a| {
+                    a["change"]["key"]
+                        == format!("DriverDatabase\\DeviceIds\\PCI\\VEN_1AF4&DEV_{dev}")
+                })
+            };
+            assert!(bound, "{}: DEV_{dev} not bound to vioscsi", f.name);
+        }
+    }
+}
