@@ -361,6 +361,9 @@ pub struct WindowsInfo {
     pub fast_startup: bool,
     /// The NTFS dirty flag of the system volume (chkdsk pending; crash-consistent snapshot).
     pub ntfs_dirty: bool,
+    /// Hives whose primary and secondary sequence numbers differ ("SYSTEM", "SOFTWARE"): their
+    /// newest data is only in the .LOG1/.LOG2 transaction logs, which Windows replays at boot.
+    pub dirty_hives: Vec<String>,
     /// Storage and network drivers of interest (viostor, vioscsi, netkvm, pvscsi, vmxnet3...).
     pub drivers: Vec<WinService>,
     /// Hypervisor tools services (VMware Tools, Hyper-V integration, Xen, Parallels).

@@ -274,6 +274,10 @@ fn trouble_cases_show_their_evidence() {
     assert_eq!(win(&j)["ntfs_dirty"], true);
     let clean = inspect(&image(&by_name("w10-22h2")));
     assert_eq!(win(&clean)["ntfs_dirty"], false);
+    assert_eq!(win(&clean)["dirty_hives"], serde_json::json!([]));
+    // A hive whose sequence numbers differ has data only in its transaction logs.
+    let j = inspect(&image(&by_name("w10-dirty-hive")));
+    assert_eq!(win(&j)["dirty_hives"], serde_json::json!(["SYSTEM"]));
 
     // BitLocker: the data volume is recognised from its boot sector and FVE metadata block.
     let j = inspect(&image(&by_name("w10-bitlocker")));

@@ -455,6 +455,9 @@ pub fn refusals(
             "Windows is hibernated (hiberfil.sys holds a saved session): resume and shut it down on the source, then snapshot again".to_string()
         });
     }
+    if !w.dirty_hives.is_empty() {
+        r.push(format!("registry hive {} has unflushed changes (primary and secondary sequence numbers differ; the newest data is only in its .LOG1/.LOG2 transaction logs, which Windows replays at boot): editing it could lose or corrupt settings; boot the source and shut it down cleanly (not Fast Startup), or snapshot a cleanly shut down machine", w.dirty_hives.join(", ")));
+    }
     if w.ntfs_dirty {
         r.push(format!("{}: the NTFS dirty flag is set (unclean shutdown or crash-consistent snapshot): run chkdsk on the source or take a consistent snapshot", os.root.device));
     }

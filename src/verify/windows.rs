@@ -124,6 +124,13 @@ pub fn verify_windows(w: &WindowsInfo, vfs: &Vfs, opts: &PlanOptions) -> anyhow:
             "Windows is hibernated".into(),
         ));
     }
+    for h in &w.dirty_hives {
+        f.push(finding(
+            "refused",
+            Some(format!("{}/System32/config/{h}", w.system_root)),
+            format!("the {h} hive has unflushed changes in its transaction logs"),
+        ));
+    }
     if w.ntfs_dirty {
         f.push(finding(
             "refused",

@@ -197,6 +197,7 @@ fn describe(dir: &Path, name: &str) -> Result<GuestEntry> {
         "TROUBLE",
         "HIBERFIL",
         "DIRTY",
+        "HIVE_DIRTY",
         "EXPECT_REFUSAL",
         "SYSROOT",
     ];
@@ -230,6 +231,7 @@ fn describe(dir: &Path, name: &str) -> Result<GuestEntry> {
     let trouble = nonempty(get("TROUBLE"))
         .or_else(|| nonempty(get("HIBERFIL")).map(|_| "hibernated".into()))
         .or_else(|| nonempty(get("DIRTY")).map(|_| "dirty".into()))
+        .or_else(|| nonempty(get("HIVE_DIRTY")).map(|_| "hive-dirty".into()))
         .or_else(|| {
             refusal
                 .as_ref()

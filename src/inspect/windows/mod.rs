@@ -112,7 +112,13 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
     };
     if let Some(path) = resolve_ci(vfs, &format!("{system_root}/System32/config/SYSTEM"))? {
         let sys = read_hive(vfs, &path)?;
+        if sys.is_dirty() {
+            w.dirty_hives.push("SYSTEM".into());
+        }
         facts::detect_system_facts(vfs, &sys, &mut w)?;
+    }
+    if sw.is_dirty() {
+        w.dirty_hives.push("SOFTWARE".into());
     }
     facts::detect_software_facts(&sw, &mut w)?;
     Ok(Some(w))
