@@ -361,6 +361,8 @@ pub struct WindowsInfo {
     pub fast_startup: bool,
     /// The NTFS dirty flag of the system volume (chkdsk pending; crash-consistent snapshot).
     pub ntfs_dirty: bool,
+    /// The NTFS journal ($LogFile) holds metadata changes not yet written to the volume.
+    pub ntfs_log_unclean: bool,
     /// Hives whose primary and secondary sequence numbers differ ("SYSTEM", "SOFTWARE"): their
     /// newest data is only in the .LOG1/.LOG2 transaction logs, which Windows replays at boot.
     pub dirty_hives: Vec<String>,

@@ -278,6 +278,10 @@ fn trouble_cases_show_their_evidence() {
     // A hive whose sequence numbers differ has data only in its transaction logs.
     let j = inspect(&image(&by_name("w10-dirty-hive")));
     assert_eq!(win(&j)["dirty_hives"], serde_json::json!(["SYSTEM"]));
+    // An NTFS journal with a client in use and the clean flag off; a reset (0xFF) log is clean.
+    let j = inspect(&image(&by_name("w10-unclean-log")));
+    assert_eq!(win(&j)["ntfs_log_unclean"], true);
+    assert_eq!(win(&clean)["ntfs_log_unclean"], false);
 
     // BitLocker: the data volume is recognised from its boot sector and FVE metadata block.
     let j = inspect(&image(&by_name("w10-bitlocker")));

@@ -26,6 +26,48 @@ pub struct Ntfs {
     reader: RefCell<DevReader>,
     name: String,
     dirty: bool,
+    log_unclean: bool,
+}
+
+/// NTFS file record number of the $LogFile metadata file.
+const LOGFILE_RECORD: u64 = 2;
+
+/// Whether the $LogFile restart area says the journal holds changes not yet written to the
+/// volume. `pages` is the start of $LogFile (its two restart pages). A log that was never used
+/// or was emptied (all 0xFF, no "RSTR" page) is clean; otherwise the newest valid restart page
+/// decides: clean when no client is in use or the "volume is clean" flag is set.
+pub fn logfile_unclean(pages: &[u8]) -> bool {
+    let le16 = |b: &[u8], o: usize| b.get(o..o + 2).map(|x| u16::from_le_bytes([x[0], x[1]]));
+    let le64 = |b: &[u8], o: usize| {
+        b.get(o..o + 8)
+            .map(|x| u64::from_le_bytes(x.try_into().unwrap_or_default()))
+    };
+    let restart = |page: &[u8]| -> Option<(u64, bool)> {
+        if page.get(0..4) != Some(b"RSTR") {
+            return None;
+        }
+        let ra = usize::from(le16(page, 0x18)?);
+        let lsn = le64(page, ra)?;
+        let in_use = le16(page, ra + 12)?;
+        let flags = le16(page, ra + 14)?;
+        const NO_CLIENT: u16 = 0xffff;
+        const VOLUME_IS_CLEAN: u16 = 0x0002;
+        Some((lsn, in_use != NO_CLIENT && flags & VOLUME_IS_CLEAN == 0))
+    };
+    // The second restart page sits one system page (4 KiB here) after the first.
+    let first = restart(pages);
+    let second = pages.get(4096..).and_then(restart);
+    match (first, second) {
+        (Some(a), Some(b)) => {
+            if b.0 > a.0 {
+                b.1
+            } else {
+                a.1
+            }
+        }
+        (Some(a), None) | (None, Some(a)) => a.1,
+        (None, None) => false,
+    }
 }
 
 impl Ntfs {
@@ -42,12 +84,27 @@ impl Ntfs {
             .volume_info(&mut r)
             .map_err(|e| bad("$Volume information", e))?;
         let dirty = vi.flags().contains(NtfsVolumeFlags::IS_DIRTY);
+        // An unreadable $LogFile leaves the volume readable; the repair's mount judges it then.
+        let log_unclean = match read_logfile_start(&ntfs, &mut r) {
+            Ok(pages) => logfile_unclean(&pages),
+            Err(e) => {
+                tracing::warn!("{name}: $LogFile: {e}");
+                false
+            }
+        };
         Ok(Ntfs {
             ntfs,
             reader: RefCell::new(r),
             name,
             dirty,
+            log_unclean,
         })
+    }
+
+    /// True when $LogFile holds metadata changes not yet applied to the volume (unclean
+    /// shutdown, crash-consistent snapshot); only Windows replays them.
+    pub fn is_log_unclean(&self) -> bool {
+        self.log_unclean
     }
 
     /// True when the volume's dirty flag is set: Windows did not unmount it cleanly (crash,
@@ -194,6 +251,21 @@ fn windows_target_to_guest(t: &str) -> String {
 }
 
 /// Substitute name of a symlink or junction reparse buffer (see MS-FSCC 2.1.2.4 and 2.1.2.5).
+/// The first 8 KiB of $LogFile (both restart pages); shorter if the file is.
+fn read_logfile_start(ntfs: &ntfs::Ntfs, r: &mut DevReader) -> Result<Vec<u8>, ntfs::NtfsError> {
+    let file = ntfs.file(r, LOGFILE_RECORD)?;
+    let Some(item) = file.data(r, "") else {
+        return Ok(vec![]);
+    };
+    let item = item?;
+    let attr = item.to_attribute()?;
+    let value = attr.value(r)?;
+    let mut out = vec![];
+    // An I/O error mid-way just shortens what is judged; the flags sit in the first bytes.
+    let _ = value.attach(r).take(8192).read_to_end(&mut out);
+    Ok(out)
+}
+
 fn reparse_target(tag: u32, buf: &[u8]) -> Option<String> {
     let rd = |o: usize| -> Option<usize> {
         Some(u16::from_le_bytes([*buf.get(o)?, *buf.get(o + 1)?]) as usize)
@@ -333,6 +405,32 @@ impl GuestFs for Ntfs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A restart page with its area at 0x30: (current LSN, client in use, flags).
+    fn rstr(lsn: u64, in_use: u16, flags: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 4096];
+        p[0..4].copy_from_slice(b"RSTR");
+        p[0x18..0x1a].copy_from_slice(&0x30u16.to_le_bytes());
+        p[0x30..0x38].copy_from_slice(&lsn.to_le_bytes());
+        p[0x3c..0x3e].copy_from_slice(&in_use.to_le_bytes());
+        p[0x3e..0x40].copy_from_slice(&flags.to_le_bytes());
+        p
+    }
+
+    #[test]
+    fn logfile_restart_area_decides_cleanliness() {
+        assert!(!logfile_unclean(&[0xff; 8192]), "a reset log is clean");
+        assert!(!logfile_unclean(&[]));
+        assert!(logfile_unclean(&rstr(5, 0, 0)), "client in use, not clean");
+        assert!(!logfile_unclean(&rstr(5, 0, 2)), "VOLUME_IS_CLEAN set");
+        assert!(!logfile_unclean(&rstr(5, 0xffff, 0)), "no client in use");
+        // The newer of the two restart pages wins.
+        let both = |a: Vec<u8>, b: Vec<u8>| [a, b].concat();
+        assert!(logfile_unclean(&both(rstr(5, 0xffff, 0), rstr(9, 0, 0))));
+        assert!(!logfile_unclean(&both(rstr(9, 0xffff, 0), rstr(5, 0, 0))));
+        // A truncated page never panics.
+        assert!(!logfile_unclean(&rstr(5, 0, 0)[..0x32]));
+    }
 
     fn reparse_buf(tag: u32, sub: &str, flags: Option<u32>) -> Vec<u8> {
         let sub16: Vec<u8> = sub.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();

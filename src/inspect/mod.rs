@@ -264,8 +264,10 @@ fn detect_oses(
                 Ok(Some(mut w)) => {
                     // The dirty flag lives in the NTFS volume, not in the Vfs view.
                     if let Some(dev) = &volumes[i].dev {
-                        w.ntfs_dirty =
-                            crate::fs::ntfs::Ntfs::open(dev.clone()).is_ok_and(|n| n.is_dirty());
+                        if let Ok(n) = crate::fs::ntfs::Ntfs::open(dev.clone()) {
+                            w.ntfs_dirty = n.is_dirty();
+                            w.ntfs_log_unclean = n.is_log_unclean();
+                        }
                     }
                     oses.push(OsReport {
                         kind: "windows".into(),

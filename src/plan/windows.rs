@@ -455,6 +455,9 @@ pub fn refusals(
             "Windows is hibernated (hiberfil.sys holds a saved session): resume and shut it down on the source, then snapshot again".to_string()
         });
     }
+    if w.ntfs_log_unclean {
+        r.push(format!("{}: the NTFS journal ($LogFile) holds metadata changes not yet written to the volume (unclean shutdown or crash-consistent snapshot); only Windows replays it, and mounting it for writing would discard them: boot the source and shut it down cleanly, or take an application-consistent snapshot", os.root.device));
+    }
     if !w.dirty_hives.is_empty() {
         r.push(format!("registry hive {} has unflushed changes (primary and secondary sequence numbers differ; the newest data is only in its .LOG1/.LOG2 transaction logs, which Windows replays at boot): editing it could lose or corrupt settings; boot the source and shut it down cleanly (not Fast Startup), or snapshot a cleanly shut down machine", w.dirty_hives.join(", ")));
     }

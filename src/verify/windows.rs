@@ -124,6 +124,13 @@ pub fn verify_windows(w: &WindowsInfo, vfs: &Vfs, opts: &PlanOptions) -> anyhow:
             "Windows is hibernated".into(),
         ));
     }
+    if w.ntfs_log_unclean {
+        f.push(finding(
+            "refused",
+            Some("/$LogFile".into()),
+            "the NTFS journal holds unreplayed changes".into(),
+        ));
+    }
     for h in &w.dirty_hives {
         f.push(finding(
             "refused",

@@ -198,6 +198,7 @@ fn describe(dir: &Path, name: &str) -> Result<GuestEntry> {
         "HIBERFIL",
         "DIRTY",
         "HIVE_DIRTY",
+        "LOG_UNCLEAN",
         "EXPECT_REFUSAL",
         "SYSROOT",
     ];
@@ -232,6 +233,7 @@ fn describe(dir: &Path, name: &str) -> Result<GuestEntry> {
         .or_else(|| nonempty(get("HIBERFIL")).map(|_| "hibernated".into()))
         .or_else(|| nonempty(get("DIRTY")).map(|_| "dirty".into()))
         .or_else(|| nonempty(get("HIVE_DIRTY")).map(|_| "hive-dirty".into()))
+        .or_else(|| nonempty(get("LOG_UNCLEAN")).map(|_| "ntfs-log-unclean".into()))
         .or_else(|| {
             refusal
                 .as_ref()
