@@ -405,6 +405,8 @@ pub struct WindowsInfo {
     pub esp: Option<EspInfo>,
     /// The default entry of the ESP's BCD store (\EFI\Microsoft\Boot\BCD).
     pub bcd_default: Option<WinBootEntry>,
+    /// BIOS boots: the volume holding bootmgr and Boot\BCD ("System Reserved", or C: itself).
+    pub bios_boot_volume: Option<String>,
 }
 
 /// A Windows loader object of a BCD store.

@@ -137,6 +137,29 @@ fn check_guest(g: &Value) -> Vec<String> {
             &root,
         );
     }
+    if g["firmware"] == "bios" && g["trouble"].is_null() {
+        // bootmgr + Boot\BCD: on "System Reserved" (the active first partition) when the
+        // guest has one, the BCD's loader being winload.exe.
+        if w["bcd_default"].is_object() {
+            want(
+                &mut bad,
+                name,
+                "BIOS BCD default loader",
+                &w["bcd_default"]["path"],
+                &"\\Windows\\system32\\winload.exe".into(),
+            );
+        }
+        if name == "2k16-sysreserved" {
+            want(&mut bad, name, "system volume", &root, &"/dev/sda2".into());
+            want(
+                &mut bad,
+                name,
+                "BIOS boot volume",
+                &w["bios_boot_volume"],
+                &"/dev/sda1".into(),
+            );
+        }
+    }
     if g["firmware"] == "uefi" {
         let esp = &w["esp"];
         let dev = esp["device"].as_str().unwrap_or("");
@@ -203,7 +226,15 @@ fn check_guest(g: &Value) -> Vec<String> {
             &if g["trouble"] == "dynamic" {
                 "gpt:{5EED0A11-0005-4C6B-9A1E-0000000000D1}".into()
             } else {
-                "mbr:5eed0a11@1048576".into()
+                // Disk signature + byte offset of the system partition.
+                let start = disk["partitions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["device"] == root)
+                    .and_then(|p| p["start"].as_u64())
+                    .unwrap_or(0);
+                format!("mbr:5eed0a11@{start}").into()
             },
         );
     }

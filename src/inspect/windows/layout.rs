@@ -78,6 +78,49 @@ pub fn detect_layout(
         }
         break;
     }
+    if w.firmware == "bios" {
+        bios_boot(w, root, root_disk, disks, volumes, warnings);
+    }
+}
+
+/// BIOS: bootmgr and Boot\BCD live on the active partition of the boot disk (the "System
+/// Reserved" partition of Windows 7 and later installs) or on the system volume itself.
+fn bios_boot(
+    w: &mut WindowsInfo,
+    root: &str,
+    root_disk: Option<usize>,
+    disks: &[DiskReport],
+    volumes: &[Volume],
+    warnings: &mut Vec<String>,
+) {
+    let active: Vec<&str> = disks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) == root_disk)
+        .flat_map(|(_, d)| d.partitions.iter())
+        .filter(|p| p.bootable)
+        .map(|p| p.device.as_str())
+        .collect();
+    let mut cands: Vec<&Volume> = volumes
+        .iter()
+        .filter(|v| active.contains(&v.report.device.as_str()) || v.report.device == root)
+        .collect();
+    cands.sort_by_key(|v| !active.contains(&v.report.device.as_str()));
+    for v in cands {
+        let Ok(Some(fs)) = v.open_fs() else {
+            continue;
+        };
+        let vfs = Vfs::new(fs);
+        let Ok(Some(p)) = resolve_ci(&vfs, "/Boot/BCD") else {
+            continue;
+        };
+        w.bios_boot_volume = Some(v.report.device.clone());
+        match read_bcd(&vfs, &p) {
+            Ok(e) => w.bcd_default = e,
+            Err(e) => warnings.push(format!("{}: {e:#}", v.report.device)),
+        }
+        return;
+    }
 }
 
 /// An ESP by partition type (GPT EFI system, MBR 0xef).
