@@ -2,83 +2,28 @@
 //! same listing, bytes and hashes, and `revirt plan` of a Windows guest gives the same actions
 //! with either (only `from` differs: host path vs `ISO!/member`). Uses the phony virtio-win of
 //! fixtures/images/windows/virtio-win.sh (xorriso) and the phony w10-22h2 guest of build.sh.
+#[path = "common/boot.rs"]
+mod boot;
 use revirt::drivers::{self, DriverSource};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
-static BUILD: Mutex<()> = Mutex::new(());
-
-fn recipe_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/windows")
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The phony virtio-win as a folder and as an ISO (xorriso is required, not optional).
-fn virtio_win(tmp: &Path) -> (PathBuf, PathBuf) {
-    let (dir, iso) = (tmp.join("virtio-win"), tmp.join("virtio-win.iso"));
-    run(Command::new("bash")
-        .arg(recipe_dir().join("virtio-win.sh"))
-        .arg(&dir)
-        .arg(&iso));
+/// The phony virtio-win as a folder and as the ISO xorriso made of it, from the Windows fixture
+/// set (`cargo xtask fixtures --set windows`; the tmp argument is kept for call sites).
+fn virtio_win(_tmp: &Path) -> (PathBuf, PathBuf) {
+    let d = boot::windows_guests();
+    let (dir, iso) = (d.join("virtio-win"), d.join("virtio-win.iso"));
     assert!(
         iso.is_file(),
-        "virtio-win.sh made no ISO (is xorriso installed?)"
+        "{}: no ISO (is xorriso installed?)",
+        iso.display()
     );
     (dir, iso)
 }
 
-// Copied from tests/windows_repair.rs (the fixture cache keyed by the recipe's hash).
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut v = vec![];
-    for e in std::fs::read_dir(d).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            v.extend(walk(&p));
-        } else {
-            v.push(p);
-        }
-    }
-    v
-}
-
-fn recipe_hash() -> String {
-    let mut files = walk(&recipe_dir());
-    files.sort();
-    let mut h = Sha256::new();
-    for f in &files {
-        h.update(f.to_string_lossy().as_bytes());
-        h.update(std::fs::read(f).unwrap());
-    }
-    hex::encode(&h.finalize()[..8])
-}
-
 fn guest(name: &str) -> PathBuf {
-    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let cache = target.join("fixtures/windows");
-    std::fs::create_dir_all(&cache).unwrap();
-    let img = cache.join(format!("{name}-{}.img", recipe_hash()));
-    if !img.exists() {
-        run(Command::new("bash")
-            .arg(recipe_dir().join("build.sh"))
-            .arg(name)
-            .arg(&img));
-    }
-    img
+    boot::windows_guests().join(format!("{name}.img"))
 }
 
 /// (relative path, sha256) of every file in every DRIVER/OS/ARCH folder, plus the bytes.

@@ -5,6 +5,7 @@
 //! edited with `xfs_db -x` (which keeps CRCs right) and, for the bmbt, a leaf block is written
 //! here and checked independently with `xfs_db bmap`. The ~50000-entry directory gets a real
 //! bmbt (btree-format directory) from mkfs itself.
+mod common;
 use revirt::error::{FsError, ImageError};
 use revirt::fs::xfs::Xfs;
 use revirt::fs::{FileType, GuestFs, Vfs};
@@ -160,19 +161,6 @@ fn proto(node: &Node, content: &Path, out: &mut String, files: &mut BTreeMap<Vec
     }
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install xfsprogs: .ci/deps.sh)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn xfs_db(img: &Path, write: bool, cmds: &[String]) -> String {
     // `timeout`: xfs_db can spin on a damaged tree; a test must not hang on it.
     let mut c = Command::new("timeout");
@@ -182,7 +170,7 @@ fn xfs_db(img: &Path, write: bool, cmds: &[String]) -> String {
     for x in cmds {
         c.arg("-c").arg(x);
     }
-    run(c.arg(img))
+    common::run_stdout(c.arg(img))
 }
 
 fn ino_of(img: &Path, path: &str) -> u64 {
@@ -241,12 +229,14 @@ fn build(name: &str, mkfs_args: &[&str], huge: bool, long_link: usize, edit: boo
         .unwrap()
         .set_len(512 << 20)
         .unwrap();
-    run(Command::new("mkfs.xfs")
-        .args(["-q", "-f"])
-        .args(mkfs_args)
-        .arg("-p")
-        .arg(work.join("proto"))
-        .arg(&img));
+    common::run_stdout(
+        Command::new("mkfs.xfs")
+            .args(["-q", "-f"])
+            .args(mkfs_args)
+            .arg("-p")
+            .arg(work.join("proto"))
+            .arg(&img),
+    );
     let mut edited = BTreeMap::new();
     if edit {
         punch_hole(&img);

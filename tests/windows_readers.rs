@@ -1,6 +1,7 @@
 //! FAT, NTFS and registry hive readers against images and hives made by the real tools
 //! (mkfs.vfat + mtools, mkntfs + ntfs-3g, hivexregedit), and detect_windows on a phony Windows
 //! volume built by fixtures/images/windows-mini/build.sh (cached under target/test-fixtures/).
+mod common;
 use revirt::error::FsError;
 use revirt::fs::fat::{Fat, FatKind};
 use revirt::fs::ntfs::Ntfs;
@@ -14,16 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn dev(path: &Path) -> Dev {
     Arc::new(RawImage::open(path).unwrap())
@@ -67,9 +58,11 @@ fn windows_mini() -> PathBuf {
     let key = hex::encode(&h.finalize()[..8]);
     let img = fixture_cache().join(format!("windows-mini-{key}.img"));
     if !img.exists() {
-        run(Command::new("bash")
-            .arg(recipe_dir().join("build.sh"))
-            .arg(&img));
+        common::run(
+            Command::new("bash")
+                .arg(recipe_dir().join("build.sh"))
+                .arg(&img),
+        );
     }
     img
 }
@@ -85,20 +78,22 @@ fn fat_image(bits: u32, dir: &Path) -> PathBuf {
         16 => (32 * 1024, "1"),
         _ => (64 * 1024, "1"),
     };
-    run(Command::new("mkfs.vfat")
-        .args([
-            "-C",
-            "-F",
-            &bits.to_string(),
-            "-S",
-            "512",
-            "-s",
-            spc,
-            "-n",
-            "ESP",
-        ])
-        .arg(&img)
-        .arg(kib.to_string()));
+    common::run(
+        Command::new("mkfs.vfat")
+            .args([
+                "-C",
+                "-F",
+                &bits.to_string(),
+                "-S",
+                "512",
+                "-s",
+                spc,
+                "-n",
+                "ESP",
+            ])
+            .arg(&img)
+            .arg(kib.to_string()),
+    );
     let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("boot"), pattern(100_000)).unwrap();
@@ -109,10 +104,12 @@ fn fat_image(bits: u32, dir: &Path) -> PathBuf {
     std::fs::write(src.join("empty"), b"").unwrap();
     let i = img.to_str().unwrap();
     let m = |args: &[&str]| {
-        run(Command::new(args[0])
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-i", i])
-            .args(&args[1..]));
+        common::run(
+            Command::new(args[0])
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .args(["-i", i])
+                .args(&args[1..]),
+        );
     };
     let s = |n: &str| src.join(n).to_str().unwrap().to_string();
     m(&["mmd", "::/EFI", "::/EFI/BOOT", "::/EFI/debian", "::/many"]);
@@ -524,9 +521,11 @@ fn export(k: Key, path: &str, out: &mut String) {
 fn hive_matches_hivexregedit_export() {
     let d = tempfile::tempdir().unwrap();
     let hive = d.path().join("test.hive");
-    run(Command::new("python3")
-        .arg(recipe_dir().join("mkhive.py"))
-        .arg(&hive));
+    common::run(
+        Command::new("python3")
+            .arg(recipe_dir().join("mkhive.py"))
+            .arg(&hive),
+    );
     let mut reg =
         String::from("Windows Registry Editor Version 5.00\n\n[HKEY_LOCAL_MACHINE\\T\\Many]\n\n");
     for i in 0..150 {
@@ -546,10 +545,12 @@ fn hive_matches_hivexregedit_export() {
     ));
     let regf = d.path().join("in.reg");
     std::fs::write(&regf, reg).unwrap();
-    run(Command::new("hivexregedit")
-        .args(["--merge", "--prefix", "HKEY_LOCAL_MACHINE\\T"])
-        .arg(&hive)
-        .arg(&regf));
+    common::run(
+        Command::new("hivexregedit")
+            .args(["--merge", "--prefix", "HKEY_LOCAL_MACHINE\\T"])
+            .arg(&hive)
+            .arg(&regf),
+    );
     let out = Command::new("hivexregedit")
         .arg("--export")
         .arg(&hive)

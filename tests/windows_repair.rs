@@ -3,6 +3,7 @@
 //! the recipe folder): the plan's shape per
 //! Windows version, refusals that write nothing, and a repair through the appliance read back
 //! with revirt's pure readers and with hivexregedit, then verified and re-planned to nothing.
+mod common;
 use revirt::plan::{Change, PlanOptions};
 use revirt::repair::{plan_only, repair, Readiness, RepairRequest};
 use sha2::{Digest, Sha256};
@@ -18,17 +19,6 @@ mod boot;
 fn windows_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(boot::windows_guests)
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The guest image NAME (guests/NAME.env).
@@ -220,10 +210,12 @@ fn trouble_cases_are_refused_with_nothing_written() {
     );
     // A source with only the network driver: no storage driver for this Windows.
     let src = tempfile::tempdir().unwrap();
-    run(Command::new("cp")
-        .arg("-r")
-        .arg(virtio_win().join("NetKVM"))
-        .arg(src.path()));
+    common::run_stdout(
+        Command::new("cp")
+            .arg("-r")
+            .arg(virtio_win().join("NetKVM"))
+            .arg(src.path()),
+    );
     let o = PlanOptions {
         virtio_win: Some(src.path().into()),
         ..Default::default()
@@ -234,32 +226,36 @@ fn trouble_cases_are_refused_with_nothing_written() {
 fn hive_export(overlay: &Path, hive: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("hive");
-    run(Command::new("guestfish")
-        .env(
-            "LIBGUESTFS_BACKEND",
-            std::env::var("LIBGUESTFS_BACKEND").unwrap_or_else(|_| "direct".into()),
-        )
-        .env(
-            "LIBGUESTFS_BACKEND_SETTINGS",
-            std::env::var("LIBGUESTFS_BACKEND_SETTINGS").unwrap_or_else(|_| "force_tcg".into()),
-        )
-        .args(["--ro", "--format=qcow2", "-a"])
-        .arg(overlay)
-        .args([
-            "-m",
-            "/dev/sda1",
-            "download",
-            &format!("/Windows/System32/config/{hive}"),
-        ])
-        .arg(&local));
-    run(Command::new("hivexregedit")
-        .args([
-            "--export",
-            "--prefix",
-            &format!("HKEY_LOCAL_MACHINE\\{hive}"),
-        ])
-        .arg(&local)
-        .arg("\\"))
+    common::run_stdout(
+        Command::new("guestfish")
+            .env(
+                "LIBGUESTFS_BACKEND",
+                std::env::var("LIBGUESTFS_BACKEND").unwrap_or_else(|_| "direct".into()),
+            )
+            .env(
+                "LIBGUESTFS_BACKEND_SETTINGS",
+                std::env::var("LIBGUESTFS_BACKEND_SETTINGS").unwrap_or_else(|_| "force_tcg".into()),
+            )
+            .args(["--ro", "--format=qcow2", "-a"])
+            .arg(overlay)
+            .args([
+                "-m",
+                "/dev/sda1",
+                "download",
+                &format!("/Windows/System32/config/{hive}"),
+            ])
+            .arg(&local),
+    );
+    common::run_stdout(
+        Command::new("hivexregedit")
+            .args([
+                "--export",
+                "--prefix",
+                &format!("HKEY_LOCAL_MACHINE\\{hive}"),
+            ])
+            .arg(&local)
+            .arg("\\"),
+    )
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! Two guests at a time (each costs two appliance launches, ~20 s each under TCG).
 #[path = "common/boot.rs"]
 mod boot;
+mod common;
 mod golden;
 
 use revirt::repair::{repair, Readiness, RepairRequest};
@@ -63,16 +64,6 @@ fn revirt(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
     )
 }
 
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
-}
-
 /// Replaces the host folder of the driver source by a fixed name in a plan.
 fn normalise_source(v: &mut Value, src: &str) {
     match v {
@@ -116,12 +107,15 @@ fn tree(image: &Path, skip: &str) -> BTreeMap<String, String> {
 /// The system partition of `overlay` as a raw file, for the independent NTFS tools.
 fn raw_partition(overlay: &Path, part: u32, dir: &Path) -> PathBuf {
     let raw = dir.join("disk.raw");
-    run(Command::new("qemu-img")
-        .args(["convert", "-O", "raw"])
-        .arg(overlay)
-        .arg(&raw));
-    let table: Value = serde_json::from_slice(&run(Command::new("sfdisk").arg("-J").arg(&raw)))
-        .expect("sfdisk -J output");
+    common::run(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(overlay)
+            .arg(&raw),
+    );
+    let table: Value =
+        serde_json::from_slice(&common::run(Command::new("sfdisk").arg("-J").arg(&raw)).stdout)
+            .expect("sfdisk -J output");
     let p = &table["partitiontable"]["partitions"][(part - 1) as usize];
     let (start, size) = (
         p["start"].as_u64().expect("partition start"),
@@ -149,7 +143,7 @@ fn hex1(s: &str) -> String {
 }
 
 fn ntfscat(part: &Path, path: &str) -> Vec<u8> {
-    run(Command::new("ntfscat").arg(part).arg(path))
+    common::run(Command::new("ntfscat").arg(part).arg(path)).stdout
 }
 
 /// The whole round trip for one guest; returns the failures (empty = passed).
@@ -266,10 +260,12 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
         ntfscat(&part, &format!("{}/System32/config/SYSTEM", w.system_root)),
     )
     .unwrap();
-    let reg = String::from_utf8_lossy(&run(Command::new("hivexregedit")
-        .args(["--export", "--prefix", "HKEY_LOCAL_MACHINE\\SYSTEM"])
-        .arg(&hive)
-        .arg("\\")))
+    let reg = common::run_stdout(
+        Command::new("hivexregedit")
+            .args(["--export", "--prefix", "HKEY_LOCAL_MACHINE\\SYSTEM"])
+            .arg(&hive)
+            .arg("\\"),
+    )
     .replace("\r\n", "\n");
     let cs = format!("ControlSet{:03}", w.current_control_set.unwrap_or(1));
     let key = format!("[HKEY_LOCAL_MACHINE\\SYSTEM\\{cs}\\Services\\viostor]\n");

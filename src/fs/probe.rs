@@ -213,20 +213,7 @@ pub fn probe(dev: &dyn BlockDevice) -> Result<Option<FsIdent>, ImageError> {
 mod tests {
     use super::*;
 
-    struct Mem(Vec<u8>);
-    impl BlockDevice for Mem {
-        fn size(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
-            let o = offset as usize;
-            buf.copy_from_slice(&self.0[o..o + buf.len()]);
-            Ok(())
-        }
-        fn name(&self) -> String {
-            "mem".into()
-        }
-    }
+    use crate::image::MemDev as Mem;
 
     /// A Windows 7+ BitLocker volume: boot sector, one FVE metadata block at 64 KiB with a
     /// header (volume id) and a description entry.

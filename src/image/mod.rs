@@ -305,3 +305,30 @@ impl std::io::Write for DevReader {
         Ok(())
     }
 }
+
+/// An in-memory disk for unit tests; reads past the end are errors, as on a real device.
+#[cfg(test)]
+pub(crate) struct MemDev(pub Vec<u8>);
+
+#[cfg(test)]
+impl BlockDevice for MemDev {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.0.get(o..o.checked_add(buf.len())?))
+            .ok_or(ImageError::OutOfRange {
+                path: "mem".into(),
+                offset,
+                len: buf.len(),
+                size: self.size(),
+            })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn name(&self) -> String {
+        "mem".into()
+    }
+}

@@ -472,20 +472,7 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
 mod tests {
     use super::*;
 
-    /// An in-memory disk for mapping tests.
-    struct Mem(Vec<u8>);
-    impl crate::image::BlockDevice for Mem {
-        fn size(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), crate::error::ImageError> {
-            buf.copy_from_slice(&self.0[off as usize..off as usize + buf.len()]);
-            Ok(())
-        }
-        fn name(&self) -> String {
-            "mem".into()
-        }
-    }
+    use crate::image::MemDev as Mem;
 
     const META: &str = r#"centos {
 id = "AbCdEf-1234-5678-9abc-def0-1234-567890"

@@ -319,29 +319,8 @@ fn check_entries(dev: &Dev, h: &gpt::header::Header) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ImageError;
-    use crate::image::BlockDevice;
 
-    struct Mem(Vec<u8>);
-    impl BlockDevice for Mem {
-        fn size(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
-            let o = offset as usize;
-            let src = self.0.get(o..o + buf.len()).ok_or(ImageError::OutOfRange {
-                path: "mem".into(),
-                offset,
-                len: buf.len(),
-                size: self.size(),
-            })?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-        fn name(&self) -> String {
-            "mem".into()
-        }
-    }
+    use crate::image::MemDev as Mem;
 
     /// A 2 MiB MBR disk with one type-0x42 partition, with or without a PRIVHEAD in sector 6.
     fn dynamic_mbr(privhead: bool) -> Dev {

@@ -48,15 +48,20 @@ pub fn real_guests() -> PathBuf {
 /// Builds (or reuses from the cache) the phony Windows guests, the phony virtio-win folder and
 /// ISO, and their manifest.json; returns their folder.
 pub fn windows_guests() -> PathBuf {
-    let status = xtask()
-        .args(["fixtures", "--set", "windows"])
-        .status()
-        .expect("running xtask fixtures");
-    assert!(
-        status.success(),
-        "cargo xtask fixtures --set windows failed"
-    );
-    cache_dir().join("windows")
+    // Once per test binary: a cache hit still costs a cargo invocation.
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let status = xtask()
+            .args(["fixtures", "--set", "windows"])
+            .status()
+            .expect("running xtask fixtures");
+        assert!(
+            status.success(),
+            "cargo xtask fixtures --set windows failed"
+        );
+        cache_dir().join("windows")
+    })
+    .clone()
 }
 
 /// Boots `image` through a throwaway overlay and returns the harness's JSON verdict.

@@ -2,9 +2,10 @@
 //!
 //! `cargo xtask fixtures [--only NAME]` builds every fixture recipe under fixtures/images/ into the
 //! cache (target/fixtures/, or $REVIRT_FIXTURE_CACHE), reusing what is already built and current.
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::Command;
 
 mod bench;
 mod boot;
@@ -38,6 +39,20 @@ enum Cmd {
         #[arg(long)]
         real_only: bool,
     },
+}
+
+/// Runs a command, failing with its output when it exits non-zero.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// Root of the repository (xtask lives one level below it).

@@ -16,6 +16,7 @@
 //! gap (MBR) or the BIOS boot partition (GPT), patching the sector pointers the way grub's setup
 //! does for a blocklist install.
 use crate::boot::{BootInfo, Firmware};
+use crate::run;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -334,20 +335,6 @@ impl Drop for ChrootMounts {
             }
         }
     }
-}
-
-/// Runs a command, failing with its output when it exits non-zero.
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// Runs a long command with its output going to `log`; on failure the error quotes the log's tail.

@@ -10,6 +10,7 @@
 //! windows-mini), decides whether an artifact is current. Builds hold windows/build.lock, work in
 //! a private scratch folder and rename finished files into place, so concurrent callers (test
 //! binaries in parallel) wait for one build instead of clashing.
+use crate::run;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -114,19 +115,6 @@ fn guest_names(dir: &Path) -> Result<Vec<String>> {
 fn is_current(out: &Path, name: &str, artifact: &str, key: &str) -> bool {
     fs::read_to_string(out.join(format!("{name}.key"))).is_ok_and(|k| k.trim() == key)
         && out.join(artifact).exists()
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let o = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !o.status.success() {
-        bail!(
-            "{cmd:?} failed ({}):\n{}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(())
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
