@@ -51,19 +51,6 @@ fn sha(p: &Path) -> String {
     ))
 }
 
-fn revirt(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_revirt"))
-        .args(args)
-        .env("LIBGUESTFS_BACKEND", "direct")
-        .output()
-        .expect("running revirt");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 /// Replaces the host folder of the driver source by a fixed name in a plan.
 fn normalise_source(v: &mut Value, src: &str) {
     match v {
@@ -154,7 +141,7 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     let srcs = src.to_string_lossy().into_owned();
 
     // 1. Golden plan.
-    let (code, out, err) = revirt(&[
+    let (code, out, err) = golden::revirt(&[
         "plan".as_ref(),
         "--json".as_ref(),
         "--virtio-win".as_ref(),
@@ -293,7 +280,7 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     }
 
     // 5. verify agrees; a second plan is empty.
-    let (code, _, err) = revirt(&[
+    let (code, _, err) = golden::revirt(&[
         "verify".as_ref(),
         "--virtio-win".as_ref(),
         src.as_os_str(),
@@ -302,7 +289,7 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     if code != 0 {
         bad.push(format!("{name}: revirt verify exit {code}: {err}"));
     }
-    let (code, again, err) = revirt(&[
+    let (code, again, err) = golden::revirt(&[
         "plan".as_ref(),
         "--json".as_ref(),
         "--virtio-win".as_ref(),
@@ -317,7 +304,7 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     }
 
     // 6. undo restores every hive and file byte for byte.
-    let (code, _, err) = revirt(&["undo".as_ref(), out.as_os_str()]);
+    let (code, _, err) = golden::revirt(&["undo".as_ref(), out.as_os_str()]);
     if code != 0 {
         bad.push(format!("{name}: revirt undo exit {code}: {err}"));
     } else {
@@ -363,7 +350,7 @@ fn keep_static_moves_the_address_to_the_virtio_adapter() {
     let (list, src) = fixtures();
     let mut seen = 0;
     for f in &list {
-        let (code, out, err) = revirt(&[
+        let (code, out, err) = golden::revirt(&[
             "plan".as_ref(),
             "--json".as_ref(),
             "--network".as_ref(),
@@ -401,7 +388,7 @@ fn keep_static_moves_the_address_to_the_virtio_adapter() {
             );
         }
         // Without the option the address is only reported, never applied.
-        let (_, out, _) = revirt(&[
+        let (_, out, _) = golden::revirt(&[
             "plan".as_ref(),
             "--json".as_ref(),
             "--virtio-win".as_ref(),
@@ -429,7 +416,7 @@ fn plan_version(image: &Path) -> (u32, u32) {
 fn virtio_scsi_binds_vioscsi_per_version() {
     let (list, src) = fixtures();
     for f in &list {
-        let (code, out, err) = revirt(&[
+        let (code, out, err) = golden::revirt(&[
             "plan".as_ref(),
             "--json".as_ref(),
             "--block".as_ref(),

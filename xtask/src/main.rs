@@ -55,6 +55,36 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs `job` over `items` on two workers (the machine has two cores and each fixture build is
+/// mostly single-threaded); every failure is collected and reported together under `what`.
+pub fn parallel<T: Send>(
+    what: &str,
+    items: Vec<T>,
+    job: impl Fn(T) -> std::result::Result<(), (String, anyhow::Error)> + Sync,
+) -> Result<()> {
+    let queue = std::sync::Mutex::new(items.into_iter());
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                let Some(item) = next else { break };
+                if let Err((name, e)) = job(item) {
+                    eprintln!("{what}: {name} failed: {e:#}");
+                    if let Ok(mut v) = errors.lock() {
+                        v.push(format!("{name}: {e:#}"));
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap_or_default();
+    if !errors.is_empty() {
+        bail!("{what} fixtures failed to build:\n{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
 /// Root of the repository (xtask lives one level below it).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

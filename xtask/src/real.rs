@@ -24,7 +24,6 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// Bump when the builder's own logic changes in a way that changes the images.
@@ -135,27 +134,9 @@ pub fn build_all(only: Option<&str>) -> Result<()> {
     check_tools()?;
     let base = ensure_base(&dir, &manifest.base, &base_key, &out)?;
 
-    // Two workers: the machine has two cores and each build is mostly single-threaded.
-    let queue = Mutex::new(todo.into_iter());
-    let errors = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
-                let Some((g, key)) = next else { break };
-                if let Err(e) = build_guest_locked(&dir, &out, &base, &g, &key) {
-                    eprintln!("real: {} failed: {e:#}", g.name);
-                    if let Ok(mut errs) = errors.lock() {
-                        errs.push(format!("{}: {e:#}", g.name));
-                    }
-                }
-            });
-        }
-    });
-    let errors = errors.into_inner().unwrap_or_default();
-    if !errors.is_empty() {
-        bail!("real guests failed to build:\n{}", errors.join("\n"));
-    }
+    crate::parallel("real", todo, |(g, key)| {
+        build_guest_locked(&dir, &out, &base, &g, &key).map_err(|e| (g.name.clone(), e))
+    })?;
     Ok(())
 }
 

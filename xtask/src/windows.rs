@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 /// Bump when this builder's own logic changes the artifacts.
 const BUILDER_VERSION: &str = "windows-v1";
@@ -294,37 +293,17 @@ pub fn build_all(only: Option<&str>) -> Result<()> {
         build_virtio_win(&dir, &out, &key)?;
         println!("windows: built virtio-win and virtio-win.iso");
     }
-    let queue = Mutex::new(todo.into_iter());
-    let errors = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
-                let Some(name) = next else { break };
-                let img = format!("{name}.img");
-                if is_current(&out, name, &img, &key) {
-                    println!("windows: {name} is current");
-                    continue;
-                }
-                let t = std::time::Instant::now();
-                match build_guest(&dir, &out, name, &key) {
-                    Ok(()) => {
-                        println!("windows: built {name} in {:.1}s", t.elapsed().as_secs_f64())
-                    }
-                    Err(e) => {
-                        eprintln!("windows: {name} failed: {e:#}");
-                        if let Ok(mut v) = errors.lock() {
-                            v.push(format!("{name}: {e:#}"));
-                        }
-                    }
-                }
-            });
+    crate::parallel("windows", todo, |name| {
+        let img = format!("{name}.img");
+        if is_current(&out, name, &img, &key) {
+            println!("windows: {name} is current");
+            return Ok(());
         }
-    });
-    let errors = errors.into_inner().unwrap_or_default();
-    if !errors.is_empty() {
-        bail!("Windows guests failed to build:\n{}", errors.join("\n"));
-    }
+        let t = std::time::Instant::now();
+        build_guest(&dir, &out, name, &key).map_err(|e| (name.to_string(), e))?;
+        println!("windows: built {name} in {:.1}s", t.elapsed().as_secs_f64());
+        Ok(())
+    })?;
     let manifest = Manifest {
         key,
         virtio_win: "virtio-win".into(),
