@@ -61,6 +61,9 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     if e.downcast_ref::<revirt::error::ImageError>().is_some() {
         return exit::UNREADABLE_IMAGE;
     }
+    if e.chain().any(|c| c.is::<revirt::drivers::BadSource>()) {
+        return exit::BAD_INPUT;
+    }
     exit::INTERNAL
 }
 
@@ -83,6 +86,8 @@ struct JobOptions {
     block: Option<String>,
     initramfs: Option<String>,
     serial_console: Option<bool>,
+    /// Windows: the virtio-win folder or ISO (else $VIRTIO_WIN).
+    virtio_win: Option<std::path::PathBuf>,
 }
 
 fn parse_enum<T: clap::ValueEnum>(field: &str, v: &Option<String>) -> Result<Option<T>, String> {
@@ -167,6 +172,7 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
     if let Some(sc) = job.options.serial_console {
         opts.serial_console = sc;
     }
+    opts.virtio_win = job.options.virtio_win.clone();
     let _locks = match lock_disks(&job.disks) {
         Ok(l) => l,
         Err(e) => {
@@ -182,7 +188,21 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
     let mut progress = |phase: &str, msg: &str| {
         event(serde_json::json!({"event": "phase", "phase": phase, "message": msg}))
     };
-    let report = revirt::repair::repair(&req, &mut progress)?;
+    let report = match revirt::repair::repair(&req, &mut progress) {
+        Ok(r) => r,
+        Err(e) => {
+            // The orchestrator reads events, not stderr prose: say what failed as one.
+            let kind = match exit_code(&e) {
+                exit::BAD_INPUT => "bad-input",
+                exit::UNREADABLE_IMAGE => "unreadable-image",
+                exit::NO_OS => "no-os",
+                exit::UNSUPPORTED_LAYOUT => "unsupported-layout",
+                _ => "internal",
+            };
+            event(serde_json::json!({"event": "error", "kind": kind, "message": format!("{e:#}")}));
+            return Err(e);
+        }
+    };
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(p) = &job.report {
         std::fs::write(p, &text)

@@ -195,3 +195,49 @@ fn repair_from_the_iso_uploads_the_same_bytes_as_the_folder() {
         );
     }
 }
+
+/// A driver source that is missing or not a folder/ISO is bad input (exit 2), from the CLI and
+/// from the orchestrator's job (`options.virtio_win`), where it is also a JSON error event.
+#[test]
+fn a_bad_driver_source_is_bad_input() {
+    let img = guest("w10-22h2");
+    let t = tempfile::tempdir().unwrap();
+    let not_iso = t.path().join("drivers.txt");
+    std::fs::write(&not_iso, "not an ISO").unwrap();
+    for src in [t.path().join("missing.iso"), not_iso] {
+        let o = Command::new(env!("CARGO_BIN_EXE_revirt"))
+            .arg("plan")
+            .arg("--virtio-win")
+            .arg(&src)
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let job = t.path().join("job.json");
+        let out = t.path().join("out.qcow2");
+        std::fs::write(
+            &job,
+            serde_json::json!({"disks": [img], "outputs": [out], "options": {"virtio_win": src}})
+                .to_string(),
+        )
+        .unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_revirt"))
+            .args(["worker", "--job"])
+            .arg(&job)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.lines()
+                .any(|l| l.contains(r#""event":"error""#) && l.contains(r#""kind":"bad-input""#)),
+            "{err}"
+        );
+        assert!(!out.exists(), "nothing may be written");
+    }
+}

@@ -50,25 +50,28 @@ pub trait DriverSource {
 /// Opens a driver source: a directory as a folder source, a regular file holding an ISO 9660
 /// volume (`CD001` at sector 16) as an ISO source; anything else is an error naming the path.
 pub fn open(path: &Path) -> Result<Box<dyn DriverSource>> {
+    let bad = |what: String| anyhow::Error::new(BadSource(format!("{}: {what}", path.display())));
     let md = std::fs::metadata(path)
-        .with_context(|| format!("{}: cannot open the virtio-win source", path.display()))?;
+        .map_err(|e| bad(format!("cannot open the virtio-win source: {e}")))?;
     if md.is_dir() {
         return Ok(Box::new(FolderSource::new(path)));
     }
     if !md.is_file() {
-        bail!(
-            "{}: the virtio-win source must be a folder or an ISO 9660 image file",
-            path.display()
-        );
+        return Err(bad(
+            "the virtio-win source must be a folder or an ISO 9660 image file".into(),
+        ));
     }
     if !iso::is_iso9660(path)? {
-        bail!(
-            "{}: not an ISO 9660 image (no CD001 volume descriptor at sector 16); the virtio-win source must be a folder or the virtio-win ISO",
-            path.display()
-        );
+        return Err(bad("not an ISO 9660 image (no CD001 volume descriptor at sector 16); the virtio-win source must be a folder or the virtio-win ISO".into()));
     }
     Ok(Box::new(IsoSource::open(path)?))
 }
+
+/// The driver source the user named is missing or not a folder / ISO: bad input, not a
+/// failure of revirt (the CLI exits 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSource(pub String);
 
 /// Turns a plan's `from` reference into a host file: an existing host file is used as is; an
 /// `ISO!/member` reference is extracted under `dir` (the apply step's temporary folder).
