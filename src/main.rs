@@ -358,12 +358,7 @@ fn run(cli: Cli) -> Result<i32> {
                 return Ok(exit::REFUSED);
             };
             drop(vfs);
-            let formats: Vec<&str> = g
-                .inspection
-                .disks
-                .iter()
-                .map(|d| d.image.format.as_str())
-                .collect();
+            let formats = g.formats();
             let n = revirt::apply::undo(&c.images, &formats, &root, &journal)?;
             println!("undid {n} change(s) of run {}", journal.run_id);
             Ok(exit::OK)

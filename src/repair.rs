@@ -107,15 +107,7 @@ pub fn choose_os(g: &Guest) -> Result<&OsReport, String> {
 
 /// A Vfs over the volume holding `os`'s root (Windows: the system volume).
 pub fn root_vfs(g: &Guest, os: &OsReport) -> Result<crate::fs::Vfs> {
-    let v = g
-        .volumes
-        .iter()
-        .find(|v| v.report.device == os.root.device)
-        .with_context(|| format!("volume {} vanished", os.root.device))?;
-    let fs = v
-        .open_fs()?
-        .with_context(|| format!("{}: no reader", os.root.device))?;
-    Ok(crate::fs::Vfs::new(fs))
+    g.root_vfs(os)
 }
 
 /// The options with VIRTIO_WIN as the default driver source (for the worker, too).
@@ -198,12 +190,7 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         report.refusals = plan.refusals.clone();
         return Ok(report);
     }
-    let formats: Vec<&str> = g
-        .inspection
-        .disks
-        .iter()
-        .map(|d| d.image.format.as_str())
-        .collect();
+    let formats = g.formats();
     let target = if req.outputs.is_empty() {
         Target::InPlace
     } else {

@@ -56,15 +56,7 @@ pub fn apply_windows(
         .windows
         .as_ref()
         .context("apply_windows needs a Windows OS")?;
-    let vol = guest
-        .volumes
-        .iter()
-        .find(|v| v.report.device == os.root.device)
-        .with_context(|| format!("volume {} vanished", os.root.device))?;
-    let vfs = crate::fs::Vfs::new(
-        vol.open_fs()?
-            .with_context(|| format!("{}: no reader", os.root.device))?,
-    );
+    let vfs = guest.root_vfs(os)?;
     let backup_dir = format!("{WIN_BACKUP_ROOT}/{run_id}");
     let tmp = tempdir()?;
     // 1. Records and payloads from the pure readers, before the appliance starts.

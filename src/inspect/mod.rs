@@ -43,6 +43,31 @@ pub struct Guest {
     pub volumes: Vec<Volume>,
 }
 
+impl Guest {
+    /// A Vfs over the volume holding `os`'s root (Windows: the system volume).
+    pub fn root_vfs(&self, os: &OsReport) -> anyhow::Result<Vfs> {
+        use anyhow::Context;
+        let v = self
+            .volumes
+            .iter()
+            .find(|v| v.report.device == os.root.device)
+            .with_context(|| format!("volume {} vanished", os.root.device))?;
+        let fs = v
+            .open_fs()?
+            .with_context(|| format!("{}: no reader", os.root.device))?;
+        Ok(Vfs::new(fs))
+    }
+
+    /// The image format of each disk, in argument order (for adding them to an appliance).
+    pub fn formats(&self) -> Vec<&str> {
+        self.inspection
+            .disks
+            .iter()
+            .map(|d| d.image.format.as_str())
+            .collect()
+    }
+}
+
 /// Guest device name of disk `i` in argument order: /dev/sda, /dev/sdb, ...
 pub fn disk_device(i: usize) -> String {
     let mut n = i + 1;
