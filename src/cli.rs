@@ -14,6 +14,16 @@ pub struct Cli {
     /// Log more (-v info, -vv debug); logs go to stderr.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Trust backing files under DIR (repeatable; env: ':'-separated). By default a backing file
+    /// must lie in the folder of the image naming it; absolute names and escapes are refused.
+    #[arg(
+        long,
+        value_name = "DIR",
+        global = true,
+        env = "REVIRT_ALLOW_BACKING_DIR",
+        value_delimiter = ':'
+    )]
+    pub allow_backing_dir: Vec<PathBuf>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -26,7 +36,7 @@ pub enum Cmd {
     Plan(PlanCmd),
     /// Repair the guest to boot on virtio with DHCP; verify the result.
     Repair(RepairCmd),
-    /// Check statically whether the guest boots on virtio (exit 0 ready, 1 not).
+    /// Check statically whether the guest boots on virtio (exit 0 ready, 7 not).
     Verify(VerifyCmd),
     /// Orchestrator entry point: run a repair job (JSON file or - for stdin).
     Worker(WorkerCmd),

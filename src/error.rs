@@ -17,6 +17,12 @@ pub enum ImageError {
     Empty { path: PathBuf },
     #[error("{path}: {format} images are not read directly; convert first: revirt convert {path} OUT.qcow2 --to qcow2")]
     NeedsConvert { path: PathBuf, format: &'static str },
+    #[error("{path}: backing file {name:?} refused: {why}")]
+    BackingRefused {
+        path: PathBuf,
+        name: String,
+        why: String,
+    },
     #[error("{path}: unsupported image: {what}")]
     Unsupported { path: PathBuf, what: String },
     #[error("{path}: corrupt image at offset {offset:#x}: {what}")]

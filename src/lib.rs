@@ -10,6 +10,7 @@ pub mod fs;
 pub mod guestfs;
 pub mod image;
 pub mod inspect;
+pub mod lock;
 pub mod lvm;
 pub mod part;
 pub mod plan;

@@ -14,15 +14,13 @@ mod exit {
     pub const UNREADABLE_IMAGE: i32 = 3;
     pub const NO_OS: i32 = 4;
     pub const UNSUPPORTED_LAYOUT: i32 = 5;
-    /// repair: outside what revirt repairs safely; nothing written.
+    /// Outside what revirt repairs safely; nothing written.
     pub const REFUSED: i32 = 6;
-    /// repair: changes made, verify still fails.
-    pub const REPAIRED_NOT_READY: i32 = 7;
-    /// verify: not ready.
-    pub const NOT_READY: i32 = 1;
-    /// worker: the job file is malformed.
+    /// Not ready: verify finds problems (verify; repair and worker after writing).
+    pub const NOT_READY: i32 = 7;
+    /// Bad command line or job: found before any disk is read.
     pub const BAD_INPUT: i32 = 2;
-    /// worker: another worker holds one of the disks.
+    /// Another revirt run holds one of the disks.
     pub const LOCKED: i32 = 8;
 }
 
@@ -61,8 +59,16 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     if e.downcast_ref::<revirt::error::ImageError>().is_some() {
         return exit::UNREADABLE_IMAGE;
     }
-    if e.chain().any(|c| c.is::<revirt::drivers::BadSource>()) {
+    if e.chain()
+        .any(|c| c.is::<revirt::drivers::BadSource>() || c.is::<revirt::repair::BadRequest>())
+    {
         return exit::BAD_INPUT;
+    }
+    if e.chain().any(|c| c.is::<revirt::lock::Locked>()) {
+        return exit::LOCKED;
+    }
+    if e.chain().any(|c| c.is::<revirt::error::ImageError>()) {
+        return exit::UNREADABLE_IMAGE;
     }
     exit::INTERNAL
 }
@@ -88,6 +94,8 @@ struct JobOptions {
     serial_console: Option<bool>,
     /// Windows: the virtio-win folder or ISO (else $VIRTIO_WIN).
     virtio_win: Option<std::path::PathBuf>,
+    /// Folders whose files the disks' backing chains may open (see --allow-backing-dir).
+    allow_backing_dirs: Vec<std::path::PathBuf>,
 }
 
 fn parse_enum<T: clap::ValueEnum>(field: &str, v: &Option<String>) -> Result<Option<T>, String> {
@@ -97,25 +105,6 @@ fn parse_enum<T: clap::ValueEnum>(field: &str, v: &Option<String>) -> Result<Opt
             .map(Some)
             .map_err(|_| format!("job: options.{field}: unknown value {s:?}")),
     }
-}
-
-/// Takes an exclusive, non-blocking lock on each disk so a second worker on the same disk is
-/// refused instead of racing. Locks are released when the process exits.
-fn lock_disks(disks: &[std::path::PathBuf]) -> Result<Vec<std::fs::File>, String> {
-    use std::os::fd::AsRawFd;
-    let mut held = vec![];
-    for d in disks {
-        let f = std::fs::File::open(d).map_err(|e| format!("{}: {e}", d.display()))?;
-        // SAFETY: flock on a valid fd we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(format!(
-                "{}: another revirt worker holds this disk",
-                d.display()
-            ));
-        }
-        held.push(f);
-    }
-    Ok(held)
 }
 
 fn worker(c: &cli::WorkerCmd) -> Result<i32> {
@@ -173,18 +162,19 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
         opts.serial_console = sc;
     }
     opts.virtio_win = job.options.virtio_win.clone();
-    let _locks = match lock_disks(&job.disks) {
-        Ok(l) => l,
-        Err(e) => {
-            event(serde_json::json!({"event": "error", "kind": "locked", "message": e}));
-            return Ok(exit::LOCKED);
-        }
+    let policy = match revirt::image::OpenPolicy::allowing(&job.options.allow_backing_dirs) {
+        Ok(p) => p,
+        Err(e) => return bad(format!("job: options.allow_backing_dirs: {e}")),
     };
     let req = revirt::repair::RepairRequest {
         inputs: job.disks.clone(),
         outputs: job.outputs.clone(),
         opts,
+        policy,
     };
+    if let Err(e) = req.validate() {
+        return bad(format!("job: {e}"));
+    }
     let mut progress = |phase: &str, msg: &str| {
         event(serde_json::json!({"event": "phase", "phase": phase, "message": msg}))
     };
@@ -197,6 +187,7 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
                 exit::UNREADABLE_IMAGE => "unreadable-image",
                 exit::NO_OS => "no-os",
                 exit::UNSUPPORTED_LAYOUT => "unsupported-layout",
+                exit::LOCKED => "locked",
                 _ => "internal",
             };
             event(serde_json::json!({"event": "error", "kind": kind, "message": format!("{e:#}")}));
@@ -218,14 +209,21 @@ fn readiness_code(r: revirt::repair::Readiness) -> i32 {
     match r {
         revirt::repair::Readiness::Ready => exit::OK,
         revirt::repair::Readiness::Refused => exit::REFUSED,
-        revirt::repair::Readiness::NotReady => exit::REPAIRED_NOT_READY,
+        revirt::repair::Readiness::NotReady => exit::NOT_READY,
     }
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    let policy = match revirt::image::OpenPolicy::allowing(&cli.allow_backing_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("revirt: error: --allow-backing-dir: {e}");
+            return Ok(exit::BAD_INPUT);
+        }
+    };
     match cli.cmd {
         Cmd::Inspect(c) => {
-            let guest = revirt::inspect::inspect(&c.images)?;
+            let guest = revirt::inspect::inspect_with(&c.images, &policy)?;
             let ins = &guest.inspection;
             if c.json {
                 println!("{}", serde_json::to_string_pretty(ins)?);
@@ -242,7 +240,8 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Cmd::Plan(c) => {
-            let (_g, plan) = revirt::repair::plan_only(&c.images, &c.target.plan_options())?;
+            let (_g, plan) =
+                revirt::repair::plan_only(&c.images, &c.target.plan_options(), &policy)?;
             match plan {
                 Err(why) => {
                     eprintln!("revirt: refused: {why}");
@@ -263,7 +262,8 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Cmd::Verify(c) => {
-            let g = revirt::inspect::inspect(&c.images)?;
+            let g = revirt::inspect::inspect_with(&c.images, &policy)?;
+            revirt::repair::no_os_is_an_error(&g, &c.images)?;
             let os = match revirt::repair::choose_os(&g) {
                 Ok(os) => os,
                 Err(why) => {
@@ -297,6 +297,7 @@ fn run(cli: Cli) -> Result<i32> {
                 inputs: c.images.clone(),
                 outputs: c.outputs.clone(),
                 opts: c.target.plan_options(),
+                policy,
             };
             let json_progress = c.progress == ProgressMode::Json;
             let tty = c.progress == ProgressMode::Auto && std::io::stderr().is_terminal();
@@ -325,7 +326,9 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Worker(c) => worker(&c),
         Cmd::Undo(c) => {
-            let g = revirt::inspect::inspect(&c.images)?;
+            let _locks = revirt::lock::lock_disks(&c.images)?;
+            let g = revirt::inspect::inspect_with(&c.images, &policy)?;
+            revirt::repair::no_os_is_an_error(&g, &c.images)?;
             let os = match revirt::repair::choose_os(&g) {
                 Ok(os) => os,
                 Err(why) => {
@@ -358,8 +361,7 @@ fn run(cli: Cli) -> Result<i32> {
                 return Ok(exit::REFUSED);
             };
             drop(vfs);
-            let formats = g.formats();
-            let n = revirt::apply::undo(&c.images, &formats, &root, &journal)?;
+            let n = revirt::apply::undo(&g.images(), &root, &journal)?;
             println!("undid {n} change(s) of run {}", journal.run_id);
             Ok(exit::OK)
         }

@@ -2,14 +2,16 @@
 //! Used by `revirt repair` and `revirt worker`.
 use crate::apply::{self, ActionRecord, Target};
 use crate::image::ImageInfo;
-use crate::inspect::{inspect, Guest};
+use crate::image::OpenPolicy;
+use crate::inspect::InspectError;
+use crate::inspect::{inspect_with, Guest};
 use crate::plan::{collect_inputs, plan_linux, PlanOptions, RepairPlan};
 use crate::types::OsReport;
 use crate::verify::{verify_linux, Verdict};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bumped on any incompatible change of the report JSON.
@@ -21,6 +23,63 @@ pub struct RepairRequest {
     /// One per input: write to qcow2 overlays; empty: write in place (with backups).
     pub outputs: Vec<PathBuf>,
     pub opts: PlanOptions,
+    /// Which backing files the inputs may open (`--allow-backing-dir`).
+    pub policy: OpenPolicy,
+}
+
+/// A request that cannot be run as given (exit 2), found before any disk is read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+impl RepairRequest {
+    /// Checks the output paths: one per input, each new, in an existing folder, and none the same
+    /// file as an input or another output (a write there would destroy the source).
+    pub fn validate(&self) -> Result<(), BadRequest> {
+        if self.inputs.is_empty() {
+            return Err(BadRequest("no input disks".into()));
+        }
+        if self.outputs.is_empty() {
+            return Ok(());
+        }
+        if self.outputs.len() != self.inputs.len() {
+            return Err(BadRequest(format!(
+                "{} input disk(s) but {} --output path(s): give one --output per input",
+                self.inputs.len(),
+                self.outputs.len()
+            )));
+        }
+        let canon_in: Vec<Option<PathBuf>> =
+            self.inputs.iter().map(|p| p.canonicalize().ok()).collect();
+        let mut planned: Vec<PathBuf> = vec![];
+        for out in &self.outputs {
+            let bad = |why: &str| Err(BadRequest(format!("--output {}: {why}", out.display())));
+            if out.symlink_metadata().is_ok() {
+                return bad("already exists; revirt never overwrites an output");
+            }
+            let name = out.file_name();
+            let parent = match out.parent() {
+                Some(p) if p.as_os_str().is_empty() => Path::new("."),
+                Some(p) => p,
+                None => return bad("names no file"),
+            };
+            let Some(name) = name else {
+                return bad("names no file");
+            };
+            let Ok(dir) = parent.canonicalize() else {
+                return bad(&format!("folder {} does not exist", parent.display()));
+            };
+            if !dir.is_dir() {
+                return bad(&format!("{} is not a folder", parent.display()));
+            }
+            let full = dir.join(name);
+            if canon_in.iter().flatten().any(|i| *i == full) || planned.contains(&full) {
+                return bad("is an input disk or another output");
+            }
+            planned.push(full);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -119,12 +178,28 @@ fn with_env(opts: &PlanOptions) -> PlanOptions {
     o
 }
 
+/// No OS at all is its own outcome (exit 4) in every command, not a refusal.
+pub fn no_os_is_an_error(g: &Guest, inputs: &[PathBuf]) -> Result<(), InspectError> {
+    if !g.inspection.operating_systems.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+    // choose_os names what hides the OS (BitLocker); its first words repeat ours.
+    let why = choose_os(g).err().unwrap_or_default();
+    let extra = why
+        .strip_prefix("no operating system found")
+        .unwrap_or(&why);
+    Err(InspectError::NoOs(format!("{}{extra}", names.join(", "))))
+}
+
 /// Plans without writing (for `revirt plan`).
 pub fn plan_only(
     inputs: &[PathBuf],
     opts: &PlanOptions,
+    policy: &OpenPolicy,
 ) -> Result<(Guest, Result<RepairPlan, String>)> {
-    let g = inspect(inputs)?;
+    let g = inspect_with(inputs, policy)?;
+    no_os_is_an_error(&g, inputs)?;
     let plan = match choose_os(&g) {
         Ok(os) if os.kind == "windows" => {
             let w = os.windows.as_ref().expect("windows");
@@ -154,8 +229,10 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
     let run_id = new_run_id();
     let mut timings = BTreeMap::new();
     let t = Instant::now();
+    req.validate()?;
+    let _locks = crate::lock::lock_disks(&req.inputs)?;
     progress("inspect", "reading the disks");
-    let (g, plan) = plan_only(&req.inputs, &req.opts)?;
+    let (g, plan) = plan_only(&req.inputs, &req.opts, &req.policy)?;
     timings.insert("inspect+plan".to_string(), t.elapsed().as_secs_f64());
     let mut report = RepairReport {
         schema_version: REPORT_SCHEMA_VERSION,
@@ -190,15 +267,16 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         report.refusals = plan.refusals.clone();
         return Ok(report);
     }
-    let formats = g.formats();
     let target = if req.outputs.is_empty() {
         Target::InPlace
     } else {
         Target::Overlays(req.outputs.clone())
     };
     if let Target::Overlays(outs) = &target {
-        apply::create_overlays(&req.inputs, &formats, outs)?;
+        apply::create_overlays(&g.images(), outs)?;
     }
+    // The overlays name the inputs as their backing files: trust those folders when reading back.
+    let after = req.policy.also_folders_of(&req.inputs);
     let result_paths: Vec<PathBuf> = match &target {
         Target::Overlays(o) => o.clone(),
         Target::InPlace => req.inputs.clone(),
@@ -207,7 +285,7 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         // Already repaired (or nothing needed): verify what is there, write nothing.
         progress("verify", "nothing to change; verifying");
         let t = Instant::now();
-        report.verify = Some(verify_paths(&result_paths, &os, &req.opts)?);
+        report.verify = Some(verify_paths(&result_paths, &os, &req.opts, &after)?);
         report
             .timings
             .insert("verify".into(), t.elapsed().as_secs_f64());
@@ -228,7 +306,7 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
     let mut verify_cb = |records: &[ActionRecord]| -> Result<serde_json::Value> {
         progress("verify", "checking the result");
         let t = Instant::now();
-        let v = verify_paths(&result_paths, &os, &opts)?;
+        let v = verify_paths(&result_paths, &os, &opts, &after)?;
         verify_secs = t.elapsed().as_secs_f64();
         let rec = serde_json::json!({
             "revirt_version": env!("CARGO_PKG_VERSION"),
@@ -241,15 +319,7 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         verdict = Some(v);
         Ok(rec)
     };
-    let (records, apply_secs) = apply::apply(
-        &g,
-        &req.inputs,
-        &target,
-        &os,
-        &plan,
-        &run_id,
-        &mut verify_cb,
-    )?;
+    let (records, apply_secs) = apply::apply(&g, &target, &os, &plan, &run_id, &mut verify_cb)?;
     report
         .timings
         .insert("apply".into(), apply_secs - verify_secs);
@@ -266,8 +336,13 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
 }
 
 /// Re-inspects `paths` with the pure readers and verifies the OS rooted where `os` was.
-pub fn verify_paths(paths: &[PathBuf], os: &OsReport, opts: &PlanOptions) -> Result<Verdict> {
-    let g = inspect(paths).context("re-inspecting the result")?;
+pub fn verify_paths(
+    paths: &[PathBuf],
+    os: &OsReport,
+    opts: &PlanOptions,
+    policy: &OpenPolicy,
+) -> Result<Verdict> {
+    let g = inspect_with(paths, policy).context("re-inspecting the result")?;
     let again = g
         .inspection
         .operating_systems

@@ -7,7 +7,6 @@ mod boot;
 use revirt::drivers::{self, DriverSource};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The phony virtio-win as a folder and as the ISO xorriso made of it, from the Windows fixture
 /// set (`cargo xtask fixtures --set windows`; the tmp argument is kept for call sites).
@@ -98,7 +97,7 @@ fn folder_and_iso_give_the_same_listing_bytes_and_sha256() {
 
 /// `revirt plan --json` with `--virtio-win SRC`.
 fn plan_json(img: &Path, src: &Path) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_revirt"))
+    let out = boot::revirt_bin()
         .arg("plan")
         .arg(img)
         .arg("--json")
@@ -175,6 +174,7 @@ fn repair_from_the_iso_uploads_the_same_bytes_as_the_folder() {
     };
     let req = RepairRequest {
         inputs: vec![img.clone()],
+        policy: Default::default(),
         outputs: vec![out.clone()],
         opts: opts(&iso),
     };
@@ -185,7 +185,8 @@ fn repair_from_the_iso_uploads_the_same_bytes_as_the_folder() {
         .iter()
         .any(|a| a.target == "/Windows/System32/drivers/viostor.sys"));
     for src in [&dir, &iso] {
-        let (_g, plan) = plan_only(std::slice::from_ref(&out), &opts(src)).unwrap();
+        let (_g, plan) =
+            plan_only(std::slice::from_ref(&out), &opts(src), &boot::trust(&img)).unwrap();
         let plan = plan.unwrap();
         assert!(
             plan.actions.is_empty(),
@@ -205,7 +206,7 @@ fn a_bad_driver_source_is_bad_input() {
     let not_iso = t.path().join("drivers.txt");
     std::fs::write(&not_iso, "not an ISO").unwrap();
     for src in [t.path().join("missing.iso"), not_iso] {
-        let o = Command::new(env!("CARGO_BIN_EXE_revirt"))
+        let o = boot::revirt_bin()
             .arg("plan")
             .arg("--virtio-win")
             .arg(&src)
@@ -226,7 +227,7 @@ fn a_bad_driver_source_is_bad_input() {
                 .to_string(),
         )
         .unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_revirt"))
+        let o = boot::revirt_bin()
             .args(["worker", "--job"])
             .arg(&job)
             .output()

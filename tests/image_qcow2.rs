@@ -129,7 +129,9 @@ fn compare_all(dev: &dyn BlockDevice, raw_path: &Path, spots: &[(u64, usize)]) {
 }
 
 fn open(path: &Path) -> (Dev, Vec<String>) {
-    Qcow2Image::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+    let (dev, chain) = Qcow2Image::open(path, &Default::default())
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    (dev, chain.into_iter().map(|l| l.path).collect())
 }
 
 #[test]
@@ -472,7 +474,7 @@ fn small_image(dir: &Path, name: &str) -> PathBuf {
 }
 
 fn open_err(path: &Path) -> ImageError {
-    match Qcow2Image::open(path) {
+    match Qcow2Image::open(path, &Default::default()) {
         Ok(_) => panic!("{} opened but should be refused", path.display()),
         Err(e) => e,
     }
@@ -578,7 +580,7 @@ fn mutated_headers_never_panic() {
             }
             let t = d.path().join("mut.qcow2");
             std::fs::write(&t, &b).unwrap();
-            if let Ok((dev, _)) = Qcow2Image::open(&t) {
+            if let Ok((dev, _)) = Qcow2Image::open(&t, &Default::default()) {
                 let mut buf = vec![0u8; 70_000];
                 for off in [0u64, 511, 3 * MIB, 8 * MIB - 1, 16 * MIB - 70_000] {
                     if off + buf.len() as u64 <= dev.size() {

@@ -75,7 +75,7 @@ fn sha256(p: &std::path::Path) -> String {
 
 /// The first static IPv4 address inspection finds in the guest's network config.
 fn static_address(img: &std::path::Path) -> Option<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_revirt"))
+    let out = revirt_bin()
         .args(["inspect", "--json"])
         .arg(img)
         .output()
@@ -132,7 +132,7 @@ fn repaired_real_guests_boot_on_virtio_with_dhcp() {
             c.guest,
             c.args.join("").replace('-', "_")
         ));
-        let rep = Command::new(env!("CARGO_BIN_EXE_revirt"))
+        let rep = revirt_bin()
             .arg("repair")
             .arg(&input)
             .arg("--output")

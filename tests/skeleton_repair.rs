@@ -147,7 +147,7 @@ fn repair(name: &str) {
         "{name}: revirt verify of the repaired overlay: {vout}{verr}"
     );
 
-    read_back(name, &out, &records, &planned);
+    read_back(name, &img, &out, &records, &planned);
 
     // A second run over the repaired overlay finds nothing to do and stays ready.
     let out2 = tmp.path().join(format!("{name}.again.qcow2"));
@@ -178,8 +178,9 @@ fn repair(name: &str) {
 /// Reads the repaired guest back with revirt's pure readers: every written file has the hash
 /// the report recorded, renamed files are gone, the initramfs carries virtio_blk, and fstab
 /// names no bus-dependent device.
-fn read_back(name: &str, out: &Path, records: &[Value], planned: &[Value]) {
-    let g = revirt::inspect::inspect(&[PathBuf::from(out)])
+fn read_back(name: &str, img: &Path, out: &Path, records: &[Value], planned: &[Value]) {
+    let trust = revirt::image::OpenPolicy::default().also_folders_of(&[img.to_path_buf()]);
+    let g = revirt::inspect::inspect_with(&[PathBuf::from(out)], &trust)
         .unwrap_or_else(|e| panic!("{name}: inspecting the overlay: {e}"));
     let os = revirt::repair::choose_os(&g).unwrap_or_else(|e| panic!("{name}: {e}"));
     let l: &LinuxInfo = os.linux.as_ref().expect("a Linux guest");

@@ -73,7 +73,7 @@ fn uploads(plan: &revirt::plan::RepairPlan) -> Vec<String> {
 #[test]
 fn plan_binds_viostor_per_windows_version() {
     // Windows Server 2008 R2: CriticalDeviceDatabase, 2k8R2 drivers, no DriverDatabase.
-    let (_g, plan) = plan_only(&[guest("2k8r2")], &opts()).unwrap();
+    let (_g, plan) = plan_only(&[guest("2k8r2")], &opts(), &Default::default()).unwrap();
     let plan = plan.unwrap();
     assert!(plan.refusals.is_empty(), "{:?}", plan.refusals);
     let regs = reg_sets(&plan);
@@ -145,7 +145,7 @@ fn plan_binds_viostor_per_windows_version() {
     );
 
     // Windows 10 22H2: DriverDatabase with the real package, no CDD.
-    let (_g, plan) = plan_only(&[guest("w10-22h2")], &opts()).unwrap();
+    let (_g, plan) = plan_only(&[guest("w10-22h2")], &opts(), &Default::default()).unwrap();
     let plan = plan.unwrap();
     let regs = reg_sets(&plan);
     assert!(!regs
@@ -181,6 +181,7 @@ fn assert_refused(name: &str, o: &PlanOptions, why: &str) {
     let out = dir.path().join("out.qcow2");
     let req = RepairRequest {
         inputs: vec![img.clone()],
+        policy: Default::default(),
         outputs: vec![out.clone()],
         opts: o.clone(),
     };
@@ -266,6 +267,7 @@ fn w10_repair_through_the_appliance_reads_back_and_is_idempotent() {
     let out = dir.path().join("w10.qcow2");
     let req = RepairRequest {
         inputs: vec![img.clone()],
+        policy: Default::default(),
         outputs: vec![out.clone()],
         opts: opts(),
     };
@@ -278,7 +280,7 @@ fn w10_repair_through_the_appliance_reads_back_and_is_idempotent() {
     assert_eq!(sha(&img), before, "the input changed");
 
     // Pure reader: the inspection of the overlay sees the service, the binding and the staging.
-    let g = revirt::inspect::inspect(std::slice::from_ref(&out)).unwrap();
+    let g = revirt::inspect::inspect_with(std::slice::from_ref(&out), &boot::trust(&img)).unwrap();
     let w = g.inspection.operating_systems[0].windows.clone().unwrap();
     let vs = w
         .drivers
@@ -321,7 +323,7 @@ fn w10_repair_through_the_appliance_reads_back_and_is_idempotent() {
     assert!(reg.contains("[HKEY_LOCAL_MACHINE\\SYSTEM\\DriverDatabase\\DriverInfFiles\\oem3.inf]"));
 
     // A second repair plans nothing.
-    let (_g, plan) = plan_only(std::slice::from_ref(&out), &opts()).unwrap();
+    let (_g, plan) = plan_only(std::slice::from_ref(&out), &opts(), &boot::trust(&img)).unwrap();
     let plan = plan.unwrap();
     assert!(
         plan.actions.is_empty(),

@@ -166,6 +166,7 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     let out = dir.path().join(format!("{name}.qcow2"));
     let req = RepairRequest {
         inputs: vec![f.image.clone()],
+        policy: Default::default(),
         outputs: vec![out.clone()],
         opts: revirt::plan::PlanOptions {
             virtio_win: Some(src.to_path_buf()),
@@ -196,7 +197,8 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     }
 
     // 3. Pure read-back.
-    let g = revirt::inspect::inspect(std::slice::from_ref(&out)).expect("inspect overlay");
+    let g = revirt::inspect::inspect_with(std::slice::from_ref(&out), &boot::trust(&f.image))
+        .expect("inspect overlay");
     let os = &g.inspection.operating_systems[0];
     let w = os.windows.clone().expect("windows");
     let drv = w.drivers.iter().find(|d| d.name == "viostor");

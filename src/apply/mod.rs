@@ -5,6 +5,8 @@ pub mod cpio;
 pub mod windows;
 
 use crate::guestfs::{Appliance, ApplianceConfig};
+use crate::image::export::NbdExport;
+use crate::image::ImageInfo;
 use crate::inspect::Guest;
 use crate::plan::{Change, RepairPlan};
 use crate::types::{LinuxInfo, OsReport};
@@ -70,29 +72,41 @@ pub enum Target {
     InPlace,
 }
 
-/// Creates qcow2 overlays backed by the inputs (absolute backing paths, format pinned).
-pub fn create_overlays(inputs: &[PathBuf], formats: &[&str], outputs: &[PathBuf]) -> Result<()> {
-    if inputs.len() != outputs.len() {
+/// Creates qcow2 overlays backed by the inputs (absolute canonical backing paths, format
+/// pinned). `-u`: qemu-img does not open the input, so it resolves none of the tenant's backing
+/// names; every later open goes through [`NbdExport`]'s pinned node graph.
+pub fn create_overlays(disks: &[&ImageInfo], outputs: &[PathBuf]) -> Result<()> {
+    if disks.len() != outputs.len() {
         bail!(
             "{} input disk(s) but {} --output path(s): give one --output per input",
-            inputs.len(),
+            disks.len(),
             outputs.len()
         );
     }
-    for ((inp, fmt), out) in inputs.iter().zip(formats).zip(outputs) {
+    for (d, out) in disks.iter().zip(outputs) {
         if out.exists() {
             bail!(
                 "{}: already exists; revirt will not overwrite an output",
                 out.display()
             );
         }
-        let abs = inp
+        let abs = std::path::Path::new(&d.path)
             .canonicalize()
-            .with_context(|| format!("resolving {}", inp.display()))?;
+            .with_context(|| format!("resolving {}", d.path))?;
         let st = std::process::Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
+            .args([
+                "create",
+                "-q",
+                "-u",
+                "-f",
+                "qcow2",
+                "-F",
+                d.format.as_str(),
+                "-b",
+            ])
             .arg(&abs)
             .arg(out)
+            .arg(d.virtual_size.to_string())
             .status()
             .context("running qemu-img (bash .ci/deps.sh installs it)")?;
         if !st.success() {
@@ -163,7 +177,6 @@ fn build_initramfs(vfs: &crate::fs::Vfs, l: &LinuxInfo, change: &Change) -> Resu
 /// the readiness record it returns is written into the guest at [`READY_PATH`].
 pub fn apply(
     guest: &Guest,
-    inputs: &[PathBuf],
     target: &Target,
     os: &OsReport,
     plan: &RepairPlan,
@@ -171,7 +184,7 @@ pub fn apply(
     verify: &mut dyn FnMut(&[ActionRecord]) -> Result<serde_json::Value>,
 ) -> Result<(Vec<ActionRecord>, f64)> {
     if os.kind == "windows" {
-        return windows::apply_windows(guest, inputs, target, os, plan, run_id, verify);
+        return windows::apply_windows(guest, target, os, plan, run_id, verify);
     }
     let l = os
         .linux
@@ -251,7 +264,7 @@ pub fn apply(
     drop(vfs);
     // 2. One appliance launch.
     let t0 = Instant::now();
-    let app = launch_rw(guest, inputs, target)?;
+    let app = launch_rw(guest, target)?;
     mount_guest(&app, l)?;
     let mut records = vec![];
     let mut journal = Journal {
@@ -367,17 +380,18 @@ pub(crate) fn finish_session(
 }
 
 /// Launches the one appliance with the write targets attached read-write.
-pub(crate) fn launch_rw(guest: &Guest, inputs: &[PathBuf], target: &Target) -> Result<Appliance> {
+pub(crate) fn launch_rw(guest: &Guest, target: &Target) -> Result<Appliance> {
     let app = Appliance::new(&ApplianceConfig::default())?;
+    let disks = &guest.inspection.disks;
     match target {
         Target::Overlays(outs) => {
-            for o in outs {
-                app.add_drive(o, "qcow2", false)?;
+            for (o, d) in outs.iter().zip(disks) {
+                app.add_export(NbdExport::start(&d.image, Some(o), true)?, false)?;
             }
         }
         Target::InPlace => {
-            for (p, d) in inputs.iter().zip(&guest.inspection.disks) {
-                app.add_drive(p, d.image.format.as_str(), false)?;
+            for d in disks {
+                app.add_export(NbdExport::start(&d.image, None, true)?, false)?;
             }
         }
     }
@@ -475,15 +489,10 @@ pub fn latest_journal(vfs: &crate::fs::Vfs, root: &UndoRoot) -> Result<Option<Jo
 
 /// Restores what the journaled run changed, newest change first, in one appliance session.
 /// Returns the number of entries undone.
-pub fn undo(
-    inputs: &[PathBuf],
-    formats: &[&str],
-    root: &UndoRoot,
-    journal: &Journal,
-) -> Result<usize> {
+pub fn undo(disks: &[&ImageInfo], root: &UndoRoot, journal: &Journal) -> Result<usize> {
     let app = Appliance::new(&ApplianceConfig::default())?;
-    for (p, f) in inputs.iter().zip(formats) {
-        app.add_drive(p, f, false)?;
+    for d in disks {
+        app.add_export(NbdExport::start(d, None, true)?, false)?;
     }
     app.launch()?;
     root.mount(&app)?;

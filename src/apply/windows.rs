@@ -45,7 +45,6 @@ fn mkdirs(app: &crate::guestfs::Appliance, dir: &str, journal: &mut Journal) -> 
 
 pub fn apply_windows(
     guest: &Guest,
-    inputs: &[PathBuf],
     target: &Target,
     os: &OsReport,
     plan: &RepairPlan,
@@ -124,7 +123,7 @@ pub fn apply_windows(
     drop(vfs);
     // 2. One appliance launch.
     let t0 = Instant::now();
-    let app = super::launch_rw(guest, inputs, target)?;
+    let app = super::launch_rw(guest, target)?;
     app.mount_rw(&os.root.device, "/")
         .with_context(|| format!("mounting {} read-write", os.root.device))?;
     let mut journal = Journal {

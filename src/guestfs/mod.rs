@@ -96,6 +96,8 @@ pub fn kvm_works() -> bool {
 pub struct Appliance {
     g: *mut ffi::guestfs_h,
     mounts: std::cell::RefCell<Vec<(String, String)>>,
+    /// NBD servers of the attached disks; dropped (stopped) after the appliance is closed.
+    exports: std::cell::RefCell<Vec<crate::image::export::NbdExport>>,
 }
 
 fn cstr(s: &str) -> CString {
@@ -117,6 +119,7 @@ impl Appliance {
         let a = Appliance {
             g,
             mounts: Default::default(),
+            exports: Default::default(),
         };
         a.check(
             unsafe { ffi::guestfs_set_memsize(g, cfg.memsize_mb) },
@@ -182,6 +185,39 @@ impl Appliance {
             )
         };
         self.check(rc, &format!("add_drive {}", path.display()))
+    }
+
+    /// Adds a disk served by `export` (its node graph pinned by revirt); the appliance keeps the
+    /// export running until it is closed. `readonly` disks get a throwaway overlay inside libguestfs.
+    pub fn add_export(
+        &self,
+        export: crate::image::export::NbdExport,
+        readonly: bool,
+    ) -> Result<(), GuestfsError> {
+        let path = cstr(&export.name);
+        let server = cstr(&format!("unix:{}", export.socket().display()));
+        let servers = [server.as_ptr(), std::ptr::null()];
+        let (proto, fmt) = (cstr("nbd"), cstr("raw"));
+        // SAFETY: variadic optargs terminated by GUESTFS_ADD_DRIVE_OPTS_EOF (-1); `servers` is a
+        // NULL-terminated array of C strings that outlive the call.
+        let rc = unsafe {
+            ffi::guestfs_add_drive_opts(
+                self.g,
+                path.as_ptr(),
+                ffi::GUESTFS_ADD_DRIVE_OPTS_READONLY as c_int,
+                readonly as c_int,
+                ffi::GUESTFS_ADD_DRIVE_OPTS_FORMAT as c_int,
+                fmt.as_ptr(),
+                ffi::GUESTFS_ADD_DRIVE_OPTS_PROTOCOL as c_int,
+                proto.as_ptr(),
+                ffi::GUESTFS_ADD_DRIVE_OPTS_SERVER as c_int,
+                servers.as_ptr(),
+                -1 as c_int,
+            )
+        };
+        let socket = export.socket();
+        self.exports.borrow_mut().push(export);
+        self.check(rc, &format!("add_drive nbd {}", socket.display()))
     }
 
     pub fn launch(&self) -> Result<(), GuestfsError> {

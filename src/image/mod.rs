@@ -9,6 +9,7 @@ use crate::error::ImageError;
 use std::path::Path;
 use std::sync::Arc;
 
+pub mod export;
 pub mod qcow2;
 pub mod raw;
 
@@ -118,12 +119,103 @@ pub struct ImageInfo {
     pub format: Format,
     pub virtual_size: u64,
     pub file_size: u64,
-    /// Backing files, nearest first, as resolved paths.
+    /// Backing files, nearest first, as resolved paths: every file revirt opened for this disk.
     pub backing_chain: Vec<String>,
+    /// The format of each backing file, in the same order.
+    pub backing_formats: Vec<Format>,
+}
+
+impl ImageInfo {
+    /// The image and its checked backing chain as one qemu `json:` block-node description, node
+    /// by node with formats pinned, so qemu opens exactly the files revirt checked instead of
+    /// resolving the tenant's backing names again. Precondition: `path` is absolute.
+    pub fn qemu_json(&self) -> String {
+        let node = |path: &str, fmt: Format| {
+            serde_json::json!({
+                "driver": fmt.as_str(),
+                "file": {"driver": "file", "filename": path},
+            })
+        };
+        let mut layers: Vec<(&str, Format)> = vec![(self.path.as_str(), self.format)];
+        layers.extend(
+            self.backing_chain
+                .iter()
+                .map(String::as_str)
+                .zip(self.backing_formats.iter().copied()),
+        );
+        let mut below: Option<serde_json::Value> = None;
+        for (path, fmt) in layers.into_iter().rev() {
+            let mut n = node(path, fmt);
+            if fmt == Format::Qcow2 {
+                // null: no backing file, whatever the image header names.
+                n["backing"] = below.take().unwrap_or(serde_json::Value::Null);
+            }
+            below = Some(n);
+        }
+        format!("json:{}", below.unwrap_or_default())
+    }
+}
+
+/// One backing file of a chain, as opened.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub path: String,
+    pub format: Format,
+}
+
+/// Which files a backing chain may open besides those in the naming image's own folder.
+#[derive(Debug, Clone, Default)]
+pub struct OpenPolicy {
+    /// Canonical folders the caller trusts (`--allow-backing-dir`).
+    allowed_roots: Vec<std::path::PathBuf>,
+}
+
+impl OpenPolicy {
+    /// Trusts backing files under each folder (resolved once, here; missing folders are an
+    /// error so a typo does not silently widen nothing).
+    pub fn allowing(dirs: &[std::path::PathBuf]) -> Result<Self, ImageError> {
+        let mut allowed_roots = vec![];
+        for d in dirs {
+            let c = std::fs::canonicalize(d).map_err(|e| ImageError::io(d, e))?;
+            if !c.is_dir() {
+                return Err(ImageError::io(
+                    d,
+                    std::io::Error::other("--allow-backing-dir names no folder"),
+                ));
+            }
+            allowed_roots.push(c);
+        }
+        Ok(OpenPolicy { allowed_roots })
+    }
+
+    /// The same policy plus the folders holding `files` (for overlays revirt created itself).
+    pub fn also_folders_of(&self, files: &[std::path::PathBuf]) -> Self {
+        let mut p = self.clone();
+        for f in files {
+            if let Some(dir) = std::fs::canonicalize(f)
+                .ok()
+                .and_then(|c| c.parent().map(Path::to_path_buf))
+            {
+                p.allowed_roots.push(dir);
+            }
+        }
+        p
+    }
+
+    /// Precondition: `canon` is canonical (symlinks resolved).
+    pub fn allows(&self, canon: &Path) -> bool {
+        self.allowed_roots.iter().any(|r| canon.starts_with(r))
+    }
+}
+
+/// Opens a disk image read-only with the default policy (backing files only from the folder of
+/// the image naming them).
+pub fn open_image(path: &Path) -> Result<(Dev, ImageInfo), ImageError> {
+    open_image_with(path, &OpenPolicy::default())
 }
 
 /// Opens a disk image read-only, picking the backend from its magic.
-pub fn open_image(path: &Path) -> Result<(Dev, ImageInfo), ImageError> {
+pub fn open_image_with(path: &Path, policy: &OpenPolicy) -> Result<(Dev, ImageInfo), ImageError> {
     let fmt = detect_format(path)?;
     let file_size = std::fs::metadata(path)
         .map_err(|e| ImageError::io(path, e))?
@@ -137,17 +229,19 @@ pub fn open_image(path: &Path) -> Result<(Dev, ImageInfo), ImageError> {
                 virtual_size: dev.size(),
                 file_size,
                 backing_chain: vec![],
+                backing_formats: vec![],
             };
             Ok((Arc::new(dev), info))
         }
         Format::Qcow2 => {
-            let (dev, chain) = qcow2::Qcow2Image::open(path)?;
+            let (dev, chain) = qcow2::Qcow2Image::open(path, policy)?;
             let info = ImageInfo {
                 path: path.display().to_string(),
                 format: fmt,
                 virtual_size: dev.size(),
                 file_size,
-                backing_chain: chain,
+                backing_chain: chain.iter().map(|l| l.path.clone()).collect(),
+                backing_formats: chain.iter().map(|l| l.format).collect(),
             };
             Ok((dev, info))
         }

@@ -18,6 +18,7 @@
 //! zstd-compressed clusters (incompatible bit 3) are decoded here with ruzstd: the crate only
 //! inflates deflate data.
 use super::{BlockDevice, Dev};
+use super::{Layer, OpenPolicy};
 use crate::error::ImageError;
 use qcow2_rs::dev::{Qcow2Dev, Qcow2DevParams};
 use qcow2_rs::error::{Qcow2Error, Qcow2Result};
@@ -572,11 +573,14 @@ impl Qcow2Image {
     /// Opens `path` and its backing chain read-only. Returns the device and the resolved backing
     /// paths, nearest first. Relative backing names are resolved against the folder of the image
     /// that names them; backing files may be raw or qcow2.
-    pub fn open(path: &Path) -> Result<(Dev, Vec<String>), ImageError> {
-        let mut seen = Vec::new();
-        let mut chain = Vec::new();
-        let dev = open_layer(path, 0, &mut seen, &mut chain)?;
-        Ok((dev, chain))
+    pub fn open(path: &Path, policy: &OpenPolicy) -> Result<(Dev, Vec<Layer>), ImageError> {
+        let mut walk = Walk {
+            policy,
+            seen: Vec::new(),
+            chain: Vec::new(),
+        };
+        let dev = open_layer(path, 0, &mut walk)?;
+        Ok((dev, walk.chain))
     }
 
     /// Virtual cluster size in bytes.
@@ -764,8 +768,10 @@ impl BlockDevice for Qcow2Image {
 }
 
 /// Where a backing name points: absolute as is, relative against the naming image's folder
-/// (qemu's rule; qcow2-rs would use the process cwd instead).
-fn resolve_backing(image: &Path, name: &Path) -> Result<PathBuf, ImageError> {
+/// (qemu's rule; qcow2-rs would use the process cwd instead). The result must be a regular file
+/// inside the naming image's folder or inside a root the caller allowed, after symlinks: a
+/// backing name is tenant data, and would otherwise open another tenant's disk or any host file.
+fn resolve_backing(image: &Path, name: &Path, policy: &OpenPolicy) -> Result<PathBuf, ImageError> {
     let s = name.to_string_lossy();
     if s.starts_with("json:") || s.contains("://") {
         return Err(unsupported(
@@ -773,18 +779,74 @@ fn resolve_backing(image: &Path, name: &Path) -> Result<PathBuf, ImageError> {
             format!("backing file {s:?} is a protocol or json: specification, not a file"),
         ));
     }
-    if name.is_absolute() {
-        return Ok(name.to_path_buf());
+    let folder = image.parent().unwrap_or(Path::new(""));
+    let joined = if name.is_absolute() {
+        name.to_path_buf()
+    } else {
+        folder.join(name)
+    };
+    let refuse = |why: String| ImageError::BackingRefused {
+        path: image.into(),
+        name: s.to_string(),
+        why,
+    };
+    let canon = match std::fs::canonicalize(&joined) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ImageError::io(
+                image,
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "backing file {s:?} named by this image: not found (looked for {})",
+                        joined.display()
+                    ),
+                ),
+            ))
+        }
+        Err(e) => return Err(refuse(format!("cannot resolve {}: {e}", joined.display()))),
+    };
+    let meta = std::fs::metadata(&canon).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(refuse(format!(
+            "{} is not a regular file (devices, folders and fifos are never opened as backing files)",
+            canon.display()
+        )));
     }
-    Ok(image.parent().unwrap_or(Path::new("")).join(name))
+    let own = std::fs::canonicalize(if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    })
+    .map_err(|e| refuse(format!("cannot resolve the image's folder: {e}")))?;
+    let inside_own = !name.is_absolute() && canon.starts_with(&own);
+    if inside_own || policy.allows(&canon) {
+        return Ok(canon);
+    }
+    Err(refuse(if name.is_absolute() {
+        format!(
+            "absolute backing name resolves to {}; allow its folder with --allow-backing-dir",
+            canon.display()
+        )
+    } else {
+        format!(
+            "resolves to {}, outside the image's folder {}; allow it with --allow-backing-dir",
+            canon.display(),
+            own.display()
+        )
+    }))
 }
 
-fn open_layer(
-    path: &Path,
-    depth: usize,
-    seen: &mut Vec<PathBuf>,
-    chain: &mut Vec<String>,
-) -> Result<Dev, ImageError> {
+/// State of one chain walk: the caller's policy, the files opened so far (loop check) and the
+/// chain for the report.
+struct Walk<'a> {
+    policy: &'a OpenPolicy,
+    seen: Vec<PathBuf>,
+    chain: Vec<Layer>,
+}
+
+fn open_layer(path: &Path, depth: usize, walk: &mut Walk) -> Result<Dev, ImageError> {
+    let seen = &mut walk.seen;
     let file = File::open(path).map_err(|e| ImageError::io(path, e))?;
     // Seek to the end rather than stat: qcow2 also lives on block devices (LVs).
     let file_len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
@@ -830,32 +892,13 @@ fn open_layer(
                     format!("backing chain deeper than {MAX_CHAIN_DEPTH} images"),
                 ));
             }
-            let resolved = resolve_backing(path, name)?;
-            if let Err(e) = std::fs::metadata(&resolved) {
-                let why = match e.kind() {
-                    std::io::ErrorKind::NotFound => "not found".to_string(),
-                    _ => e.to_string(),
-                };
-                return Err(ImageError::io(
-                    path,
-                    std::io::Error::new(
-                        e.kind(),
-                        format!(
-                            "backing file {:?} named by this image: {why} (looked for {})",
-                            name.display().to_string(),
-                            resolved.display()
-                        ),
-                    ),
-                ));
-            }
-            chain.push(resolved.display().to_string());
+            let resolved = resolve_backing(path, name, walk.policy)?;
             Some(open_backing(
                 path,
                 &resolved,
                 h.backing_format.as_deref(),
                 depth + 1,
-                seen,
-                chain,
+                walk,
             )?)
         }
     };
@@ -911,8 +954,7 @@ fn open_backing(
     path: &Path,
     format: Option<&str>,
     depth: usize,
-    seen: &mut Vec<PathBuf>,
-    chain: &mut Vec<String>,
+    walk: &mut Walk,
 ) -> Result<Dev, ImageError> {
     use super::Format;
     let fmt = match format {
@@ -923,9 +965,13 @@ fn open_backing(
         }
         None => super::detect_format(path)?,
     };
+    walk.chain.push(Layer {
+        path: path.display().to_string(),
+        format: fmt,
+    });
     match fmt {
         Format::Raw => Ok(Arc::new(super::raw::RawImage::open(path)?)),
-        Format::Qcow2 => open_layer(path, depth, seen, chain),
+        Format::Qcow2 => open_layer(path, depth, walk),
         other => Err(unsupported(
             overlay,
             format!(
@@ -1060,14 +1106,57 @@ mod tests {
     }
 
     #[test]
-    fn relative_backing_resolves_against_image_folder() {
-        let r = resolve_backing(Path::new("/a/b/top.qcow2"), Path::new("../base.raw")).unwrap();
-        assert_eq!(r, Path::new("/a/b/../base.raw"));
-        let r = resolve_backing(Path::new("top.qcow2"), Path::new("base.raw")).unwrap();
-        assert_eq!(r, Path::new("base.raw"));
-        let r = resolve_backing(Path::new("/a/top.qcow2"), Path::new("/abs/base")).unwrap();
-        assert_eq!(r, Path::new("/abs/base"));
-        assert!(resolve_backing(Path::new("/a/t"), Path::new("nbd://host/x")).is_err());
+    fn backing_names_must_stay_in_the_image_folder_unless_allowed() {
+        let d = tempfile::tempdir().unwrap();
+        let (img, other) = (d.path().join("img"), d.path().join("other"));
+        std::fs::create_dir_all(img.join("sub")).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        for f in [
+            img.join("base.raw"),
+            img.join("sub/b.raw"),
+            other.join("victim.raw"),
+        ] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        std::os::unix::fs::symlink(other.join("victim.raw"), img.join("link.raw")).unwrap();
+        let top = img.join("top.qcow2");
+        let none = OpenPolicy::default();
+        let canon = |p: PathBuf| p.canonicalize().unwrap();
+        assert_eq!(
+            resolve_backing(&top, Path::new("base.raw"), &none).unwrap(),
+            canon(img.join("base.raw"))
+        );
+        assert_eq!(
+            resolve_backing(&top, Path::new("sub/b.raw"), &none).unwrap(),
+            canon(img.join("sub/b.raw"))
+        );
+        let refused = |name: &str, p: &OpenPolicy| {
+            matches!(
+                resolve_backing(&top, Path::new(name), p),
+                Err(ImageError::BackingRefused { .. })
+            )
+        };
+        let abs = other.join("victim.raw");
+        for name in [
+            "../other/victim.raw",
+            "link.raw",
+            abs.to_str().unwrap(),
+            "/dev/null",
+            "sub",
+        ] {
+            assert!(refused(name, &none), "{name} must be refused by default");
+        }
+        assert!(resolve_backing(&top, Path::new("nbd://host/x"), &none).is_err());
+        assert!(matches!(
+            resolve_backing(&top, Path::new("missing.raw"), &none),
+            Err(ImageError::Io { .. })
+        ));
+        // Allowing the other folder lets exactly its files through.
+        let allow = OpenPolicy::allowing(&[other.clone()]).unwrap();
+        for name in ["../other/victim.raw", "link.raw", abs.to_str().unwrap()] {
+            assert!(!refused(name, &allow), "{name} is under an allowed root");
+        }
+        assert!(refused("/dev/null", &allow));
     }
 
     #[test]

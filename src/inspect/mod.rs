@@ -13,7 +13,7 @@ pub mod windows;
 
 use crate::error::{FsError, ImageError, PartError};
 use crate::fs::{open_fs, probe::probe, FsIdent, GuestFs, Vfs};
-use crate::image::{open_image, Dev};
+use crate::image::{open_image_with, Dev, OpenPolicy};
 use crate::types::{DiskReport, Inspection, OsReport, RootFs, VolumeReport, SCHEMA_VERSION};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -58,13 +58,10 @@ impl Guest {
         Ok(Vfs::new(fs))
     }
 
-    /// The image format of each disk, in argument order (for adding them to an appliance).
-    pub fn formats(&self) -> Vec<&str> {
-        self.inspection
-            .disks
-            .iter()
-            .map(|d| d.image.format.as_str())
-            .collect()
+    /// Each disk as opened (format and checked backing chain), in argument order: what the
+    /// appliance and qemu-img are handed.
+    pub fn images(&self) -> Vec<&crate::image::ImageInfo> {
+        self.inspection.disks.iter().map(|d| &d.image).collect()
     }
 }
 
@@ -92,13 +89,13 @@ pub type Scan = (
 type Candidate = (String, Dev, Option<u32>, Option<String>, Option<String>);
 
 /// Scans the disks into volumes: partitions, whole-disk filesystems and LVM LVs.
-pub fn scan_volumes(paths: &[PathBuf]) -> Result<Scan, InspectError> {
+pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, InspectError> {
     let mut disks = vec![];
     let mut vols = vec![];
     let mut warnings = vec![];
     let mut pvs = vec![];
     for (i, path) in paths.iter().enumerate() {
-        let (dev, info) = open_image(path)?;
+        let (dev, info) = open_image_with(path, policy)?;
         let ddev = disk_device(i);
         let table = crate::part::detect_partitions(&dev, &ddev)?;
         warnings.extend(table.warnings.iter().cloned());
@@ -323,7 +320,6 @@ fn needs_appliance(v: &Volume) -> bool {
 
 /// Serves the volumes no pure reader handles through one appliance launch, read-only.
 fn attach_appliance(
-    paths: &[PathBuf],
     disks: &[DiskReport],
     volumes: &mut [Volume],
     idx: &[usize],
@@ -334,8 +330,14 @@ fn attach_appliance(
         idx.len()
     );
     let app = Rc::new(crate::guestfs::Appliance::new(&Default::default())?);
-    for (p, d) in paths.iter().zip(disks) {
-        app.add_drive(p, d.image.format.as_str(), true)?;
+    for d in disks {
+        let e = crate::image::export::NbdExport::start(&d.image, None, false).map_err(|e| {
+            crate::guestfs::GuestfsError {
+                op: "export".into(),
+                msg: format!("{e:#}"),
+            }
+        })?;
+        app.add_export(e, true)?;
     }
     app.launch()?;
     let fss = app.list_filesystems()?;
@@ -372,7 +374,12 @@ fn attach_appliance(
 
 /// Inspects the guest made of `paths` (several disks form one machine).
 pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
-    let (disks, mut volumes, vgs, mut warnings) = scan_volumes(paths)?;
+    inspect_with(paths, &OpenPolicy::default())
+}
+
+/// [`inspect`] with the caller's backing-file policy.
+pub fn inspect_with(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Guest, InspectError> {
+    let (disks, mut volumes, vgs, mut warnings) = scan_volumes(paths, policy)?;
     let all: Vec<usize> = (0..volumes.len()).collect();
     let mut oses = detect_oses(&mut volumes, &all, &mut warnings);
     let mut appliance_used = false;
@@ -391,7 +398,7 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
                 .is_some_and(|d| pending.iter().any(|&i| &volumes[i].report.device == d))
         });
     if !pending.is_empty() && (oses.is_empty() || fstab_needs) {
-        match attach_appliance(paths, &disks, &mut volumes, &pending, &mut warnings) {
+        match attach_appliance(&disks, &mut volumes, &pending, &mut warnings) {
             Ok(app) => {
                 appliance_used = true;
                 // Volumes keep the appliance alive through their ApplianceFs handles.

@@ -14,6 +14,21 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| repo().join("target/fixtures"))
 }
 
+/// The revirt binary, trusting backing files in the fixture cache (the tests' overlays in
+/// temporary folders name fixtures as their backing files) and nowhere else.
+pub fn revirt_bin() -> Command {
+    let d = cache_dir();
+    std::fs::create_dir_all(&d).ok();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_revirt"));
+    c.env("REVIRT_ALLOW_BACKING_DIR", d);
+    c
+}
+
+/// In-process policy for reading back an overlay created over `input`.
+pub fn trust(input: &Path) -> revirt::image::OpenPolicy {
+    revirt::image::OpenPolicy::default().also_folders_of(&[input.to_path_buf()])
+}
+
 pub fn xtask() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.args(["run", "--quiet", "-p", "xtask", "--"])

@@ -23,8 +23,26 @@ pub fn run_stdout(cmd: &mut Command) -> String {
 }
 
 /// The revirt binary built for this test run.
+/// The folder the built fixtures live in (inputs of the repair tests).
+pub fn fixture_cache() -> PathBuf {
+    std::env::var_os("REVIRT_FIXTURE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"))
+}
+
+/// The revirt binary built for this test run. Overlays the tests create in temporary folders
+/// name fixtures as backing files, so the fixture cache is trusted (and nothing else).
 pub fn revirt() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_revirt"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_revirt"));
+    c.env("REVIRT_ALLOW_BACKING_DIR", trusted_dir());
+    c
+}
+
+/// The fixture cache, created if missing so the trusted folder always exists.
+pub fn trusted_dir() -> PathBuf {
+    let d = fixture_cache();
+    std::fs::create_dir_all(&d).ok();
+    d
 }
 
 /// Runs revirt with args; returns (exit code, stdout, stderr).

@@ -65,9 +65,15 @@ pub fn expect(name: &str) -> Value {
 
 /// Runs the revirt binary; returns (exit code, stdout, stderr).
 pub fn revirt(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    // Overlays in temporary folders name fixtures as backing files: trust the fixture cache.
+    let cache = std::env::var_os("REVIRT_FIXTURE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
+    std::fs::create_dir_all(&cache).ok();
     let o = Command::new(env!("CARGO_BIN_EXE_revirt"))
         .args(args)
         .env("LIBGUESTFS_BACKEND", "direct")
+        .env("REVIRT_ALLOW_BACKING_DIR", &cache)
         .output()
         .expect("running revirt");
     (
