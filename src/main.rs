@@ -41,11 +41,24 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("revirt: error: {e:#}");
+            eprintln!("revirt: error: {}", message(&e));
             exit_code(&e)
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes, skipping a cause its parent already printed (thiserror messages
+/// often embed their source).
+fn message(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for c in e.chain().skip(1) {
+        let c = c.to_string();
+        if !out.contains(&c) {
+            out = format!("{out}: {c}");
+        }
+    }
+    out
 }
 
 fn exit_code(e: &anyhow::Error) -> i32 {
@@ -190,7 +203,7 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
                 exit::LOCKED => "locked",
                 _ => "internal",
             };
-            event(serde_json::json!({"event": "error", "kind": kind, "message": format!("{e:#}")}));
+            event(serde_json::json!({"event": "error", "kind": kind, "message": message(&e)}));
             return Err(e);
         }
     };

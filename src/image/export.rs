@@ -101,8 +101,8 @@ impl Drop for NbdExport {
     }
 }
 
-/// The `--blockdev` arguments for the node graph: leaves first, each format node naming its
-/// backing node explicitly (`backing=null` at the end of the chain).
+/// The `--blockdev` arguments (JSON, which can say `"backing": null`) for the node graph:
+/// leaves first, each format node naming its backing node explicitly, or none.
 fn blockdev_args(disk: &ImageInfo, overlay: Option<&Path>, writable: bool) -> Result<Vec<String>> {
     let mut layers: Vec<(PathBuf, Format)> = vec![(canonical(Path::new(&disk.path))?, disk.format)];
     for (p, f) in disk.backing_chain.iter().zip(&disk.backing_formats) {
@@ -116,29 +116,21 @@ fn blockdev_args(disk: &ImageInfo, overlay: Option<&Path>, writable: bool) -> Re
     let mut below: Option<String> = None;
     for (i, (path, fmt)) in layers.iter().enumerate().rev() {
         let top = i == 0;
-        let ro = if top && writable { "off" } else { "on" };
-        let name = if top {
-            "top".to_string()
-        } else {
-            format!("n{i}")
-        };
-        let file = format!("f{i}");
-        args.push("--blockdev".into());
-        args.push(format!(
-            "driver=file,node-name={file},filename={},read-only={ro}",
-            qemu_escape(path)?
-        ));
-        let mut node = format!(
-            "driver={},node-name={name},file={file},read-only={ro}",
-            fmt.as_str()
-        );
+        let read_only = !(top && writable);
+        let name = if top { "top".to_string() } else { format!("n{i}") };
+        let mut node = serde_json::json!({
+            "driver": fmt.as_str(),
+            "node-name": name,
+            "read-only": read_only,
+            "file": {"driver": "file", "filename": path, "read-only": read_only},
+        });
         if *fmt == Format::Qcow2 {
-            node.push_str(&format!(",backing={}", below.as_deref().unwrap_or("null")));
+            node["backing"] = below.clone().map_or(serde_json::Value::Null, Into::into);
         } else if i + 1 < n {
             bail!("{}: a raw image cannot have a backing file", path.display());
         }
         args.push("--blockdev".into());
-        args.push(node);
+        args.push(node.to_string());
         below = Some(name);
     }
     Ok(args)
@@ -146,15 +138,6 @@ fn blockdev_args(disk: &ImageInfo, overlay: Option<&Path>, writable: bool) -> Re
 
 fn canonical(p: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))
-}
-
-/// qemu's option syntax doubles commas inside values; other separators cannot appear in a path
-/// qemu parses this way, so paths are checked rather than guessed at.
-fn qemu_escape(p: &Path) -> Result<String> {
-    let s = p
-        .to_str()
-        .with_context(|| format!("{}: path is not UTF-8", p.display()))?;
-    Ok(s.replace(',', ",,"))
 }
 
 #[cfg(test)]
@@ -185,24 +168,27 @@ mod tests {
             &[(&p("base.raw"), Format::Raw)],
         );
         let args = blockdev_args(&i, Some(&d.path().join("o.qcow2")), true).unwrap();
-        let nodes: Vec<&String> = args.iter().filter(|a| a.starts_with("driver=")).collect();
-        assert_eq!(nodes.len(), 6, "{args:?}");
-        assert!(nodes[1].starts_with("driver=raw,node-name=n2,file=f2,read-only=on"));
-        assert!(nodes[3].ends_with("backing=n2"), "{}", nodes[3]);
-        assert!(nodes[3].contains("read-only=on"));
-        assert!(nodes[5].contains("node-name=top") && nodes[5].ends_with("backing=n1"));
-        assert!(nodes[5].contains("read-only=off"));
-        // Without an overlay the input is the top and the chain ends in backing=null.
+        let nodes: Vec<serde_json::Value> = args
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|a| serde_json::from_str(a).unwrap())
+            .collect();
+        assert_eq!(nodes.len(), 3, "{args:?}");
+        assert_eq!(nodes[0]["driver"], "raw");
+        assert_eq!(nodes[0]["node-name"], "n2");
+        assert!(nodes[0].get("backing").is_none());
+        assert_eq!(nodes[1]["backing"], "n2");
+        assert_eq!(nodes[1]["read-only"], true);
+        assert_eq!(nodes[1]["file"]["filename"], p("top.qcow2"));
+        assert_eq!(nodes[2]["node-name"], "top");
+        assert_eq!(nodes[2]["backing"], "n1");
+        assert_eq!(nodes[2]["read-only"], false);
+        // Without an overlay the input is the top and the chain ends in "backing": null.
         let solo = info(&p("top.qcow2"), Format::Qcow2, &[]);
         let a = blockdev_args(&solo, None, false).unwrap();
-        assert!(a[3].ends_with("backing=null") && a[3].contains("read-only=on"));
-    }
-
-    #[test]
-    fn commas_in_paths_are_doubled() {
-        assert_eq!(
-            qemu_escape(Path::new("/a,b/c")).unwrap(),
-            "/a,,b/c".to_string()
-        );
+        let top: serde_json::Value = serde_json::from_str(&a[1]).unwrap();
+        assert!(top["backing"].is_null() && top.get("backing").is_some());
+        assert_eq!(top["read-only"], true);
     }
 }
