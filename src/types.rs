@@ -138,6 +138,11 @@ pub struct LinuxInfo {
     pub cloud_init: bool,
     /// Facts that could not be read (e.g. a symlink loop at /etc/hostname), with the reason.
     pub warnings: Vec<String>,
+    /// Files a repair would read or edit that could not be read whole (over a read limit,
+    /// corrupt): inspection goes on without them, but repair refuses (nothing is edited from a
+    /// partial read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 /// How an fstab/crypttab device spec names its device.
@@ -363,9 +368,14 @@ pub struct WindowsInfo {
     pub ntfs_dirty: bool,
     /// The NTFS journal ($LogFile) holds metadata changes not yet written to the volume.
     pub ntfs_log_unclean: bool,
-    /// Hives whose primary and secondary sequence numbers differ ("SYSTEM", "SOFTWARE"): their
-    /// newest data is only in the .LOG1/.LOG2 transaction logs, which Windows replays at boot.
+    /// System-volume hives found dirty ("SYSTEM", "SOFTWARE"): primary and secondary sequence
+    /// numbers differ (or the base block is invalid), so their newest data is only in the
+    /// .LOG1/.LOG2 transaction logs. Every fact above and below is read from the hive as
+    /// recovered from those logs (see `hive_recovery`); repair writes it back and empties the logs.
     pub dirty_hives: Vec<String>,
+    /// One record per dirty hive read (the system hives and the BCD store): how it was recovered
+    /// from its logs in memory, or why it could not be (then its stale primary was read).
+    pub hive_recovery: Vec<HiveRecovery>,
     /// Storage and network drivers of interest (viostor, vioscsi, netkvm, pvscsi, vmxnet3...).
     pub drivers: Vec<WinService>,
     /// Hypervisor tools services (VMware Tools, Hyper-V integration, Xen, Parallels).
@@ -407,6 +417,37 @@ pub struct WindowsInfo {
     pub bcd_default: Option<WinBootEntry>,
     /// BIOS boots: the volume holding bootmgr and Boot\BCD ("System Reserved", or C: itself).
     pub bios_boot_volume: Option<String>,
+}
+
+/// The replay of a dirty hive's transaction logs (see `inspect::windows::hivelog`).
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct HiveRecovery {
+    /// "SYSTEM", "SOFTWARE" or "BCD".
+    pub hive: String,
+    /// Guest path of the primary file as stored.
+    pub path: String,
+    /// The volume holding it when it is not the system volume (a BCD store on the ESP).
+    pub volume: Option<String>,
+    /// Log format replayed: "new" (HvLE entries, Windows 8.1+) or "old" (DIRT dirty vector,
+    /// Windows XP .. 8); None when recovery failed.
+    pub format: Option<String>,
+    /// New format: log entries applied; old format: 1 (the dirty vector).
+    pub entries_applied: u32,
+    /// Pages written into the hive bins.
+    pub pages_applied: u32,
+    /// Sequence numbers of the first and last entry applied.
+    pub first_seq: Option<u32>,
+    pub last_seq: Option<u32>,
+    /// Logs whose data was applied, in order ("LOG1", "LOG2").
+    pub logs_used: Vec<String>,
+    /// The logs found next to the hive (stored guest paths, empty ones included).
+    pub logs: Vec<String>,
+    /// Both sequence numbers of the recovered base block.
+    pub final_seq: Option<u32>,
+    /// What replay ignored or where it stopped (stale entries, a torn last entry...).
+    pub notes: Vec<String>,
+    /// Why no log could be replayed (then the stale primary was read and repair refuses).
+    pub error: Option<String>,
 }
 
 /// A Windows loader object of a BCD store.

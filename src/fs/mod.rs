@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 pub mod ext4;
 pub mod fat;
+pub mod jbd2;
 pub mod ntfs;
 pub mod probe;
 pub mod xfs;
@@ -46,8 +47,12 @@ pub trait GuestFs {
     fn read_link(&self, path: &str) -> Result<String, FsError>;
 }
 
-/// Largest file the inspector reads whole (initramfs images can be large).
-pub const READ_LIMIT: u64 = 1 << 30;
+/// Largest binary file read whole (an initramfs, a kernel, a registry hive: real ones stay
+/// below ~150 MiB). A documented cap on what a tenant can make revirt hold in memory.
+pub const READ_LIMIT: u64 = 256 << 20;
+/// Largest text file read (configuration: fstab, grub.cfg, network files, module indexes; the
+/// biggest real ones, modules.alias, are ~1.5 MiB). A sparse 1 GiB fstab stops here.
+pub const TEXT_LIMIT: u64 = 4 << 20;
 
 /// Filesystem identity found by probing a device's superblock.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -190,16 +195,29 @@ impl Vfs {
     }
 
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, FsError> {
+        self.read_file_limited(path, READ_LIMIT)
+    }
+
+    /// Whole file contents; `TooLarge` above `limit` bytes (nothing is read then).
+    pub fn read_file_limited(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
         let p = self
             .resolve(path, true)?
             .ok_or_else(|| FsError::not_found(path))?;
         let (fs, inner) = self.route(&p);
-        fs.read_file(&inner, READ_LIMIT)
+        fs.read_file(&inner, limit).map_err(|e| match e {
+            // Name the guest path, not the path inside one mounted filesystem.
+            FsError::TooLarge { size, limit, .. } => FsError::TooLarge {
+                path: path.into(),
+                size,
+                limit,
+            },
+            e => e,
+        })
     }
 
-    /// File as text (lossy UTF-8), `Ok(None)` when missing.
+    /// File as text (lossy UTF-8, at most [`TEXT_LIMIT`] bytes), `Ok(None)` when missing.
     pub fn read_text(&self, path: &str) -> Result<Option<String>, FsError> {
-        match self.read_file(path) {
+        match self.read_file_limited(path, TEXT_LIMIT) {
             Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
             Err(FsError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),

@@ -223,12 +223,15 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// Deepest nesting of sections and lists in LVM text metadata (real metadata: 4 levels).
+const MAX_DEPTH: usize = 16;
+
 fn parse_section(
     t: &[Tok],
     pos: &mut usize,
     depth: usize,
 ) -> Result<BTreeMap<String, Value>, String> {
-    if depth > 16 {
+    if depth > MAX_DEPTH {
         return Err("sections nested too deep".into());
     }
     let mut m = BTreeMap::new();
@@ -249,7 +252,7 @@ fn parse_section(
                     }
                     Some(Tok::Sym('=')) => {
                         *pos += 1;
-                        let v = parse_value(t, pos)?;
+                        let v = parse_value(t, pos, depth + 1)?;
                         m.insert(name, v);
                     }
                     other => {
@@ -268,7 +271,12 @@ fn parse_section(
     Ok(m)
 }
 
-fn parse_value(t: &[Tok], pos: &mut usize) -> Result<Value, String> {
+/// Precondition: `depth` counts the lists and sections around this value; LVM writes at most
+/// one level of lists, so anything past [`MAX_DEPTH`] is hostile (issue #8: stack overflow).
+fn parse_value(t: &[Tok], pos: &mut usize, depth: usize) -> Result<Value, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("values nested deeper than {MAX_DEPTH} levels"));
+    }
     let v = match t.get(*pos) {
         Some(Tok::Int(n)) => Value::Int(*n),
         Some(Tok::Str(s)) | Some(Tok::Ident(s)) => Value::Str(s.clone()),
@@ -280,7 +288,7 @@ fn parse_value(t: &[Tok], pos: &mut usize) -> Result<Value, String> {
                     Some(Tok::Sym(']')) => break,
                     Some(Tok::Sym(',')) => *pos += 1,
                     Some(_) => {
-                        items.push(parse_value(t, pos)?);
+                        items.push(parse_value(t, pos, depth + 1)?);
                     }
                     None => return Err("unterminated list".into()),
                 }
@@ -646,6 +654,18 @@ stripes = [
         let vgs = assemble(&[a2]);
         assert_eq!(vgs[0].report.missing_pvs.len(), 1);
         assert!(vgs[0].lv_devs.is_empty() && !vgs[0].report.lvs[0].pure);
+    }
+
+    #[test]
+    fn deeply_nested_lists_and_sections_are_errors() {
+        let lists = format!(
+            "vg {{ x = {}1{} }}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(parse_metadata(&lists).unwrap_err().contains("nested"));
+        let secs = format!("{}{}", "a {\n".repeat(100_000), "}\n".repeat(100_000));
+        assert!(parse_metadata(&secs).unwrap_err().contains("nested"));
     }
 
     #[test]

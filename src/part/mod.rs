@@ -103,7 +103,72 @@ fn mbr_type_name(t: u8) -> &'static str {
     }
 }
 
+/// Most logical partitions followed in an extended partition's EBR chain (Linux: 60).
+const MAX_LOGICAL: usize = 128;
+
+fn is_extended(sys: u8) -> bool {
+    matches!(sys, 0x05 | 0x0f | 0x85)
+}
+
+/// Checks what mbrman trusts before it walks the table: an extended partition starting at LBA 0
+/// (it re-reads the MBR as an EBR and panics, issue #8), EBR links outside the extended
+/// partition or the disk, chains that loop or run past [`MAX_LOGICAL`].
+fn check_mbr_chain(dev: &Dev, disk: &str) -> Result<(), PartError> {
+    let corrupt = |what: String| PartError::Corrupt {
+        disk: disk.into(),
+        what: format!("MBR partition table: {what}"),
+    };
+    let sectors = dev.size() / SECTOR;
+    let entry = |b: &[u8], i: usize| {
+        let o = 446 + 16 * i;
+        let le = |x: usize| u32::from_le_bytes([b[x], b[x + 1], b[x + 2], b[x + 3]]) as u64;
+        (b[o + 4], le(o + 8), le(o + 12))
+    };
+    let mut mbr = [0u8; 512];
+    dev.read_at(&mut mbr, 0)?;
+    for i in 0..4 {
+        let (sys, start, len) = entry(&mbr, i);
+        if !is_extended(sys) || len == 0 {
+            continue;
+        }
+        if start == 0 || start >= sectors {
+            return Err(corrupt(format!(
+                "extended partition {} starts at LBA {start}, outside 1..{sectors}",
+                i + 1
+            )));
+        }
+        let mut ebr = start;
+        let mut seen = std::collections::BTreeSet::new();
+        loop {
+            if !seen.insert(ebr) || seen.len() > MAX_LOGICAL {
+                return Err(corrupt(format!(
+                    "extended partition {}: EBR chain loops or holds more than {MAX_LOGICAL} logical partitions",
+                    i + 1
+                )));
+            }
+            let mut b = [0u8; 512];
+            dev.read_at(&mut b, ebr * SECTOR)?;
+            if b[510..512] != [0x55, 0xaa] {
+                break; // mbrman stops at an EBR without a signature too
+            }
+            let (next_sys, next_rel, next_len) = entry(&b, 1);
+            if next_sys == 0 || next_len == 0 {
+                break;
+            }
+            let next = start + next_rel;
+            if next_rel == 0 || next >= sectors || next >= start + len {
+                return Err(corrupt(format!(
+                    "EBR at LBA {ebr} links to LBA {next}, outside the extended partition {start}+{len}"
+                )));
+            }
+            ebr = next;
+        }
+    }
+    Ok(())
+}
+
 fn read_mbr(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
+    check_mbr_chain(dev, disk)?;
     let mut r = DevReader::new(dev.clone());
     let mbr = mbrman::MBR::read_from(&mut r, SECTOR as u32).map_err(|e| PartError::Corrupt {
         disk: disk.into(),
@@ -354,5 +419,54 @@ mod tests {
             "{:?}",
             t.warnings
         );
+    }
+
+    /// An MBR disk of 4 MiB with one extended partition at `start` (length 4096 sectors).
+    fn extended_at(start: u32) -> Vec<u8> {
+        let mut d = vec![0u8; 4 << 20];
+        let e = &mut d[446..462];
+        e[4] = 0x05;
+        e[8..12].copy_from_slice(&start.to_le_bytes());
+        e[12..16].copy_from_slice(&4096u32.to_le_bytes());
+        d[510] = 0x55;
+        d[511] = 0xAA;
+        d
+    }
+
+    /// Writes an EBR at `lba` with one logical partition and a link to `next_rel`.
+    fn ebr(d: &mut [u8], lba: usize, next_rel: u32) {
+        let b = &mut d[lba * 512..lba * 512 + 512];
+        b[446 + 4] = 0x83;
+        b[446 + 8..446 + 12].copy_from_slice(&63u32.to_le_bytes());
+        b[446 + 12..446 + 16].copy_from_slice(&64u32.to_le_bytes());
+        if next_rel != 0 {
+            b[462 + 4] = 0x05;
+            b[462 + 8..462 + 12].copy_from_slice(&next_rel.to_le_bytes());
+            b[462 + 12..462 + 16].copy_from_slice(&128u32.to_le_bytes());
+        }
+        b[510] = 0x55;
+        b[511] = 0xAA;
+    }
+
+    #[test]
+    fn hostile_extended_partitions_are_corrupt_not_panics() {
+        let zero: Dev = Arc::new(Mem(extended_at(0)));
+        let e = detect_partitions(&zero, "/dev/sda").err().expect("refused");
+        assert!(e.to_string().contains("starts at LBA 0"), "{e}");
+        // EBR chain looping back onto itself.
+        let mut d = extended_at(2048);
+        ebr(&mut d, 2048, 256);
+        ebr(&mut d, 2048 + 256, 256);
+        let e = detect_partitions(&(Arc::new(Mem(d)) as Dev), "/dev/sda")
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("loops"), "{e}");
+        // A sane chain of two logical partitions still reads.
+        let mut d = extended_at(2048);
+        ebr(&mut d, 2048, 256);
+        ebr(&mut d, 2048 + 256, 0);
+        let t = detect_partitions(&(Arc::new(Mem(d)) as Dev), "/dev/sda").unwrap();
+        let logical = t.partitions.iter().filter(|p| p.report.number >= 5).count();
+        assert_eq!(logical, 2, "{:?}", t.warnings);
     }
 }

@@ -285,6 +285,9 @@ pub fn plan_linux(
 /// Guests revirt will not touch: a repair could make things worse or is impossible offline.
 fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
     let mut r = vec![];
+    for u in &l.unreadable {
+        r.push(format!("cannot repair from a partial read: {u}"));
+    }
     if l.kernels.is_empty() {
         r.push("no kernel found under /boot: nothing to make bootable".into());
     }

@@ -58,6 +58,14 @@ fn binds_any_nic(name: Option<&str>, mac: Option<&str>, cmdline: &str) -> bool {
 
 pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verdict {
     let mut f = vec![];
+    for u in &l.unreadable {
+        f.push(finding(
+            "inspection",
+            None,
+            None,
+            format!("not readable: {u}"),
+        ));
+    }
     let bl = &l.bootloader;
     let entry = bl.default_entry.and_then(|i| bl.entries.get(i));
     // Bootloader default entry -> kernel and initramfs.

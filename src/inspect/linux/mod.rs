@@ -536,20 +536,31 @@ pub fn guest_vfs(vols: &[Volume], l: &LinuxInfo) -> anyhow::Result<Vfs> {
     Ok(vfs)
 }
 
+impl LinuxInfo {
+    /// Records `what` as unreadable (a warning, and a reason for repair to refuse).
+    fn note_unreadable(&mut self, what: &str, e: impl std::fmt::Display) {
+        let msg = format!("{what}: {e}");
+        self.warnings.push(msg.clone());
+        self.unreadable.push(msg);
+    }
+
+    /// A text file, `None` when missing; a file that exists but cannot be read is noted.
+    fn read_or_note(&mut self, vfs: &Vfs, path: &str) -> Option<String> {
+        vfs.read_text(path)
+            .map_err(|e| self.note_unreadable(path, e))
+            .ok()
+            .flatten()
+    }
+}
+
 /// Reads every Linux fact from the root filesystem in `vfs` (mounting its fstab entries).
 pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Result<LinuxInfo> {
     let mut info = LinuxInfo::default();
     detect_distro(&vfs, &mut info).context("reading os-release")?;
-    let fstab_text = vfs
-        .read_text("/etc/fstab")
-        .context("reading /etc/fstab")?
-        .unwrap_or_default();
+    let fstab_text = info.read_or_note(&vfs, "/etc/fstab").unwrap_or_default();
     let reports: Vec<crate::types::VolumeReport> = vols.iter().map(|v| v.report.clone()).collect();
     info.fstab = parse_fstab(&fstab_text, &reports);
-    if let Some(t) = vfs
-        .read_text("/etc/crypttab")
-        .context("reading /etc/crypttab")?
-    {
+    if let Some(t) = info.read_or_note(&vfs, "/etc/crypttab") {
         info.crypttab = parse_crypttab(&t, &reports);
     }
     // /dev/mapper/NAME of a crypttab mapping exists once its source opens at boot: present
@@ -572,10 +583,16 @@ pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Res
         None
     });
     info.initramfs_tool = detect_initramfs_tool(&vfs).into();
-    info.kernels = detect_kernels(&vfs).context("reading kernels")?;
-    info.bootloader =
-        bootloader::detect_bootloader(&vfs, esp.as_deref()).context("reading bootloader")?;
-    info.network = network::detect_network(&vfs).context("reading network configuration")?;
+    // A part that cannot be read leaves the guest inspectable but not repairable.
+    info.kernels = detect_kernels(&vfs)
+        .map_err(|e| info.note_unreadable("kernels under /boot", e))
+        .unwrap_or_default();
+    info.bootloader = bootloader::detect_bootloader(&vfs, esp.as_deref())
+        .map_err(|e| info.note_unreadable("the bootloader configuration", e))
+        .unwrap_or_default();
+    info.network = network::detect_network(&vfs)
+        .map_err(|e| info.note_unreadable("the network configuration", e))
+        .unwrap_or_default();
     info.warnings
         .extend(info.bootloader.warnings.iter().cloned());
     info.warnings.extend(info.network.warnings.iter().cloned());

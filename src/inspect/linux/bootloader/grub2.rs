@@ -422,6 +422,9 @@ fn title_and_id(args: &[String]) -> (String, Option<String>) {
 /// Parses grub.cfg `text` (guest path `file`). `grubenv` is what `load_env` loads; `bls` are the
 /// entries `blscfg` expands to (sorted newest first); with `force_bls` they are listed first
 /// even if the file has no `blscfg` line.
+/// Deepest block nesting whose menu entries are read (real configs nest 2-3 levels).
+const MAX_BLOCK_DEPTH: usize = 64;
+
 pub(super) fn parse_cfg(
     text: &str,
     file: &str,
@@ -475,7 +478,18 @@ pub(super) fn parse_cfg(
             p.bls = true;
         };
 
+    // Blocks opened past MAX_BLOCK_DEPTH are only counted: a tenant's grub.cfg can nest without
+    // end (issue #8), and both the item tree and the per-command stack scans grow with depth.
+    let mut too_deep = 0usize;
     for cmd in commands(tokenize(text)) {
+        if too_deep > 0 || (cmd.opens && stack.len() >= MAX_BLOCK_DEPTH) {
+            if cmd.opens {
+                too_deep += 1;
+            } else if cmd.close {
+                too_deep -= 1;
+            }
+            continue;
+        }
         if cmd.close {
             match stack.pop() {
                 Some(Frame::Menu(idx)) => level(&mut stack, &mut top).push(Item::Entry(idx)),
@@ -648,6 +662,20 @@ pub(super) fn resolve_default(items: &[Item], entries: &[BootEntry], spec: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deeply_nested_blocks_do_not_overflow() {
+        let n = 200_000;
+        let mut t = "submenu 'x' {\n".repeat(n);
+        t.push_str("menuentry 'deep' { linux /vmlinuz root=/dev/sda1 }\n");
+        t.push_str(&"}\n".repeat(n));
+        t.push_str("menuentry 'top' { linux /vmlinuz-2 root=/dev/sda1 }\n");
+        let p = parse_cfg(&t, "grub.cfg", &HashMap::new(), &[], false);
+        // The entry past the depth cap is not read; the one after the blocks still is.
+        assert_eq!(p.entries.len(), 1, "{:?}", p.entries);
+        assert_eq!(p.entries[0].title, "top");
+        assert_eq!(p.items.len(), 2);
+    }
 
     #[test]
     fn tokenizer_quotes_vars_and_blocks() {

@@ -8,6 +8,11 @@ use std::collections::BTreeSet;
 const MAIN: &str = "/etc/network/interfaces";
 /// Bound on nested `source` directives (a file sourcing itself through a glob is not an error).
 const MAX_DEPTH: usize = 8;
+/// Files read through `source` / `source-directory` in all (real systems: a handful).
+const MAX_FILES: usize = 256;
+/// Paths a glob keeps while expanding, and components it expands.
+const MAX_GLOB_PATHS: usize = 4096;
+const MAX_GLOB_COMPONENTS: usize = 64;
 
 pub(super) fn detect(vfs: &Vfs, info: &mut NetworkInfo) {
     if !vfs.exists(MAIN) {
@@ -54,7 +59,20 @@ fn load(
     out: &mut Vec<Parsed>,
     warnings: &mut Vec<String>,
 ) {
-    if depth > MAX_DEPTH || !seen.insert(path.to_string()) {
+    // The seen-set holds resolved paths: `interfaces`, `./interfaces`, `a/../interfaces` and
+    // symlinks to it are one file, read once (issue #8: a file sourcing itself many ways).
+    let Ok(Some(real)) = vfs.resolve(path, true) else {
+        return;
+    };
+    if depth > MAX_DEPTH || !seen.insert(real) {
+        return;
+    }
+    if seen.len() > MAX_FILES {
+        if seen.len() == MAX_FILES + 1 {
+            warnings.push(format!(
+                "ifupdown: more than {MAX_FILES} sourced files; {path} and later ones ignored"
+            ));
+        }
         return;
     }
     let Some(text) = read_text(vfs, path, warnings) else {
@@ -72,12 +90,12 @@ fn load(
         };
         match kind {
             SourceKind::File => {
-                for f in glob(vfs, &pat) {
+                for f in glob(vfs, &pat, warnings) {
                     load(vfs, &f, depth + 1, seen, out, warnings);
                 }
             }
             SourceKind::Dir => {
-                for d in glob(vfs, &pat) {
+                for d in glob(vfs, &pat, warnings) {
                     for (name, f) in list_files(vfs, &d, warnings) {
                         // run-parts(8) naming: skips dpkg leftovers, editor backups, dotfiles.
                         if name
@@ -250,9 +268,24 @@ fn parse(text: &str, file: &str) -> Parsed {
 }
 
 /// Expands shell wildcards (`*`, `?`, `[...]`) component by component; sorted like glob(3).
-fn glob(vfs: &Vfs, pattern: &str) -> Vec<String> {
+/// At most [`MAX_GLOB_PATHS`] paths are kept at any step and [`MAX_GLOB_COMPONENTS`] components
+/// expanded: a deep tree under a pattern of many `*/` grows multiplicatively (issue #8).
+fn glob(vfs: &Vfs, pattern: &str, warnings: &mut Vec<String>) -> Vec<String> {
     let mut paths = vec![String::new()];
-    for comp in pattern.split('/').filter(|c| !c.is_empty()) {
+    let comps: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty()).collect();
+    if comps.len() > MAX_GLOB_COMPONENTS {
+        warnings.push(format!(
+            "source pattern {pattern:?}: more than {MAX_GLOB_COMPONENTS} components, not expanded"
+        ));
+        return vec![];
+    }
+    for comp in comps {
+        if paths.len() > MAX_GLOB_PATHS {
+            warnings.push(format!(
+                "source pattern {pattern:?}: more than {MAX_GLOB_PATHS} matches, the rest ignored"
+            ));
+            paths.truncate(MAX_GLOB_PATHS);
+        }
         let mut next = vec![];
         for base in &paths {
             let dir = if base.is_empty() {
@@ -279,48 +312,84 @@ fn glob(vfs: &Vfs, pattern: &str) -> Vec<String> {
     paths
 }
 
-/// fnmatch(3) without flags, for one path component.
-pub(crate) fn fnmatch(pat: &str, name: &str) -> bool {
+/// One element of a compiled wildcard pattern.
+enum Pat {
+    Any,
+    One,
+    Class {
+        set: Vec<(char, char)>,
+        negate: bool,
+    },
+    Lit(char),
+}
+
+fn compile(pat: &str) -> Vec<Pat> {
     let p: Vec<char> = pat.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    fn m(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|k| m(&p[1..], &n[k..])),
-            Some('?') => !n.is_empty() && m(&p[1..], &n[1..]),
-            Some('[') => {
-                let Some(&c) = n.first() else { return false };
-                let mut i = 1;
-                let negate = matches!(p.get(1), Some('!' | '^'));
+    let mut out = vec![];
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '*' => out.push(Pat::Any),
+            '?' => out.push(Pat::One),
+            '[' => {
+                let mut j = i + 1;
+                let negate = matches!(p.get(j), Some('!' | '^'));
                 if negate {
-                    i += 1;
+                    j += 1;
                 }
-                let mut matched = false;
+                let mut set = vec![];
                 let mut first = true;
-                while i < p.len() && (first || p[i] != ']') {
+                while j < p.len() && (first || p[j] != ']') {
                     first = false;
-                    if p.get(i + 1) == Some(&'-') && i + 2 < p.len() && p[i + 2] != ']' {
-                        if p[i] <= c && c <= p[i + 2] {
-                            matched = true;
-                        }
-                        i += 3;
+                    if p.get(j + 1) == Some(&'-') && j + 2 < p.len() && p[j + 2] != ']' {
+                        set.push((p[j], p[j + 2]));
+                        j += 3;
                     } else {
-                        if p[i] == c {
-                            matched = true;
-                        }
-                        i += 1;
+                        set.push((p[j], p[j]));
+                        j += 1;
                     }
                 }
-                if i >= p.len() {
+                if j >= p.len() {
                     // No closing bracket: '[' is literal.
-                    return c == '[' && m(&p[1..], &n[1..]);
+                    out.push(Pat::Lit('['));
+                } else {
+                    out.push(Pat::Class { set, negate });
+                    i = j;
                 }
-                matched != negate && m(&p[i + 1..], &n[1..])
             }
-            Some(&ch) => n.first() == Some(&ch) && m(&p[1..], &n[1..]),
+            c => out.push(Pat::Lit(c)),
         }
+        i += 1;
     }
-    m(&p, &n)
+    out
+}
+
+/// fnmatch(3) without flags, for one path component. Dynamic programming over (pattern, name)
+/// positions: O(len(pattern) * len(name)) whatever a tenant writes (backtracking on `*` is
+/// exponential in the number of stars).
+pub(crate) fn fnmatch(pat: &str, name: &str) -> bool {
+    let p = compile(pat);
+    let n: Vec<char> = name.chars().collect();
+    // row[j]: p[..i] matches n[..j].
+    let mut row = vec![false; n.len() + 1];
+    row[0] = true;
+    for el in &p {
+        let mut next = vec![false; n.len() + 1];
+        for j in 0..=n.len() {
+            next[j] = match el {
+                Pat::Any => row[j] || (j > 0 && next[j - 1]),
+                _ if j == 0 => false,
+                Pat::One => row[j - 1],
+                Pat::Lit(c) => row[j - 1] && n[j - 1] == *c,
+                Pat::Class { set, negate } => {
+                    let c = n[j - 1];
+                    row[j - 1] && set.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negate
+                }
+            };
+        }
+        row = next;
+    }
+    row[n.len()]
 }
 
 #[cfg(test)]
@@ -351,6 +420,15 @@ iface ens192 inet static
 \tdns-search example.com
 iface ens192 inet6 auto
 ";
+
+    #[test]
+    fn fnmatch_is_polynomial_and_keeps_its_rules() {
+        // Backtracking would take ~200^30 steps here.
+        assert!(!fnmatch(&"*a".repeat(30), &format!("{}b", "a".repeat(200))));
+        assert!(fnmatch("*.cfg", "eth0.cfg") && !fnmatch("*.cfg", "eth0.cfgx"));
+        assert!(fnmatch("e[a-z]h?", "eth0") && !fnmatch("e[!t]h0", "eth0"));
+        assert!(fnmatch("a[b", "a[b") && fnmatch("*", "") && !fnmatch("?", ""));
+    }
 
     #[test]
     fn debian_static_with_sourced_dhcp() {

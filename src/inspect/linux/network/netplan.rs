@@ -309,6 +309,14 @@ network:
     }
 
     #[test]
+    fn deep_yaml_nesting_is_an_error_not_an_overflow() {
+        // yaml-rust2 stops at its recursion limit, so the node tree never gets deep (issue #8).
+        let n = 100_000;
+        let deep = format!("network:\n  x: {}1{}\n", "[".repeat(n), "]".repeat(n));
+        assert!(load(&deep).unwrap_err().contains("recursion limit"));
+    }
+
+    #[test]
     fn files_and_bad_yaml() {
         let (_d, vfs) = guest(&[
             ("/etc/netplan/00-installer-config.yaml", UBUNTU_STATIC),
