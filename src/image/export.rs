@@ -117,7 +117,11 @@ fn blockdev_args(disk: &ImageInfo, overlay: Option<&Path>, writable: bool) -> Re
     for (i, (path, fmt)) in layers.iter().enumerate().rev() {
         let top = i == 0;
         let read_only = !(top && writable);
-        let name = if top { "top".to_string() } else { format!("n{i}") };
+        let name = if top {
+            "top".to_string()
+        } else {
+            format!("n{i}")
+        };
         let mut node = serde_json::json!({
             "driver": fmt.as_str(),
             "node-name": name,
