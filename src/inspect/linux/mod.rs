@@ -536,10 +536,18 @@ pub fn guest_vfs(vols: &[Volume], l: &LinuxInfo) -> anyhow::Result<Vfs> {
     Ok(vfs)
 }
 
+/// Most fstab / crypttab entries read (real tables: tens; large NFS clients: a few hundred).
+const MAX_TABLE_ENTRIES: usize = 1024;
+
 impl LinuxInfo {
     /// Records `what` as unreadable (a warning, and a reason for repair to refuse).
     fn note_unreadable(&mut self, what: &str, e: impl std::fmt::Display) {
-        let msg = format!("{what}: {e}");
+        let e = e.to_string();
+        let msg = if e.starts_with(what) {
+            e // file errors already start with the path
+        } else {
+            format!("{what}: {e}")
+        };
         self.warnings.push(msg.clone());
         self.unreadable.push(msg);
     }
@@ -563,6 +571,20 @@ pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Res
     if let Some(t) = info.read_or_note(&vfs, "/etc/crypttab") {
         info.crypttab = parse_crypttab(&t, &reports);
     }
+    // Every entry costs a lookup, a mount attempt and a planned edit: bounded (issue #8).
+    for (path, n) in [
+        ("/etc/fstab", info.fstab.len()),
+        ("/etc/crypttab", info.crypttab.len()),
+    ] {
+        if n > MAX_TABLE_ENTRIES {
+            info.note_unreadable(
+                path,
+                format!("{n} entries, more than the {MAX_TABLE_ENTRIES} revirt reads"),
+            );
+        }
+    }
+    info.fstab.truncate(MAX_TABLE_ENTRIES);
+    info.crypttab.truncate(MAX_TABLE_ENTRIES);
     // /dev/mapper/NAME of a crypttab mapping exists once its source opens at boot: present
     // when the source is, though no volume on the disks carries that name yet.
     for e in info.fstab.iter_mut().filter(|e| e.resolves_to.is_none()) {

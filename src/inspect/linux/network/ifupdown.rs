@@ -10,6 +10,8 @@ const MAIN: &str = "/etc/network/interfaces";
 const MAX_DEPTH: usize = 8;
 /// Files read through `source` / `source-directory` in all (real systems: a handful).
 const MAX_FILES: usize = 256;
+/// Directory entries listed and paths checked by all the globs of one walk.
+const MAX_ENTRIES: usize = 100_000;
 /// Paths a glob keeps while expanding, and components it expands.
 const MAX_GLOB_PATHS: usize = 4096;
 const MAX_GLOB_COMPONENTS: usize = 64;
@@ -18,9 +20,13 @@ pub(super) fn detect(vfs: &Vfs, info: &mut NetworkInfo) {
     if !vfs.exists(MAIN) {
         return;
     }
-    let mut seen = BTreeSet::new();
+    let mut walk = Walk {
+        seen: BTreeSet::new(),
+        entries_left: MAX_ENTRIES,
+        warned: false,
+    };
     let mut parsed: Vec<Parsed> = vec![];
-    load(vfs, MAIN, 0, &mut seen, &mut parsed, &mut info.warnings);
+    load(vfs, MAIN, 0, &mut walk, &mut parsed, &mut info.warnings);
     // `auto`/`allow-*` may sit in a different file from the stanza.
     let auto: BTreeSet<String> = parsed.iter().flat_map(|p| p.auto.iter().cloned()).collect();
     for p in parsed {
@@ -51,28 +57,50 @@ pub(super) fn detect(vfs: &Vfs, info: &mut NetworkInfo) {
     }
 }
 
+/// What one walk over `source` / `source-directory` has used of its budget: a tenant's files
+/// can source each other in loops and fan out over huge folders (issue #8).
+struct Walk {
+    /// Resolved paths read so far.
+    seen: BTreeSet<String>,
+    /// Directory entries and path checks the globs may still spend.
+    entries_left: usize,
+    warned: bool,
+}
+
+impl Walk {
+    /// Spends `n` entries; false (with one warning) once the budget is gone.
+    fn spend(&mut self, n: usize, what: &str, warnings: &mut Vec<String>) -> bool {
+        if self.entries_left >= n && self.seen.len() < MAX_FILES {
+            self.entries_left -= n;
+            return true;
+        }
+        if !self.warned {
+            self.warned = true;
+            warnings.push(format!(
+                "ifupdown: source/source-directory budget spent ({MAX_FILES} files, {MAX_ENTRIES} directory entries) at {what}; the rest is ignored"
+            ));
+        }
+        false
+    }
+}
+
 fn load(
     vfs: &Vfs,
     path: &str,
     depth: usize,
-    seen: &mut BTreeSet<String>,
+    walk: &mut Walk,
     out: &mut Vec<Parsed>,
     warnings: &mut Vec<String>,
 ) {
+    if depth > MAX_DEPTH || !walk.spend(1, path, warnings) {
+        return;
+    }
     // The seen-set holds resolved paths: `interfaces`, `./interfaces`, `a/../interfaces` and
     // symlinks to it are one file, read once (issue #8: a file sourcing itself many ways).
     let Ok(Some(real)) = vfs.resolve(path, true) else {
         return;
     };
-    if depth > MAX_DEPTH || !seen.insert(real) {
-        return;
-    }
-    if seen.len() > MAX_FILES {
-        if seen.len() == MAX_FILES + 1 {
-            warnings.push(format!(
-                "ifupdown: more than {MAX_FILES} sourced files; {path} and later ones ignored"
-            ));
-        }
+    if !walk.seen.insert(real) {
         return;
     }
     let Some(text) = read_text(vfs, path, warnings) else {
@@ -90,19 +118,23 @@ fn load(
         };
         match kind {
             SourceKind::File => {
-                for f in glob(vfs, &pat, warnings) {
-                    load(vfs, &f, depth + 1, seen, out, warnings);
+                for f in glob(vfs, &pat, walk, warnings) {
+                    load(vfs, &f, depth + 1, walk, out, warnings);
                 }
             }
             SourceKind::Dir => {
-                for d in glob(vfs, &pat, warnings) {
-                    for (name, f) in list_files(vfs, &d, warnings) {
+                for d in glob(vfs, &pat, walk, warnings) {
+                    let files = list_files(vfs, &d, warnings);
+                    if !walk.spend(files.len(), &d, warnings) {
+                        return;
+                    }
+                    for (name, f) in files {
                         // run-parts(8) naming: skips dpkg leftovers, editor backups, dotfiles.
                         if name
                             .chars()
                             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                         {
-                            load(vfs, &f, depth + 1, seen, out, warnings);
+                            load(vfs, &f, depth + 1, walk, out, warnings);
                         }
                     }
                 }
@@ -270,7 +302,7 @@ fn parse(text: &str, file: &str) -> Parsed {
 /// Expands shell wildcards (`*`, `?`, `[...]`) component by component; sorted like glob(3).
 /// At most [`MAX_GLOB_PATHS`] paths are kept at any step and [`MAX_GLOB_COMPONENTS`] components
 /// expanded: a deep tree under a pattern of many `*/` grows multiplicatively (issue #8).
-fn glob(vfs: &Vfs, pattern: &str, warnings: &mut Vec<String>) -> Vec<String> {
+fn glob(vfs: &Vfs, pattern: &str, walk: &mut Walk, warnings: &mut Vec<String>) -> Vec<String> {
     let mut paths = vec![String::new()];
     let comps: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty()).collect();
     if comps.len() > MAX_GLOB_COMPONENTS {
@@ -295,6 +327,9 @@ fn glob(vfs: &Vfs, pattern: &str, warnings: &mut Vec<String>) -> Vec<String> {
             };
             if comp.contains(['*', '?', '[']) {
                 if let Ok(entries) = vfs.read_dir(&dir) {
+                    if !walk.spend(entries.len(), pattern, warnings) {
+                        return vec![];
+                    }
                     for e in entries {
                         if !e.name.starts_with('.') && fnmatch(comp, &e.name) {
                             next.push(format!("{base}/{}", e.name));
@@ -307,9 +342,22 @@ fn glob(vfs: &Vfs, pattern: &str, warnings: &mut Vec<String>) -> Vec<String> {
         }
         paths = next;
     }
-    paths.retain(|p| !p.is_empty() && vfs.exists(p));
+    // Matches of a final wildcard came from a listing: only a literal last component needs a
+    // lookup (one per path: a lookup in a huge folder is a scan of it).
+    let listed = comps_last_is_wild(pattern);
+    if !listed && !walk.spend(paths.len(), pattern, warnings) {
+        return vec![];
+    }
+    paths.retain(|p| !p.is_empty() && (listed || vfs.exists(p)));
     paths.sort();
     paths
+}
+
+fn comps_last_is_wild(pattern: &str) -> bool {
+    pattern
+        .rsplit('/')
+        .find(|c| !c.is_empty())
+        .is_some_and(|c| c.contains(['*', '?', '[']))
 }
 
 /// One element of a compiled wildcard pattern.
