@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// The adapter genreg.py gives a static address.
+const NIC1: &str = "{5A1C3D2E-8F44-4B8B-9E61-2D3C4B5A6978}";
+
 fn windows_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(boot::windows_guests)
@@ -105,6 +108,42 @@ fn check_guest(g: &Value) -> Vec<String> {
         &g["system_root"],
     );
     want(&mut bad, name, "firmware", &w["firmware"], &g["firmware"]);
+    // A dirty SYSTEM is listed, and read as recovered: the first adapter's address and the
+    // Start values are the ones only its log holds.
+    want(
+        &mut bad,
+        name,
+        "dirty_hives",
+        &w["dirty_hives"],
+        &g["dirty_hives"],
+    );
+    let nic1 = w["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["guid"] == NIC1))
+        .map(|i| i["addresses"].clone())
+        .unwrap_or_default();
+    want(
+        &mut bad,
+        name,
+        "NIC1 addresses",
+        &nic1,
+        &Value::Array(vec![g["static_ip"].clone()]),
+    );
+    for ls in g["logged_start"].as_array().into_iter().flatten() {
+        let (svc, start) = ls.as_str().unwrap().split_once('=').unwrap();
+        let got = w["drivers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["name"] == svc))
+            .map(|d| d["start"].clone())
+            .unwrap_or_default();
+        want(
+            &mut bad,
+            name,
+            &format!("{svc} Start"),
+            &got,
+            &start.parse::<u64>().unwrap().into(),
+        );
+    }
     if g["trouble"] == "dynamic" {
         // C: is an LDM volume ("DMIO:ID:" + volume GUID): no partition carries that GUID.
         want(
@@ -306,9 +345,50 @@ fn trouble_cases_show_their_evidence() {
     let clean = inspect(&image(&by_name("w10-22h2")));
     assert_eq!(win(&clean)["ntfs_dirty"], false);
     assert_eq!(win(&clean)["dirty_hives"], serde_json::json!([]));
-    // A hive whose sequence numbers differ has data only in its transaction logs.
+    // A hive whose sequence numbers differ has data only in its transaction logs: reported
+    // dirty, and read as recovered from SYSTEM.LOG1 (one new-format entry).
     let j = inspect(&image(&by_name("w10-dirty-hive")));
     assert_eq!(win(&j)["dirty_hives"], serde_json::json!(["SYSTEM"]));
+    assert_eq!(
+        win(&j)["hive_recovery"],
+        serde_json::json!([{
+            "hive": "SYSTEM",
+            "path": "/Windows/System32/config/SYSTEM",
+            "volume": null,
+            "format": "new",
+            "entries_applied": 1,
+            "pages_applied": 2,
+            "first_seq": 2,
+            "last_seq": 2,
+            "logs_used": ["LOG1"],
+            "logs": ["/Windows/System32/config/SYSTEM.LOG1", "/Windows/System32/config/SYSTEM.LOG2"],
+            "final_seq": 3,
+            "notes": [],
+            "error": null
+        }])
+    );
+    // The logged address, not the primary file's stale 192.168.10.20.
+    let s = win(&j)["interfaces"].to_string();
+    assert!(
+        s.contains("\"192.168.10.77\"") && !s.contains("192.168.10.20"),
+        "{s}"
+    );
+    // A clean hive has no record; its empty logs are fine.
+    assert_eq!(win(&clean)["hive_recovery"], serde_json::json!([]));
+    // Garbage in the log: still reported dirty, read stale, with the log problem.
+    let j = inspect(&image(&by_name("w10-dirty-hive-badlog")));
+    assert_eq!(win(&j)["dirty_hives"], serde_json::json!(["SYSTEM"]));
+    let rec = &win(&j)["hive_recovery"][0];
+    assert_eq!(
+        (&rec["hive"], &rec["format"]),
+        (&"SYSTEM".into(), &Value::Null)
+    );
+    let e = rec["error"].as_str().unwrap_or("");
+    assert!(
+        e.contains("no transaction log is usable") && e.contains("LOG1 at offset 0x0"),
+        "{e}"
+    );
+    assert!(win(&j)["interfaces"].to_string().contains("192.168.10.20"));
     // An NTFS journal with a client in use and the clean flag off; a reset (0xFF) log is clean.
     let j = inspect(&image(&by_name("w10-unclean-log")));
     assert_eq!(win(&j)["ntfs_log_unclean"], true);
@@ -451,11 +531,101 @@ fn an_encrypted_system_volume_is_named_not_just_no_os() {
         "--output",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(code, 6, "{stdout}{err}");
+    // No OS is its own exit code (4) in every command; the message still names BitLocker.
+    assert_eq!(code, 4, "{stdout}{err}");
     assert!(
-        stdout.contains("/dev/sda1 is BitLocker-encrypted and cannot be read without its key"),
-        "{stdout}"
+        err.contains("/dev/sda1 is BitLocker-encrypted and cannot be read without its key"),
+        "{err}"
     );
     assert!(!out.exists(), "a refused repair left {}", out.display());
     assert_eq!(sha(&disk), before);
+}
+
+/// A dirty SYSTEM hive its log recovers is planned, not refused: first the recovered hive
+/// written back over the primary (checked by its sha256 at apply time) and its non-empty log
+/// emptied, then the usual edits computed against the recovered hive; the plan notes what was
+/// replayed, `--network keep-static` moves the logged address. `verify` of the unrepaired disk
+/// flags the hive still dirty. (The repair itself: windows_repair.rs and windows_roundtrip.rs.)
+#[test]
+fn a_dirty_hive_is_planned_as_recovered_then_edited() {
+    let dir = windows_dir();
+    let img = image(&by_name("w10-dirty-hive"));
+    let src = dir.join("virtio-win");
+    let before = sha(&img);
+    let plan = |extra: &[&str]| -> Value {
+        let mut args = vec!["plan", "--json", "--virtio-win", src.to_str().unwrap()];
+        args.extend(extra);
+        args.push(img.to_str().unwrap());
+        let (code, out, err) = common::revirt_out(&args);
+        assert_eq!(code, 0, "{out}{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let p = plan(&[]);
+    assert_eq!(p["refusals"], serde_json::json!([]), "{p}");
+    let notes = p["notes"].to_string();
+    assert!(
+        notes.contains("SYSTEM: recovered 1 log entry (seq 2..2) from LOG1"),
+        "{notes}"
+    );
+    let acts = p["actions"].as_array().unwrap();
+    let hive = "/Windows/System32/config/SYSTEM";
+    assert_eq!(acts[0]["change"]["op"], "upload-file", "{}", acts[0]);
+    assert_eq!(acts[0]["change"]["from"], format!("recovered-hive:{hive}"));
+    assert_eq!(acts[0]["change"]["to"], hive);
+    assert_eq!(acts[0]["change"]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(acts[1]["change"]["op"], "write-file");
+    assert_eq!(acts[1]["change"]["path"], format!("{hive}.LOG1"));
+    assert_eq!(acts[1]["change"]["content"], "");
+    // SYSTEM.LOG2 is empty already: nothing to do for it; no other hive is touched as a file.
+    let files: Vec<&str> = acts
+        .iter()
+        .filter_map(|a| a["change"]["path"].as_str().or(a["change"]["to"].as_str()))
+        .filter(|t| t.contains("/config/"))
+        .collect();
+    assert_eq!(files, [hive.to_string(), format!("{hive}.LOG1")]);
+    // Every registry edit comes after the write-back, its "before" read from the recovered
+    // hive: LSI_SAS is 0 there (3 in the stale primary), so it is left alone.
+    let first_reg = acts.iter().position(|a| a["change"]["op"] == "reg-set");
+    assert!(first_reg.is_some_and(|i| i > 1), "{acts:?}");
+    assert!(acts
+        .iter()
+        .any(|a| a["change"]["key"] == "ControlSet001\\Services\\viostor"
+            && a["change"]["name"] == "Start"
+            && a["change"]["value"]["data"] == 0));
+    assert!(!acts
+        .iter()
+        .any(|a| a["change"]["key"] == "ControlSet001\\Services\\LSI_SAS"));
+    let p = plan(&["--network", "keep-static"]);
+    let text = p["actions"].to_string();
+    assert!(
+        text.contains("-IPAddress 192.168.10.77 ") && !text.contains("192.168.10.20"),
+        "{text}"
+    );
+    // Not ready as it is: the hive is still dirty on disk.
+    let (code, out, err) = common::revirt_out(&[
+        "verify",
+        "--json",
+        "--virtio-win",
+        src.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let findings = v["findings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["check"] == "dirty-hive" && f["file"] == hive),
+        "{v}"
+    );
+    // And the clean guest has no such finding (only the missing repair).
+    let (_, out, _) = common::revirt_out(&[
+        "verify",
+        "--json",
+        "--virtio-win",
+        src.to_str().unwrap(),
+        image(&by_name("w10-22h2")).to_str().unwrap(),
+    ]);
+    assert!(!out.contains("dirty-hive"), "{out}");
+    assert_eq!(sha(&img), before, "plan and verify wrote nothing");
 }

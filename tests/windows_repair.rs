@@ -204,6 +204,18 @@ fn assert_refused(name: &str, o: &PlanOptions, why: &str) {
 fn trouble_cases_are_refused_with_nothing_written() {
     assert_refused("w10-hibernated", &opts(), "Fast Startup");
     assert_refused("w10-dirty", &opts(), "NTFS dirty flag");
+    // A dirty SYSTEM whose log is garbage: no entry can be replayed; the refusal names the hive
+    // and what is wrong with its log.
+    assert_refused(
+        "w10-dirty-hive-badlog",
+        &opts(),
+        "registry hive SYSTEM (/Windows/System32/config/SYSTEM) has unflushed changes",
+    );
+    assert_refused(
+        "w10-dirty-hive-badlog",
+        &opts(),
+        "hive is dirty but no transaction log is usable: LOG1 at offset 0x0: no \"regf\" signature",
+    );
     assert_refused(
         "w10-22h2",
         &PlanOptions::default(),
@@ -330,4 +342,161 @@ fn w10_repair_through_the_appliance_reads_back_and_is_idempotent() {
         "second plan: {:#?}",
         plan.actions.iter().map(|a| a.target()).collect::<Vec<_>>()
     );
+}
+
+/// (file type, primary sequence number, secondary, stored checksum, computed checksum) of a
+/// hive's base block, read by hand (the REGF layout), not by revirt's reader.
+fn base_block(hive: &[u8]) -> (u32, u32, u32, u32, u32) {
+    let le = |o: usize| u32::from_le_bytes(hive[o..o + 4].try_into().unwrap());
+    let mut x = (0..127).fold(0u32, |c, i| c ^ le(4 * i));
+    if x == 0 {
+        x = 1;
+    } else if x == u32::MAX {
+        x = u32::MAX - 1;
+    }
+    assert_eq!(&hive[..4], b"regf");
+    (le(28), le(4), le(8), le(508), x)
+}
+
+/// The files `paths` of the system partition (at 1 MiB, 40 MiB) of a qcow2 `disk`, read with
+/// qemu-img and ntfs-3g's ntfscat (independent of revirt and of the appliance).
+fn ntfs_files(disk: &Path, paths: &[&str]) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    common::run(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(disk)
+            .arg(&raw),
+    );
+    let d = std::fs::read(&raw).unwrap();
+    let part = dir.path().join("part.raw");
+    std::fs::write(&part, &d[1 << 20..41 << 20]).unwrap();
+    paths
+        .iter()
+        .map(|p| common::run(Command::new("ntfscat").arg(&part).arg(p)).stdout)
+        .collect()
+}
+
+/// The guest whose SYSTEM hive has its last write only in SYSTEM.LOG1 (new format): `revirt
+/// repair` (the CLI) into an overlay is ready (exit 0) and leaves the input alone; read back
+/// with ntfscat + hivexregedit, the hive holds BOTH the logged values (192.168.10.77 on NIC1,
+/// LSI_SAS Start=0; the stale primary has .20 and 3) and revirt's edits (viostor Start=0), its
+/// base block is flushed (seq1 == seq2, past the dirty primary's, valid checksum; hivex's commit
+/// keeps them equal) and both logs are empty. Undo of an in-place repair: windows_roundtrip.rs.
+#[test]
+fn a_dirty_hive_is_recovered_from_its_log_and_repaired() {
+    let img = guest("w10-dirty-hive");
+    let before = sha(&img);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.qcow2");
+    let report = dir.path().join("report.json");
+    let (code, stdout, stderr) = common::revirt_out(&[
+        "repair",
+        img.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--virtio-win",
+        virtio_win().to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(sha(&img), before, "the input changed");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["readiness"], "ready", "{r}");
+    assert!(
+        r["notes"]
+            .to_string()
+            .contains("SYSTEM: recovered 1 log entry (seq 2..2) from LOG1"),
+        "{}",
+        r["notes"]
+    );
+    // The original hive and log are kept for undo before they are replaced.
+    let hive = "/Windows/System32/config/SYSTEM";
+    for t in [hive.to_string(), format!("{hive}.LOG1")] {
+        let a = r["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["target"] == t.as_str())
+            .unwrap_or_else(|| panic!("no action on {t}: {}", r["actions"]));
+        assert_eq!(a["undo"], "restore", "{a}");
+        assert!(a["backup"].as_str().is_some_and(|b| b.ends_with(&t)), "{a}");
+    }
+
+    let orig = ntfs_files(&img, &[hive]);
+    let got = ntfs_files(
+        &out,
+        &[hive, &format!("{hive}.LOG1"), &format!("{hive}.LOG2")],
+    );
+    let (_, o1, o2, _, _) = base_block(&orig[0]);
+    assert_eq!(o1, o2 + 1, "the fixture's primary is dirty");
+    let (ty, s1, s2, stored, computed) = base_block(&got[0]);
+    assert_eq!((ty, s1), (0, s2), "flushed primary");
+    assert!(s1 > o1, "sequence {s1} not past the dirty primary's {o1}");
+    assert_eq!(stored, computed, "base block checksum");
+    assert!(got[1].is_empty() && got[2].is_empty(), "logs not emptied");
+
+    let local = dir.path().join("SYSTEM");
+    std::fs::write(&local, &got[0]).unwrap();
+    let reg = common::run_stdout(
+        Command::new("hivexregedit")
+            .args(["--export", "--prefix", "HKEY_LOCAL_MACHINE\\SYSTEM"])
+            .arg(&local)
+            .arg("\\"),
+    )
+    .replace("\r\n", "\n");
+    let key = |k: &str| -> String {
+        let head = format!("[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\{k}]\n");
+        reg.split(&head)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{k} not in the export"))
+            .split("\n[")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let multi = |s: &str| -> String {
+        let b: Vec<String> = s
+            .encode_utf16()
+            .chain([0, 0])
+            .flat_map(u16::to_le_bytes)
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        format!("hex(7):{}", b.join(","))
+    };
+    let nic =
+        key("Services\\Tcpip\\Parameters\\Interfaces\\{5A1C3D2E-8F44-4B8B-9E61-2D3C4B5A6978}");
+    assert!(
+        nic.contains(&format!("\"IPAddress\"={}", multi("192.168.10.77"))),
+        "logged address lost: {nic}"
+    );
+    // The rest of the key (only in the primary) survived the replay.
+    assert!(nic.contains(&format!("\"DefaultGateway\"={}", multi("192.168.10.1"))));
+    assert!(key("Services\\LSI_SAS").contains("\"Start\"=dword:00000000"));
+    let vs = key("Services\\viostor");
+    assert!(
+        vs.contains("\"Start\"=dword:00000000") && vs.contains("\"Type\"=dword:00000001"),
+        "{vs}"
+    );
+    assert!(key("Services\\VMTools").contains("\"Start\"=dword:00000004"));
+
+    // revirt's own reader agrees: clean hive, nothing left to recover, verify ready.
+    let (code, j, err) = common::revirt_out(&["inspect", "--json", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&j).unwrap();
+    let w = &j["operating_systems"][0]["windows"];
+    assert_eq!(
+        (&w["dirty_hives"], &w["hive_recovery"]),
+        (&serde_json::json!([]), &serde_json::json!([]))
+    );
+    let (code, v, err) = common::revirt_out(&[
+        "verify",
+        "--virtio-win",
+        virtio_win().to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{v}{err}");
 }

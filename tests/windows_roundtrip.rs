@@ -24,6 +24,10 @@ use std::process::Command;
 struct Fixture {
     name: String,
     image: PathBuf,
+    /// The static address of the first adapter as inspect must report it (manifest).
+    static_ip: String,
+    /// "new-log": SYSTEM's last write only in SYSTEM.LOG1, recovered by the repair.
+    hive_dirty: Option<String>,
 }
 
 /// The repairable guests of the Windows fixture set and the phony virtio-win folder.
@@ -40,6 +44,8 @@ fn fixtures() -> (Vec<Fixture>, PathBuf) {
         .map(|g| Fixture {
             name: g["name"].as_str().expect("guest name").to_string(),
             image: dir.join(g["file"].as_str().expect("guest file")),
+            static_ip: g["static_ip"].as_str().expect("static_ip").to_string(),
+            hive_dirty: g["hive_dirty"].as_str().map(String::from),
         })
         .collect();
     (list, dir.join("virtio-win"))
@@ -62,8 +68,10 @@ fn normalise_source(v: &mut Value, src: &str) {
 }
 
 /// sha256 of every file of the system volume, by guest path (pure reader), minus `skip`.
-fn tree(image: &Path, skip: &str) -> BTreeMap<String, String> {
-    let g = revirt::inspect::inspect(&[image.to_path_buf()]).expect("inspect");
+/// `input`: the fixture `image` is an overlay of (its folder is trusted for the backing file).
+fn tree(image: &Path, input: &Path, skip: &str) -> BTreeMap<String, String> {
+    let g = revirt::inspect::inspect_with(&[image.to_path_buf()], &boot::trust(input))
+        .expect("inspect");
     let os = g
         .inspection
         .operating_systems
@@ -270,6 +278,56 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
                     || svc.contains(&format!("\"Group\"={}", hex1("SCSI miniport")))) => {}
         other => bad.push(format!("{name}: hivexregedit sees viostor as {other:?}")),
     }
+    // A hive recovered from its log: flushed on disk (hivex's commit keeps both sequence
+    // numbers equal, checksum valid), the logged address kept next to revirt's edits, and both
+    // logs empty so Windows replays nothing over them.
+    if f.hive_dirty.as_deref() == Some("new-log") {
+        let h = std::fs::read(&hive).unwrap();
+        let le = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().unwrap());
+        let mut sum = (0..127).fold(0u32, |c, i| c ^ le(4 * i));
+        if sum == 0 {
+            sum = 1;
+        } else if sum == u32::MAX {
+            sum = u32::MAX - 1;
+        }
+        if le(4) != le(8) || le(508) != sum {
+            bad.push(format!(
+                "{name}: repaired SYSTEM base block seq {}/{} checksum {:#x} (computed {sum:#x})",
+                le(4),
+                le(8),
+                le(508)
+            ));
+        }
+        let logged = reg.contains(&format!(
+            "\"IPAddress\"=hex(7):{}",
+            f.static_ip
+                .encode_utf16()
+                .chain([0, 0])
+                .flat_map(u16::to_le_bytes)
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        if !logged {
+            bad.push(format!(
+                "{name}: hivexregedit lacks the logged IPAddress {}",
+                f.static_ip
+            ));
+        }
+        for log in ["LOG1", "LOG2"] {
+            let p = format!("{}/System32/config/SYSTEM.{log}", w.system_root);
+            let n = ntfscat(&part, &p).len();
+            if n != 0 {
+                bad.push(format!("{name}: {p} is {n} bytes after repair, want empty"));
+            }
+        }
+        if !w.dirty_hives.is_empty() || !w.hive_recovery.is_empty() {
+            bad.push(format!(
+                "{name}: still dirty after repair: {:?}",
+                w.hive_recovery
+            ));
+        }
+    }
     let sys = ntfscat(
         &part,
         &format!("{}/System32/drivers/viostor.sys", w.system_root),
@@ -310,8 +368,8 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     if code != 0 {
         bad.push(format!("{name}: revirt undo exit {code}: {err}"));
     } else {
-        let orig = tree(&f.image, "/ProgramData/revirt");
-        let undone = tree(&out, "/ProgramData/revirt");
+        let orig = tree(&f.image, &f.image, "/ProgramData/revirt");
+        let undone = tree(&out, &f.image, "/ProgramData/revirt");
         for (p, h) in &orig {
             if undone.get(p) != Some(h) {
                 bad.push(format!(
@@ -375,16 +433,18 @@ fn keep_static_moves_the_address_to_the_virtio_adapter() {
             .and_then(|a| a["change"]["content"].as_str().map(String::from))
             .unwrap_or_else(|| panic!("{}: no first-boot script in {out}", f.name));
         let version = plan_version(&f.image);
+        // The address as inspect reports it: for a dirty hive, the one only its log holds.
+        let ip = &f.static_ip;
         if version >= (6, 2) {
             assert!(
-                script.contains("New-NetIPAddress -InterfaceIndex $a.ifIndex -IPAddress 192.168.10.20 -PrefixLength 24 -DefaultGateway 192.168.10.1")
+                script.contains(&format!("New-NetIPAddress -InterfaceIndex $a.ifIndex -IPAddress {ip} -PrefixLength 24 -DefaultGateway 192.168.10.1"))
                     && script.contains("-ServerAddresses 192.168.10.2,192.168.10.3"),
                 "{}: {script}",
                 f.name
             );
         } else {
             assert!(
-                script.contains("static 192.168.10.20 255.255.255.0 192.168.10.1"),
+                script.contains(&format!("static {ip} 255.255.255.0 192.168.10.1")),
                 "{}: {script}",
                 f.name
             );
@@ -397,7 +457,7 @@ fn keep_static_moves_the_address_to_the_virtio_adapter() {
             src.as_os_str(),
             f.image.as_os_str(),
         ]);
-        assert!(!out.contains("192.168.10.20 -PrefixLength"), "{}", f.name);
+        assert!(!out.contains(&format!("{ip} -PrefixLength")), "{}", f.name);
         seen += 1;
     }
     assert!(seen >= 8, "only {seen} guests planned");

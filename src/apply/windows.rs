@@ -6,6 +6,7 @@ use super::{parent, sha256_hex, tempdir, ActionRecord, Journal, JournalEntry, Ta
 
 use crate::inspect::windows::resolve_ci;
 use crate::inspect::Guest;
+use crate::plan::windows::RECOVERED_HIVE;
 use crate::plan::{Change, RepairPlan};
 use crate::types::OsReport;
 use anyhow::{bail, Context, Result};
@@ -65,6 +66,24 @@ pub fn apply_windows(
     let mut hosts: BTreeMap<String, PathBuf> = BTreeMap::new();
     for a in &plan.actions {
         let (target_path, before, after) = match &a.change {
+            // A dirty hive written back as recovered from its logs: replayed again here (pure
+            // read) and uploaded only if it is still what the plan saw.
+            Change::UploadFile { from, to, sha256 } if from.starts_with(RECOVERED_HIVE) => {
+                let hp = &from[RECOVERED_HIVE.len()..];
+                let files = crate::inspect::windows::HiveFiles::read(&vfs, hp)?;
+                let r = files
+                    .recover()
+                    .with_context(|| format!("{hp}: replaying its transaction logs"))?;
+                let got = sha256_hex(&r.data);
+                if &got != sha256 {
+                    bail!("{hp}: its recovery from the logs changed since the plan (sha256 {got}, planned {sha256}); plan again");
+                }
+                let host = tmp.join(format!("recovered-hive-{}", hosts.len()));
+                std::fs::write(&host, &r.data)
+                    .with_context(|| format!("writing {}", host.display()))?;
+                hosts.insert(from.clone(), host);
+                (to.clone(), Some(files.data), Some(sha256.clone()))
+            }
             Change::UploadFile { from, to, sha256 } => {
                 let host = crate::drivers::materialize(from, &tmp)?;
                 // The source may have changed since the plan was made: upload what was planned.
@@ -131,10 +150,12 @@ pub fn apply_windows(
         entries: vec![],
     };
     // Hives are backed up whole before the first edit: undo restores them byte for byte.
+    let mut backed_up = std::collections::BTreeSet::new();
     for hp in hives.values() {
         let b = format!("{backup_dir}{hp}");
         app.mkdir_p(parent(&b))?;
         app.cp(hp, &b)?;
+        backed_up.insert(b.clone());
         journal.entries.push(JournalEntry {
             target: hp.clone(),
             undo: "restore".into(),
@@ -143,9 +164,13 @@ pub fn apply_windows(
         });
     }
     for (a, rec) in plan.actions.iter().zip(records.iter_mut()) {
-        if let Some(b) = &rec.backup {
+        // A file already backed up (a hive written back as recovered, then edited) keeps its
+        // first copy, the original, and the journal entry that restores it.
+        let first = rec.backup.as_ref().is_none_or(|b| !backed_up.contains(b));
+        if let Some(b) = rec.backup.as_ref().filter(|_| first) {
             app.mkdir_p(parent(b))?;
             app.cp(&rec.target, b)?;
+            backed_up.insert(b.clone());
         }
         match &a.change {
             Change::UploadFile { from, to, .. } => {
@@ -161,6 +186,9 @@ pub fn apply_windows(
             }
             Change::RegSet { .. } => continue,
             _ => unreachable!("checked above"),
+        }
+        if !first {
+            continue;
         }
         journal.entries.push(JournalEntry {
             target: rec.target.clone(),

@@ -22,6 +22,14 @@
 //! product line of the same kernel generation (server <-> client), then older generations, newest
 //! first. Never a newer one: newer drivers may use kernel exports the guest lacks.
 //!
+//! Dirty hives (a crash-consistent snapshot: the newest data only in `.LOG1`/`.LOG2`).
+//! Inspection read them as recovered from their logs (`inspect::windows::hivelog`), so every
+//! fact and every `before` value here is the newest data. The plan first writes each recovered
+//! hive back over its primary (an upload from [`RECOVERED_HIVE`], checked by sha256 at apply
+//! time) and empties its non-empty logs, both backed up for undo; the registry edits then go
+//! onto the recovered hive, and hivex's commit leaves it flushed. A dirty hive no log recovers is
+//! refused.
+//!
 //! First boot without a service wrapper: a machine startup script in the local Group Policy
 //! (`System32\GroupPolicy\Machine\Scripts\scripts.ini` + `gpt.ini`), run as SYSTEM before logon.
 //! It runs each step once (marker files), logs to `C:\revirt-firstboot.log`, retries a failed
@@ -160,9 +168,31 @@ impl DriverDir {
     }
 }
 
+/// The `from` of the upload that writes a dirty hive back as recovered from its logs: this
+/// prefix, then the hive's guest path. There is no host file: the apply step replays the guest's
+/// logs again with the pure reader and uploads the result, refusing when its sha256 is not the
+/// planned one (the guest changed since the plan).
+pub const RECOVERED_HIVE: &str = "recovered-hive:";
+
+/// A dirty system hive that its logs recover, as the planner writes it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveredHive {
+    /// "SYSTEM", "SOFTWARE".
+    pub hive: String,
+    /// Stored guest path of the primary file.
+    pub path: String,
+    /// sha256 of the recovered file (base block flushed, logs applied).
+    pub sha256: String,
+    /// Stored guest paths of its non-empty logs, which are emptied once it is written back.
+    pub logs: Vec<String>,
+}
+
 /// What the planner reads, collected beforehand by [`collect_windows_inputs`].
 pub struct WinInputs {
+    /// The SYSTEM hive as Windows would load it (recovered from its logs when dirty).
     pub system: Hive,
+    /// Dirty system hives their logs recover (see [`RECOVERED_HIVE`]).
+    pub recovered: Vec<RecoveredHive>,
     /// Lowercased guest path -> (stored path, sha256) of files the plan may replace or check.
     pub files: BTreeMap<String, (String, String)>,
     /// Lowercased guest path -> text, for gpt.ini / scripts.ini / the first-boot script.
@@ -458,8 +488,29 @@ pub fn refusals(
     if w.ntfs_log_unclean {
         r.push(format!("{}: the NTFS journal ($LogFile) holds metadata changes not yet written to the volume (unclean shutdown or crash-consistent snapshot); only Windows replays it, and mounting it for writing would discard them: boot the source and shut it down cleanly, or take an application-consistent snapshot", os.root.device));
     }
-    if !w.dirty_hives.is_empty() {
-        r.push(format!("registry hive {} has unflushed changes (primary and secondary sequence numbers differ; the newest data is only in its .LOG1/.LOG2 transaction logs, which Windows replays at boot): editing it could lose or corrupt settings; boot the source and shut it down cleanly (not Fast Startup), or snapshot a cleanly shut down machine", w.dirty_hives.join(", ")));
+    // A dirty hive is recovered from its logs (see plan_windows); refused only when no log
+    // gives a usable entry: editing the stale primary would lose or corrupt settings.
+    for h in &w.dirty_hives {
+        let rec = w
+            .hive_recovery
+            .iter()
+            .find(|r| &r.hive == h && r.volume.is_none());
+        let (path, why) = match rec {
+            Some(r) if r.error.is_none() && inp.recovered.iter().any(|x| x.path == r.path) => {
+                continue
+            }
+            Some(r) => (
+                r.path.clone(),
+                r.error
+                    .clone()
+                    .unwrap_or_else(|| "its recovery could not be repeated".into()),
+            ),
+            None => (
+                format!("{}/System32/config/{h}", w.system_root),
+                "it was not recovered".into(),
+            ),
+        };
+        r.push(format!("registry hive {h} ({path}) has unflushed changes (primary and secondary sequence numbers differ; its newest data is only in its .LOG1/.LOG2 transaction logs) and its logs cannot be replayed: {why}; editing the stale hive could lose or corrupt settings: boot the source and shut it down cleanly (not Fast Startup), or snapshot a cleanly shut down machine"));
     }
     if w.ntfs_dirty {
         r.push(format!("{}: the NTFS dirty flag is set (unclean shutdown or crash-consistent snapshot): run chkdsk on the source or take a consistent snapshot", os.root.device));
@@ -557,6 +608,51 @@ pub fn plan_windows(
         inp,
         actions: vec![],
     };
+    // 0. Dirty hives: written back as recovered from their logs, the logs emptied, before any
+    // registry edit (hivex then edits the recovered hive, and Windows never replays the old log
+    // entries over those edits).
+    for rh in &inp.recovered {
+        let Some(rec) = w.hive_recovery.iter().find(|r| r.path == rh.path) else {
+            continue;
+        };
+        let h = &rh.hive;
+        let n = rec.entries_applied;
+        let entries = if n == 1 { "entry" } else { "entries" };
+        let seq = match (rec.first_seq, rec.last_seq) {
+            (Some(a), Some(b)) => format!("seq {a}..{b}"),
+            _ => "no sequence".into(),
+        };
+        let logs = rec.logs_used.join("/");
+        let format = match rec.format.as_deref() {
+            Some("old") => format!(", old-format log, {} dirty pages", rec.pages_applied),
+            _ => String::new(),
+        };
+        plan.notes.push(format!(
+            "{h}: recovered {n} log {entries} ({seq}) from {logs}{format}"
+        ));
+        p.actions.push(Action {
+            area: "registry".into(),
+            change: Change::UploadFile {
+                from: format!("{RECOVERED_HIVE}{}", rh.path),
+                to: rh.path.clone(),
+                sha256: rh.sha256.clone(),
+            },
+            reason: format!("{h} has unflushed changes: its newest data ({n} log {entries}, {seq}, from {logs}) is only in its transaction logs; the hive as recovered from them is written back (flushed, both sequence numbers equal) before revirt edits it"),
+            diff: None,
+        });
+        for log in &rh.logs {
+            p.actions.push(Action {
+                area: "registry".into(),
+                change: Change::WriteFile {
+                    path: log.clone(),
+                    content: String::new(),
+                    mode: 0o644,
+                },
+                reason: format!("already replayed into the written-back {h}: emptied (as Windows leaves an unused log) so its old entries are never replayed over revirt's edits"),
+                diff: None,
+            });
+        }
+    }
     let cs = format!("ControlSet{:03}", w.current_control_set.unwrap_or(1));
     let root = w.system_root.clone();
     let arch = arch_dir(&w.arch).unwrap_or("amd64");
@@ -1035,6 +1131,33 @@ pub fn collect_windows_inputs(
     let sys_path = resolve_ci(vfs, &format!("{}/System32/config/SYSTEM", w.system_root))?
         .with_context(|| format!("{}/System32/config/SYSTEM: missing", w.system_root))?;
     let system = crate::inspect::windows::read_hive(vfs, &sys_path)?;
+    // Dirty system hives that inspection recovered: recovered again here for the bytes' hash
+    // (the apply step repeats it and checks the hash).
+    let mut recovered = vec![];
+    for rec in w
+        .hive_recovery
+        .iter()
+        .filter(|r| r.volume.is_none() && r.error.is_none())
+    {
+        let files = crate::inspect::windows::HiveFiles::read(vfs, &rec.path)?;
+        let Ok(r) = files.recover() else {
+            continue; // refused: the recovery cannot be repeated
+        };
+        if r.format.is_none() {
+            continue; // flushed since inspection
+        }
+        recovered.push(RecoveredHive {
+            hive: rec.hive.clone(),
+            path: files.path.clone(),
+            sha256: sha256_hex(&r.data),
+            logs: files
+                .logs
+                .iter()
+                .filter(|l| !l.data.is_empty())
+                .map(|l| l.path.clone())
+                .collect(),
+        });
+    }
     let (source, agent_msi) = match &opts.virtio_win {
         None => (None, None),
         Some(root) => {
@@ -1107,6 +1230,7 @@ pub fn collect_windows_inputs(
     }
     Ok(WinInputs {
         system,
+        recovered,
         files,
         texts,
         source,

@@ -1,7 +1,7 @@
 //! Static boot-readiness check of a Windows guest on virtio (pure Rust over the inspection and
 //! the system volume): the boot driver file and its boot-start service, its binding to the
 //! virtio PCI ids as this Windows version needs, staged drivers and the first-boot script, and
-//! no refused state (hibernated, dirty NTFS).
+//! no refused state (hibernated, dirty NTFS), no hive still dirty.
 use super::{Finding, Verdict};
 use crate::fs::Vfs;
 use crate::inspect::windows::facts::VIRTIO_STORAGE_IDS;
@@ -131,12 +131,22 @@ pub fn verify_windows(w: &WindowsInfo, vfs: &Vfs, opts: &PlanOptions) -> anyhow:
             "the NTFS journal holds unreplayed changes".into(),
         ));
     }
+    // Still dirty: Windows would replay its logs at boot, over (or instead of) any edit. A hive
+    // revirt recovered and wrote back is flushed (both sequence numbers equal) and not listed.
     for h in &w.dirty_hives {
-        f.push(finding(
-            "refused",
-            Some(format!("{}/System32/config/{h}", w.system_root)),
-            format!("the {h} hive has unflushed changes in its transaction logs"),
-        ));
+        let rec = w
+            .hive_recovery
+            .iter()
+            .find(|r| &r.hive == h && r.volume.is_none());
+        let path = rec.map_or_else(
+            || format!("{}/System32/config/{h}", w.system_root),
+            |r| r.path.clone(),
+        );
+        let (check, what) = match rec.and_then(|r| r.error.as_deref()) {
+            Some(e) => ("refused", format!("the {h} hive has unflushed changes that its logs cannot restore: {e}")),
+            None => ("dirty-hive", format!("the {h} hive has unflushed changes: its newest data is only in its transaction logs (revirt repair writes it back recovered)")),
+        };
+        f.push(finding(check, Some(path), what));
     }
     if w.ntfs_dirty {
         f.push(finding(

@@ -49,12 +49,23 @@ struct GuestEntry {
     /// Client or Server.
     installation_type: String,
     system_root: String,
-    /// hibernated, dirty, bitlocker, dynamic, no-drivers (None: a guest revirt repairs).
+    /// hibernated, dirty, hive-dirty, ntfs-log-unclean, bitlocker, dynamic, no-drivers (None: a
+    /// guest revirt repairs).
     trouble: Option<String>,
     /// A fragment of the refusal `revirt repair` must give (None: not refused).
     refusal: Option<String>,
     /// The exit code of `revirt repair` with the phony virtio-win (6 = refused).
     repair_exit: Option<i32>,
+    /// Hives inspect must report dirty (`dirty_hives`).
+    dirty_hives: Vec<String>,
+    /// How SYSTEM is dirty: "new-log" (its last write only in a new-format SYSTEM.LOG1, which
+    /// revirt recovers) or "garbage-log" (no usable log: refused); None when clean.
+    hive_dirty: Option<String>,
+    /// The static address inspect must report on the first adapter: for "new-log" the value
+    /// only the log holds (the primary file still has genreg.py's 192.168.10.20).
+    static_ip: String,
+    /// Service Start values only the log holds, "NAME=N" (inspect must report them).
+    logged_start: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -185,6 +196,8 @@ fn describe(dir: &Path, name: &str) -> Result<GuestEntry> {
         "HIBERFIL",
         "DIRTY",
         "HIVE_DIRTY",
+        "LOGGED_IP",
+        "LOGGED_START",
         "LOG_UNCLEAN",
         "EXPECT_REFUSAL",
         "SYSROOT",
@@ -219,7 +232,11 @@ fn describe(dir: &Path, name: &str) -> Result<GuestEntry> {
     let trouble = nonempty(get("TROUBLE"))
         .or_else(|| nonempty(get("HIBERFIL")).map(|_| "hibernated".into()))
         .or_else(|| nonempty(get("DIRTY")).map(|_| "dirty".into()))
-        .or_else(|| nonempty(get("HIVE_DIRTY")).map(|_| "hive-dirty".into()))
+        .or_else(|| {
+            nonempty(get("HIVE_DIRTY"))
+                .filter(|h| h != "new-log")
+                .map(|_| "hive-dirty".into())
+        })
         .or_else(|| nonempty(get("LOG_UNCLEAN")).map(|_| "ntfs-log-unclean".into()))
         .or_else(|| {
             refusal
@@ -255,6 +272,16 @@ fn describe(dir: &Path, name: &str) -> Result<GuestEntry> {
         repair_exit: refusal.as_ref().map(|_| 6),
         trouble,
         refusal,
+        dirty_hives: nonempty(get("HIVE_DIRTY"))
+            .map(|_| vec!["SYSTEM".to_string()])
+            .unwrap_or_default(),
+        hive_dirty: nonempty(get("HIVE_DIRTY")),
+        // genreg.py's address of NIC1, unless the log holds a newer one.
+        static_ip: nonempty(get("LOGGED_IP")).unwrap_or_else(|| "192.168.10.20".into()),
+        logged_start: get("LOGGED_START")
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
     })
 }
 
@@ -347,6 +374,20 @@ mod tests {
             ),
             ("Windows 11 Pro", "Windows 10 Pro", "uefi")
         );
+        // A hive whose newest data is only in its log is repaired; one with a garbage log not.
+        let dirty = describe(&dir, "w10-dirty-hive").unwrap();
+        assert_eq!(
+            (dirty.trouble, dirty.refusal, dirty.hive_dirty.as_deref()),
+            (None, None, Some("new-log"))
+        );
+        assert_eq!(
+            (dirty.static_ip.as_str(), dirty.dirty_hives.len()),
+            ("192.168.10.77", 1)
+        );
+        assert_eq!(dirty.logged_start, ["LSI_SAS=0"]);
+        let bad = describe(&dir, "w10-dirty-hive-badlog").unwrap();
+        assert_eq!(bad.trouble.as_deref(), Some("hive-dirty"));
+        assert!(bad.refusal.is_some_and(|r| r.contains("SYSTEM")));
         let old = describe(&dir, "2k3r2-x86").unwrap();
         assert_eq!(old.trouble.as_deref(), Some("no-drivers"));
         assert_eq!(old.installation_type, "Server");

@@ -153,8 +153,8 @@ impl Hive {
                 ),
             ));
         }
-        // Sequence numbers differ when a write was interrupted; the log files (not read here)
-        // would hold the newer data.
+        // Sequence numbers differ when a write was interrupted; the log files hold the newer
+        // data (replayed by `hivelog` before parsing, see `HiveFiles::open`).
         let dirty = le32(&data, 4) != le32(&data, 8);
         let hive = Hive {
             root: le32(&data, 36),
@@ -170,7 +170,9 @@ impl Hive {
         &self.name
     }
 
-    /// True when the primary and secondary sequence numbers differ (unflushed transaction).
+    /// True when the primary and secondary sequence numbers of the bytes parsed differ (an
+    /// unflushed transaction). [`super::HiveFiles::open`] parses a dirty hive as recovered from
+    /// its logs, which is clean; this is then false.
     pub fn is_dirty(&self) -> bool {
         self.dirty
     }

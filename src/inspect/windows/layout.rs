@@ -66,7 +66,7 @@ pub fn detect_layout(
             has_fallback,
         });
         match resolve_ci(&vfs, &format!("{boot}/BCD")) {
-            Ok(Some(p)) => match read_bcd(&vfs, &p) {
+            Ok(Some(p)) => match read_bcd(&vfs, &p, &v.report.device, w, warnings) {
                 Ok(e) => w.bcd_default = e,
                 Err(e) => warnings.push(format!("{}: {e:#}", v.report.device)),
             },
@@ -115,7 +115,7 @@ fn bios_boot(
             continue;
         };
         w.bios_boot_volume = Some(v.report.device.clone());
-        match read_bcd(&vfs, &p) {
+        match read_bcd(&vfs, &p, &v.report.device, w, warnings) {
             Ok(e) => w.bcd_default = e,
             Err(e) => warnings.push(format!("{}: {e:#}", v.report.device)),
         }
@@ -183,9 +183,29 @@ fn list_efi(vfs: &Vfs, dir: &str, depth: usize, out: &mut Vec<String>) {
     out.sort();
 }
 
-/// The boot manager's default loader (element 23000003) of the BCD hive at `path`.
-fn read_bcd(vfs: &Vfs, path: &str) -> anyhow::Result<Option<WinBootEntry>> {
-    let bcd: Hive = super::read_hive(vfs, path)?;
+/// The boot manager's default loader (element 23000003) of the BCD hive at `path` on `device`.
+/// A dirty store is read as recovered from its logs (recorded in `w.hive_recovery`); revirt
+/// never writes the BCD store, so its logs stay for the boot manager.
+fn read_bcd(
+    vfs: &Vfs,
+    path: &str,
+    device: &str,
+    w: &mut WindowsInfo,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<WinBootEntry>> {
+    let (bcd, rec): (Hive, _) = super::read_hive_logged(vfs, path, "BCD")?;
+    if let Some(mut r) = rec {
+        match &r.error {
+            Some(e) => warnings.push(format!(
+                "{device}: {path}: the BCD store has unflushed changes and its logs cannot be replayed ({e}); read as last flushed"
+            )),
+            None => warnings.push(format!(
+                "{device}: {path}: the BCD store has unflushed changes; read as recovered from its transaction logs"
+            )),
+        }
+        r.volume = Some(device.to_string());
+        w.hive_recovery.push(r);
+    }
     let element = |obj: &str, el: &str| -> anyhow::Result<Option<String>> {
         Ok(
             match bcd.open_key(&format!("Objects\\{obj}\\Elements\\{el}"))? {

@@ -2,10 +2,11 @@
 //! architecture from the SOFTWARE and SYSTEM registry hives (with [`hive`], in pure Rust).
 pub mod facts;
 pub mod hive;
+pub mod hivelog;
 pub mod layout;
 
 use crate::fs::{FileType, Vfs};
-use crate::types::WindowsInfo;
+use crate::types::{HiveRecovery, WindowsInfo};
 use anyhow::Context;
 use hive::Hive;
 
@@ -27,11 +28,137 @@ pub fn resolve_ci(vfs: &Vfs, path: &str) -> anyhow::Result<Option<String>> {
     Ok(Some(if cur.is_empty() { "/".into() } else { cur }))
 }
 
+/// A registry hive file as read from the guest, with the `.LOG1` / `.LOG2` transaction logs
+/// stored next to it (names matched case-insensitively; missing logs are simply absent).
+pub struct HiveFiles {
+    /// Stored guest path of the primary file.
+    pub path: String,
+    pub data: Vec<u8>,
+    pub logs: Vec<HiveLogFile>,
+}
+
+/// One transaction log of a hive.
+pub struct HiveLogFile {
+    /// "LOG1" or "LOG2".
+    pub which: &'static str,
+    /// Stored guest path.
+    pub path: String,
+    pub data: Vec<u8>,
+}
+
+impl HiveFiles {
+    /// Reads the hive at `path` (a stored or case-insensitive guest path) and its logs.
+    pub fn read(vfs: &Vfs, path: &str) -> anyhow::Result<Self> {
+        let stored = resolve_ci(vfs, path)?.unwrap_or_else(|| path.to_string());
+        let data = vfs
+            .read_file(&stored)
+            .with_context(|| format!("reading registry hive {stored}"))?;
+        let (dir, file) = stored.rsplit_once('/').unwrap_or(("", &stored));
+        let dir = if dir.is_empty() { "/" } else { dir };
+        let entries = vfs
+            .read_dir(dir)
+            .with_context(|| format!("listing {dir}"))?;
+        let mut logs = vec![];
+        for which in ["LOG1", "LOG2"] {
+            let want = format!("{file}.{which}");
+            let Some(e) = entries
+                .iter()
+                .find(|e| e.ftype == FileType::File && hive::names_equal(&e.name, &want))
+            else {
+                continue;
+            };
+            let lp = format!("{}/{}", dir.trim_end_matches('/'), e.name);
+            let data = vfs
+                .read_file(&lp)
+                .with_context(|| format!("reading transaction log {lp}"))?;
+            logs.push(HiveLogFile {
+                which,
+                path: lp,
+                data,
+            });
+        }
+        Ok(HiveFiles {
+            path: stored,
+            data,
+            logs,
+        })
+    }
+
+    /// The contents of "LOG1" or "LOG2", when present.
+    pub fn log(&self, which: &str) -> Option<&[u8]> {
+        self.logs
+            .iter()
+            .find(|l| l.which == which)
+            .map(|l| l.data.as_slice())
+    }
+
+    /// True when the primary needs its logs replayed (sequence numbers differ, or its base
+    /// block is invalid).
+    pub fn is_dirty(&self) -> bool {
+        hivelog::is_dirty(&self.data)
+    }
+
+    /// Replays the logs over the primary as Windows does at load (the primary unchanged when
+    /// it is clean).
+    pub fn recover(&self) -> Result<hivelog::Recovered, hivelog::HiveLogError> {
+        hivelog::recover(&self.data, self.log("LOG1"), self.log("LOG2"))
+    }
+
+    /// Parses the hive as Windows would load it: recovered from its logs in memory when dirty.
+    /// Returns the record of that recovery (None for a clean hive). When no log is usable, the
+    /// stale primary is parsed and the record carries the error.
+    pub fn open(self, name: &str) -> anyhow::Result<(Hive, Option<HiveRecovery>)> {
+        if !self.is_dirty() {
+            return Ok((Hive::from_bytes(&self.path, self.data)?, None));
+        }
+        let mut rec = HiveRecovery {
+            hive: name.to_string(),
+            path: self.path.clone(),
+            logs: self.logs.iter().map(|l| l.path.clone()).collect(),
+            ..Default::default()
+        };
+        match self.recover() {
+            Ok(r) => {
+                rec.format = r.format.map(|f| match f {
+                    hivelog::LogFormat::New => "new".to_string(),
+                    hivelog::LogFormat::Old => "old".to_string(),
+                });
+                rec.entries_applied = r.entries_applied;
+                rec.pages_applied = r.pages_applied;
+                rec.first_seq = r.first_seq;
+                rec.last_seq = r.last_seq;
+                rec.logs_used = r.logs_used.iter().map(|s| s.to_string()).collect();
+                rec.final_seq = Some(r.final_seq);
+                rec.notes = r.notes.iter().map(ToString::to_string).collect();
+                let hive = Hive::from_bytes(&self.path, r.data)
+                    .with_context(|| format!("{}: as recovered from its logs", self.path))?;
+                Ok((hive, Some(rec)))
+            }
+            Err(e) => {
+                rec.error = Some(e.to_string());
+                Ok((Hive::from_bytes(&self.path, self.data)?, Some(rec)))
+            }
+        }
+    }
+}
+
+/// Reads the hive at `path` as Windows would load it (recovered from its logs when dirty).
 pub fn read_hive(vfs: &Vfs, path: &str) -> anyhow::Result<Hive> {
-    let data = vfs
-        .read_file(path)
-        .with_context(|| format!("reading registry hive {path}"))?;
-    Ok(Hive::from_bytes(path, data)?)
+    read_hive_logged(vfs, path, "").map(|(h, _)| h)
+}
+
+/// [`read_hive`] with the record of the log recovery, for a hive called `name` ("SYSTEM").
+pub fn read_hive_logged(
+    vfs: &Vfs,
+    path: &str,
+    name: &str,
+) -> anyhow::Result<(Hive, Option<HiveRecovery>)> {
+    let name = if name.is_empty() {
+        path.rsplit('/').next().unwrap_or(path)
+    } else {
+        name
+    };
+    HiveFiles::read(vfs, path)?.open(name)
 }
 
 /// Returns Windows facts when `vfs` (an NTFS volume mounted at /) holds a Windows system root:
@@ -54,7 +181,11 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
     let Some((system_root, software)) = system_root else {
         return Ok(None);
     };
-    let sw = read_hive(vfs, &software)?;
+    let (sw, sw_rec) = read_hive_logged(vfs, &software, "SOFTWARE")?;
+    let system = match resolve_ci(vfs, &format!("{system_root}/System32/config/SYSTEM"))? {
+        Some(path) => Some(read_hive_logged(vfs, &path, "SYSTEM")?),
+        None => None,
+    };
     let cv = sw
         .open_key("Microsoft\\Windows NT\\CurrentVersion")?
         .with_context(|| format!("{software}: no Microsoft\\Windows NT\\CurrentVersion key"))?;
@@ -94,7 +225,7 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
         None => None,
     };
     let edition_id = cv.string("EditionID")?;
-    let arch = match detect_arch_registry(vfs, &system_root)? {
+    let arch = match detect_arch_registry(system.as_ref().map(|(h, _)| h))? {
         Some(a) => a,
         None => detect_arch_pe(vfs, &system_root)?.unwrap_or_else(|| "unknown".into()),
     };
@@ -110,15 +241,16 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
         system_root: system_root.clone(),
         ..Default::default()
     };
-    if let Some(path) = resolve_ci(vfs, &format!("{system_root}/System32/config/SYSTEM"))? {
-        let sys = read_hive(vfs, &path)?;
-        if sys.is_dirty() {
-            w.dirty_hives.push("SYSTEM".into());
-        }
-        facts::detect_system_facts(vfs, &sys, &mut w)?;
+    // Dirty hives are read as recovered from their logs: the facts are the newest data.
+    for r in [system.as_ref().and_then(|(_, r)| r.clone()), sw_rec]
+        .into_iter()
+        .flatten()
+    {
+        w.dirty_hives.push(r.hive.clone());
+        w.hive_recovery.push(r);
     }
-    if sw.is_dirty() {
-        w.dirty_hives.push("SOFTWARE".into());
+    if let Some((sys, _)) = &system {
+        facts::detect_system_facts(vfs, sys, &mut w)?;
     }
     facts::detect_software_facts(&sw, &mut w)?;
     Ok(Some(w))
@@ -144,11 +276,10 @@ fn arch_name(a: &str) -> String {
 }
 
 /// PROCESSOR_ARCHITECTURE from the current control set of the SYSTEM hive.
-fn detect_arch_registry(vfs: &Vfs, system_root: &str) -> anyhow::Result<Option<String>> {
-    let Some(path) = resolve_ci(vfs, &format!("{system_root}/System32/config/SYSTEM"))? else {
+fn detect_arch_registry(sys: Option<&Hive>) -> anyhow::Result<Option<String>> {
+    let Some(sys) = sys else {
         return Ok(None);
     };
-    let sys = read_hive(vfs, &path)?;
     let current = match sys.open_key("Select")? {
         Some(k) => k.dword("Current")?,
         None => None,
@@ -330,5 +461,107 @@ mod tests {
             "{e:#}"
         );
         assert_eq!(pe_machine(b"MZ"), None);
+    }
+
+    /// A config folder holding a real dirty hive from ../shared/winlogs as SYSTEM, its logs under
+    /// the names given; None when that data folder is absent.
+    fn real_dirty(logs: &[(&str, &[u8])]) -> Option<(tempfile::TempDir, Vfs)> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/winlogs");
+        let hive = std::fs::read(src.join("yarp-NewDirtyHive1")).ok()?;
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("Windows/System32/config");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("SYSTEM"), hive).unwrap();
+        for (name, data) in logs {
+            let data = match *data {
+                b"LOG1" | b"LOG2" => {
+                    let ext = std::str::from_utf8(data).unwrap();
+                    std::fs::read(src.join(format!("yarp-NewDirtyHive1.{ext}"))).unwrap()
+                }
+                other => other.to_vec(),
+            };
+            std::fs::write(cfg.join(name), data).unwrap();
+        }
+        let vfs = Vfs::new(Rc::new(HostDirFs {
+            root: d.path().into(),
+        }));
+        Some((d, vfs))
+    }
+
+    fn key_names(h: &Hive) -> Vec<String> {
+        let mut v: Vec<String> = h
+            .root()
+            .subkeys()
+            .unwrap()
+            .iter()
+            .map(|k| k.name().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_dirty_hive_is_read_as_recovered_from_its_logs() {
+        // Logs found whatever their case; a directory named like a log is no log.
+        let Some((d, vfs)) = real_dirty(&[("system.log1", b"LOG1"), ("System.Log2", b"LOG2")])
+        else {
+            println!("skipping: ../shared/winlogs is missing");
+            return;
+        };
+        std::fs::create_dir(d.path().join("Windows/System32/config/SYSTEM.LOG")).unwrap();
+        let path = "/windows/system32/config/system";
+        let files = HiveFiles::read(&vfs, path).unwrap();
+        assert!(files.is_dirty());
+        assert_eq!(files.path, "/Windows/System32/config/SYSTEM");
+        let (h, rec) = read_hive_logged(&vfs, path, "SYSTEM").unwrap();
+        let rec = rec.expect("a recovery record");
+        assert_eq!(
+            (
+                rec.format.as_deref(),
+                rec.first_seq,
+                rec.last_seq,
+                rec.final_seq
+            ),
+            (Some("new"), Some(2), Some(5), Some(6))
+        );
+        assert_eq!(rec.logs_used, ["LOG1", "LOG2"]);
+        assert_eq!(
+            rec.logs,
+            [
+                "/Windows/System32/config/system.log1",
+                "/Windows/System32/config/System.Log2"
+            ]
+        );
+        assert!(rec.error.is_none() && !h.is_dirty());
+        // What Windows 10 itself recovered (../shared/winlogs/README.md): Key1 and Key2's
+        // subkeys gone, Key3 added.
+        let keys = key_names(&h);
+        assert!(keys.contains(&"Key3".to_string()), "{keys:?}");
+        assert!(!keys.contains(&"Key1".to_string()), "{keys:?}");
+        // read_hive gives the same recovered hive.
+        assert_eq!(key_names(&read_hive(&vfs, path).unwrap()), keys);
+    }
+
+    #[test]
+    fn a_dirty_hive_without_a_usable_log_is_read_stale_with_the_error() {
+        for logs in [
+            &[("SYSTEM.LOG1", &b"garbage, not a log"[..])][..],
+            &[("SYSTEM.LOG1", &b""[..]), ("SYSTEM.LOG2", &b""[..])][..],
+            &[][..],
+        ] {
+            let Some((_d, vfs)) = real_dirty(logs) else {
+                println!("skipping: ../shared/winlogs is missing");
+                return;
+            };
+            let (h, rec) =
+                read_hive_logged(&vfs, "/Windows/System32/config/SYSTEM", "SYSTEM").unwrap();
+            let rec = rec.expect("a record for the dirty hive");
+            let e = rec.error.clone().expect("no usable log");
+            assert!(e.contains("no transaction log is usable"), "{e}");
+            assert_eq!(rec.format, None);
+            // The stale primary is what was read (and repair refuses it).
+            assert!(h.is_dirty());
+            assert!(key_names(&h).contains(&"Key1".to_string()));
+        }
     }
 }
