@@ -71,6 +71,25 @@ pub struct VolumeReport {
     pub disk_index: Option<usize>,
     /// Partition number; None for a whole disk or an LV.
     pub part_number: Option<u32>,
+    /// ext3/ext4 with `needs_recovery` (a crash-consistent snapshot): what the in-memory journal
+    /// replay did. Inspection, plan and verify read the replayed state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_recovery: Option<JournalRecovery>,
+}
+
+/// The journal replay of one volume.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct JournalRecovery {
+    /// Replay statistics (transactions, blocks, journal layout).
+    #[serde(flatten)]
+    pub stats: crate::fs::jbd2::ReplayStats,
+    /// True: replayed in memory only (the source is never written; a repair's appliance mount
+    /// replays the same journal into the output before it writes).
+    pub in_memory: bool,
+    /// Problems the replay recovered from the way e2fsck does (the kernel would refuse to mount).
+    pub warnings: Vec<String>,
+    /// Why the journal could not be replayed (refused or corrupt); reads then see the stale state.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

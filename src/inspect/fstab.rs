@@ -282,6 +282,7 @@ mod tests {
             part_label: None,
             disk_index: Some(disk),
             part_number: part,
+            journal_recovery: None,
         }
     }
 

@@ -168,6 +168,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
                         part_label: None,
                         disk_index: None,
                         part_number: None,
+                        journal_recovery: None,
                     },
                     dev: None,
                     appliance_fs: None,
@@ -194,8 +195,10 @@ fn new_volume(
             "ext2" | "ext3" | "ext4" | "xfs" | "vfat" | "ntfs"
         )
     });
+    let (dev, journal_recovery) = replay_journal(dev, ident.as_ref());
     Volume {
         report: VolumeReport {
+            journal_recovery,
             device,
             aliases: vec![],
             size: dev.size(),
@@ -211,6 +214,39 @@ fn new_volume(
         },
         dev: Some(dev),
         appliance_fs: None,
+    }
+}
+
+/// Replays an ext3/ext4 journal that needs recovery in memory, so every reader sees what the
+/// kernel would mount (crash-consistent snapshots, issue #7). Returns the device to read.
+fn replay_journal(
+    dev: Dev,
+    ident: Option<&FsIdent>,
+) -> (Dev, Option<crate::types::JournalRecovery>) {
+    let needs = ident.is_some_and(|i| {
+        i.fstype.starts_with("ext") && i.flags.iter().any(|f| f == "needs_recovery")
+    });
+    if !needs {
+        return (dev, None);
+    }
+    match crate::fs::jbd2::recover(dev.clone()) {
+        Ok(Some(r)) => {
+            let rep = crate::types::JournalRecovery {
+                stats: r.stats.clone(),
+                in_memory: true,
+                warnings: r.warnings.clone(),
+                error: None,
+            };
+            (r.dev(), Some(rep))
+        }
+        Ok(None) => (dev, None),
+        Err(e) => (
+            dev,
+            Some(crate::types::JournalRecovery {
+                error: Some(e.to_string()),
+                ..Default::default()
+            }),
+        ),
     }
 }
 

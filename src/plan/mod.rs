@@ -292,10 +292,27 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
         r.push("no kernel found under /boot: nothing to make bootable".into());
     }
     for v in &ins.volumes {
-        if v.flags.iter().any(|f| f == "needs_recovery")
-            && l.mounts.values().any(|d| d == &v.device)
-        {
-            r.push(format!("{}: ext journal needs recovery (the snapshot was taken while the filesystem was busy); run fsck or take a consistent snapshot", v.device));
+        if !l.mounts.values().any(|d| d == &v.device) {
+            continue;
+        }
+        // A journal in use is the normal crash-consistent case: replayed (in memory here, by the
+        // appliance's mount before it writes). Only a replay that fails is refused.
+        match &v.journal_recovery {
+            Some(j) if j.error.is_some() => r.push(format!(
+                "{}: the ext journal cannot be replayed: {}",
+                v.device,
+                j.error.as_deref().unwrap_or_default()
+            )),
+            Some(j) if !j.warnings.is_empty() => r.push(format!(
+                "{}: the ext journal is damaged (the guest kernel would refuse to mount it): {}",
+                v.device,
+                j.warnings.join("; ")
+            )),
+            None if v.flags.iter().any(|f| f == "needs_recovery") => r.push(format!(
+                "{}: the ext journal needs recovery and was not replayed",
+                v.device
+            )),
+            _ => {}
         }
     }
     if l.arch

@@ -66,6 +66,21 @@ pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verd
             format!("not readable: {u}"),
         ));
     }
+    // What the pure readers saw is the replayed journal; the disk itself still has to be
+    // recovered (revirt's repair does it in its output) before it is ready.
+    for v in ins
+        .volumes
+        .iter()
+        .filter(|v| l.mounts.values().any(|d| *d == v.device))
+        .filter(|v| v.flags.iter().any(|f| f == "needs_recovery"))
+    {
+        f.push(finding(
+            "filesystem",
+            None,
+            None,
+            format!("{}: the ext journal still needs recovery", v.device),
+        ));
+    }
     let bl = &l.bootloader;
     let entry = bl.default_entry.and_then(|i| bl.entries.get(i));
     // Bootloader default entry -> kernel and initramfs.

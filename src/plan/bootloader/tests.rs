@@ -99,6 +99,7 @@ fn vol(dev: &str, disk: Option<usize>, part: Option<u32>, fs: &str, uuid: &str) 
         part_label: None,
         disk_index: disk,
         part_number: part,
+        journal_recovery: None,
     }
 }
 
