@@ -3,6 +3,8 @@
 //! inspected with the journal replayed, planned instead of refused, repaired into an overlay
 //! through the appliance (whose mount replays the journal before any write), and the result is
 //! clean for e2fsck and still holds the journaled data next to revirt's edits.
+#[path = "common/boot.rs"]
+mod boot;
 mod common;
 use common::*;
 use std::path::Path;
@@ -56,15 +58,7 @@ fn crashed_guest() -> (tempfile::TempDir, std::path::PathBuf) {
 
 #[test]
 fn journaled_data_is_read_repaired_and_kept() {
-    for t in ["debugfs", "dumpe2fs", "e2fsck", "qemu-img", "sfdisk"] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .output()
-                .is_ok_and(|o| o.status.success()),
-            "{t} missing: bash .ci/deps.sh installs it"
-        );
-    }
+    boot::require_tools(&["debugfs", "dumpe2fs", "e2fsck", "qemu-img", "sfdisk"]);
     let (dir, disk) = crashed_guest();
     let part = dir.path().join("root.ext4");
     // The image really needs recovery.

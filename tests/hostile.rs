@@ -3,7 +3,10 @@
 //! (60 s), asserts the documented exit code, that nothing panicked, and that the input is
 //! byte-identical afterwards. Figures (time, peak RSS) are printed, never asserted: `cargo xtask
 //! bench` reports them too.
+#[path = "common/boot.rs"]
+mod boot;
 mod common;
+use boot::require_tools;
 use common::*;
 use sha2::{Digest, Sha256};
 use std::os::unix::process::CommandExt;
@@ -93,17 +96,6 @@ fn bounded(case: &str, args: &[&str]) -> Outcome {
         code: libc::WEXITSTATUS(status),
         out,
         err,
-    }
-}
-
-/// Fails (does not skip) without the host tools that build the images.
-fn require_tools(tools: &[&str]) {
-    for t in tools {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(ok, "{t} is missing: bash .ci/deps.sh installs it");
     }
 }
 

@@ -125,37 +125,6 @@ pub struct ImageInfo {
     pub backing_formats: Vec<Format>,
 }
 
-impl ImageInfo {
-    /// The image and its checked backing chain as one qemu `json:` block-node description, node
-    /// by node with formats pinned, so qemu opens exactly the files revirt checked instead of
-    /// resolving the tenant's backing names again. Precondition: `path` is absolute.
-    pub fn qemu_json(&self) -> String {
-        let node = |path: &str, fmt: Format| {
-            serde_json::json!({
-                "driver": fmt.as_str(),
-                "file": {"driver": "file", "filename": path},
-            })
-        };
-        let mut layers: Vec<(&str, Format)> = vec![(self.path.as_str(), self.format)];
-        layers.extend(
-            self.backing_chain
-                .iter()
-                .map(String::as_str)
-                .zip(self.backing_formats.iter().copied()),
-        );
-        let mut below: Option<serde_json::Value> = None;
-        for (path, fmt) in layers.into_iter().rev() {
-            let mut n = node(path, fmt);
-            if fmt == Format::Qcow2 {
-                // null: no backing file, whatever the image header names.
-                n["backing"] = below.take().unwrap_or(serde_json::Value::Null);
-            }
-            below = Some(n);
-        }
-        format!("json:{}", below.unwrap_or_default())
-    }
-}
-
 /// One backing file of a chain, as opened.
 #[derive(Debug, Clone)]
 pub struct Layer {
