@@ -1,5 +1,6 @@
-//! Generates the libguestfs FFI bindings from the system's guestfs.h (libguestfs-dev).
-//! Only the calls revirt uses are allow-listed, which keeps the bindings small and the build fast.
+//! Generates the libguestfs FFI bindings from the system's guestfs.h (libguestfs-dev) and the
+//! libext2fs ones from ext2fs.h (libext2fs-dev, comerr-dev). Only the calls revirt uses are
+//! allow-listed, which keeps the bindings small and the build fast.
 use std::env;
 use std::path::PathBuf;
 
@@ -18,4 +19,36 @@ fn main() {
     bindings
         .write_to_file(out.join("guestfs_bindings.rs"))
         .expect("writing bindings");
+    ext2fs_bindings(&out);
+}
+
+/// libext2fs (src/native/ext2fs.rs): the calls behind the custom io_manager and the file,
+/// directory and inode edits, plus com_err's `error_message`.
+fn ext2fs_bindings(out: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/native/ext2fs_wrapper.h");
+    println!("cargo:rustc-link-lib=ext2fs");
+    println!("cargo:rustc-link-lib=com_err");
+    let bindings = bindgen::Builder::default()
+        .header("src/native/ext2fs_wrapper.h")
+        .allowlist_function(
+            "ext2fs_(open2|close_free|read_bitmaps|lookup|read_inode|read_inode_full|write_inode|\
+             write_inode_full|write_new_inode|new_inode|inode_alloc_stats2|block_alloc_stats2|\
+             link|unlink|expand_dir|mkdir|symlink|punch|inode_has_valid_blocks2|\
+             file_acl_block|file_acl_block_set|adjust_ea_refcount3|dir_iterate2|extent_open2|\
+             extent_free|file_open|file_close|file_read|file_write|file_set_size2|file_get_inode|fallocate|\
+             free_blocks_count|dirent_name_len|dirent_set_file_type)",
+        )
+        .allowlist_function("error_message|initialize_ext2_error_table")
+        .allowlist_type("ext2_inode_large|ext2_dir_entry|ext2_super_block")
+        .allowlist_var(
+            "EXT2_ET_.*|EXT2_FLAG_.*|IO_FLAG_.*|DIRENT_.*|EXT2_FT_.*|LINUX_S_IF.*|\
+             EXT2_ROOT_INO|EXT2_LINK_MAX|EXT2_FILE_WRITE|EXT2_(IMMUTABLE|APPEND|INDEX)_FL|\
+             EXT4_EXTENTS_FL|EXT2_FALLOCATE_FORCE_INIT|EXT[234]_FEATURE_.*|EXT2_(VALID|ERROR)_FS|EXT2_GOOD_OLD_INODE_SIZE",
+        )
+        .derive_default(true)
+        .generate()
+        .expect("generating libext2fs bindings: is libext2fs-dev installed? (bash .ci/deps.sh)");
+    bindings
+        .write_to_file(out.join("ext2fs_bindings.rs"))
+        .expect("writing ext2fs bindings");
 }

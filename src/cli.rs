@@ -124,6 +124,10 @@ pub struct RepairCmd {
     /// Progress on stderr: a bar on a terminal, or JSON lines.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
+    /// How to write: natively (caged libext2fs, no helper VM) where every filesystem the
+    /// repair touches allows it, else the appliance (auto); only natively; only the appliance.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub writer: revirt::apply::WriterPref,
     #[command(flatten)]
     pub target: TargetOpts,
 }
@@ -146,8 +150,12 @@ pub struct InspectCmd {
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// Print the versioned JSON report instead of the summary.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "xml")]
     pub json: bool,
+    /// Print virt-inspector's XML document (operating systems, mount points, filesystems,
+    /// drive mappings, applications; valid against virt-inspector.rng).
+    #[arg(long)]
+    pub xml: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,6 +25,20 @@ mod exit {
 }
 
 fn main() {
+    // The caged native-write helper (revirt's own child): nothing else runs before its cage.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new("__native-helper")) {
+        let r = match args.next().as_deref().and_then(|a| a.to_str()) {
+            Some("ext") => revirt::native::helper::run_ext(),
+            Some("selftest") => revirt::native::helper::run_selftest(),
+            _ => Err(anyhow::anyhow!("__native-helper: expected ext or selftest")),
+        };
+        if let Err(e) = r {
+            eprintln!("revirt helper: {e:#}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
@@ -77,7 +91,9 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     {
         return exit::BAD_INPUT;
     }
-    if e.chain().any(|c| c.is::<revirt::lock::Locked>()) {
+    if e.chain()
+        .any(|c| c.is::<revirt::lock::Locked>() || c.is::<revirt::pending::Interrupted>())
+    {
         return exit::LOCKED;
     }
     if e.chain().any(|c| c.is::<revirt::error::ImageError>()) {
@@ -109,6 +125,8 @@ struct JobOptions {
     virtio_win: Option<std::path::PathBuf>,
     /// Folders whose files the disks' backing chains may open (see --allow-backing-dir).
     allow_backing_dirs: Vec<std::path::PathBuf>,
+    /// auto (default), native or appliance (see repair --writer).
+    writer: Option<String>,
 }
 
 fn parse_enum<T: clap::ValueEnum>(field: &str, v: &Option<String>) -> Result<Option<T>, String> {
@@ -179,11 +197,16 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
         Ok(p) => p,
         Err(e) => return bad(format!("job: options.allow_backing_dirs: {e}")),
     };
+    let writer = match parse_enum::<revirt::apply::WriterPref>("writer", &job.options.writer) {
+        Ok(w) => w.unwrap_or_default(),
+        Err(e) => return bad(e),
+    };
     let req = revirt::repair::RepairRequest {
         inputs: job.disks.clone(),
         outputs: job.outputs.clone(),
         opts,
         policy,
+        writer,
     };
     if let Err(e) = req.validate() {
         return bad(format!("job: {e}"));
@@ -234,12 +257,21 @@ fn run(cli: Cli) -> Result<i32> {
             return Ok(exit::BAD_INPUT);
         }
     };
+    // A disk whose in-place commit was interrupted is read only after a writer finishes it.
+    match &cli.cmd {
+        Cmd::Inspect(cli::InspectCmd { images, .. })
+        | Cmd::Plan(cli::PlanCmd { images, .. })
+        | Cmd::Verify(cli::VerifyCmd { images, .. }) => revirt::pending::check_readable(images)?,
+        _ => {}
+    }
     match cli.cmd {
         Cmd::Inspect(c) => {
             let guest = revirt::inspect::inspect_with(&c.images, &policy)?;
             let ins = &guest.inspection;
             if c.json {
                 println!("{}", serde_json::to_string_pretty(ins)?);
+            } else if c.xml {
+                print!("{}", revirt::inspect::xml::inspector_xml(&guest)?);
             } else {
                 print!("{}", revirt::report::summary(ins));
             }
@@ -311,6 +343,7 @@ fn run(cli: Cli) -> Result<i32> {
                 outputs: c.outputs.clone(),
                 opts: c.target.plan_options(),
                 policy,
+                writer: c.writer,
             };
             let json_progress = c.progress == ProgressMode::Json;
             let tty = c.progress == ProgressMode::Auto && std::io::stderr().is_terminal();
@@ -340,6 +373,9 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Worker(c) => worker(&c),
         Cmd::Undo(c) => {
             let _locks = revirt::lock::lock_disks(&c.images)?;
+            if let Some(done) = revirt::pending::settle(&c.images, &policy)? {
+                eprintln!("revirt: {done}");
+            }
             let g = revirt::inspect::inspect_with(&c.images, &policy)?;
             revirt::repair::no_os_is_an_error(&g, &c.images)?;
             let os = match revirt::repair::choose_os(&g) {

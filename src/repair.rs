@@ -25,6 +25,8 @@ pub struct RepairRequest {
     pub opts: PlanOptions,
     /// Which backing files the inputs may open (`--allow-backing-dir`).
     pub policy: OpenPolicy,
+    /// Native writes, the appliance, or native where possible (`--writer`).
+    pub writer: apply::WriterPref,
 }
 
 /// A request that cannot be run as given (exit 2), found before any disk is read.
@@ -108,6 +110,14 @@ pub struct RepairReport {
     /// Seconds per phase: inspect, plan, apply, verify.
     pub timings: BTreeMap<String, f64>,
     pub appliance_used: bool,
+    /// What wrote the changes: "native" (caged libext2fs helpers, no helper VM) or
+    /// "appliance"; None when nothing was written.
+    pub writer: Option<String>,
+    /// Why the appliance wrote them, when it did.
+    pub writer_reason: Option<String>,
+    /// In place: whether the verified changes were committed into the disks (false: verify
+    /// found the result not ready and the disks were left unchanged). None for overlays.
+    pub committed: Option<bool>,
     pub readiness: Readiness,
 }
 
@@ -231,6 +241,7 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
     let t = Instant::now();
     req.validate()?;
     let _locks = crate::lock::lock_disks(&req.inputs)?;
+    let settled = crate::pending::settle(&req.inputs, &req.policy)?;
     progress("inspect", "reading the disks");
     let (g, plan) = plan_only(&req.inputs, &req.opts, &req.policy)?;
     timings.insert("inspect+plan".to_string(), t.elapsed().as_secs_f64());
@@ -251,6 +262,9 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         verify: None,
         timings,
         appliance_used: g.inspection.appliance_used,
+        writer: None,
+        writer_reason: None,
+        committed: None,
         readiness: Readiness::Refused,
     };
     let plan = match plan {
@@ -263,29 +277,24 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
     let os = choose_os(&g).expect("plan exists").clone();
     report.guest = Some(os.clone());
     report.notes = plan.notes.clone();
+    report.notes.extend(settled);
     if !plan.refusals.is_empty() {
         report.refusals = plan.refusals.clone();
         return Ok(report);
     }
-    let target = if req.outputs.is_empty() {
-        Target::InPlace
-    } else {
-        Target::Overlays(req.outputs.clone())
-    };
-    if let Target::Overlays(outs) = &target {
-        apply::create_overlays(&g.images(), outs)?;
-    }
     // The overlays name the inputs as their backing files: trust those folders when reading back.
     let after = req.policy.also_folders_of(&req.inputs);
-    let result_paths: Vec<PathBuf> = match &target {
-        Target::Overlays(o) => o.clone(),
-        Target::InPlace => req.inputs.clone(),
-    };
     if plan.actions.is_empty() {
         // Already repaired (or nothing needed): verify what is there, write nothing.
         progress("verify", "nothing to change; verifying");
         let t = Instant::now();
-        report.verify = Some(verify_paths(&result_paths, &os, &req.opts, &after)?);
+        let paths = if req.outputs.is_empty() {
+            req.inputs.clone()
+        } else {
+            apply::create_overlays(&g.images(), &req.outputs)?;
+            req.outputs.clone()
+        };
+        report.verify = Some(verify_paths(&paths, &os, &req.opts, &after)?);
         report
             .timings
             .insert("verify".into(), t.elapsed().as_secs_f64());
@@ -296,9 +305,25 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         };
         return Ok(report);
     }
+    // In place is an overlay beside each input, committed only once verified (crate::pending).
+    let pending = if req.outputs.is_empty() {
+        Some(crate::pending::Pending::begin(
+            &req.inputs,
+            &run_id,
+            |ovs| apply::create_overlays(&g.images(), ovs),
+        )?)
+    } else {
+        apply::create_overlays(&g.images(), &req.outputs)?;
+        None
+    };
+    let result_paths: Vec<PathBuf> = match &pending {
+        Some(p) => p.overlays(),
+        None => req.outputs.clone(),
+    };
+    let target = Target::Overlays(result_paths.clone());
     progress(
         "apply",
-        &format!("{} change(s) in one appliance session", plan.actions.len()),
+        &format!("{} change(s) in one write session", plan.actions.len()),
     );
     let mut verdict = None;
     let mut verify_secs = 0.0;
@@ -319,19 +344,49 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         verdict = Some(v);
         Ok(rec)
     };
-    let (records, apply_secs) = apply::apply(&g, &target, &os, &plan, &run_id, &mut verify_cb)?;
+    let done = match apply::apply(&g, &target, &os, &plan, &run_id, req.writer, &mut verify_cb) {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(p) = pending {
+                p.discard().ok();
+            }
+            return Err(e);
+        }
+    };
     report
         .timings
-        .insert("apply".into(), apply_secs - verify_secs);
+        .insert("apply".into(), done.secs - verify_secs);
     report.timings.insert("verify".into(), verify_secs);
-    report.appliance_used = true;
-    report.actions = records;
+    report.appliance_used |= done.writer == "appliance";
+    report.writer = Some(done.writer.into());
+    report.writer_reason = done.writer_reason;
+    report.actions = done.records;
     report.verify = verdict;
-    report.readiness = if report.verify.as_ref().is_some_and(|v| v.ready) {
+    let ready = report.verify.as_ref().is_some_and(|v| v.ready);
+    report.readiness = if ready {
         Readiness::Ready
     } else {
         Readiness::NotReady
     };
+    if let Some(p) = pending {
+        if ready {
+            progress("commit", "committing the verified changes into the disk");
+            let t = Instant::now();
+            p.commit(&req.policy)?;
+            report.committed = Some(true);
+            report
+                .timings
+                .insert("commit".into(), t.elapsed().as_secs_f64());
+        } else {
+            // Not ready: the disk keeps its original bytes rather than a half-good repair.
+            p.discard()?;
+            report.committed = Some(false);
+            report.notes.push(
+                "in place: verify found the result not ready, so nothing was committed; the disk is unchanged"
+                    .into(),
+            );
+        }
+    }
     Ok(report)
 }
 

@@ -158,7 +158,13 @@ pub fn summary(ins: &Inspection) -> String {
                 w.build.as_deref().unwrap_or("?"),
                 w.arch
             );
+            let _ = writeln!(s, "  hostname   {}", w.hostname.as_deref().unwrap_or("-"));
         }
+        let _ = writeln!(
+            s,
+            "  osinfo     {} (virt-inspector distro {})",
+            os.identity.osinfo, os.identity.distro
+        );
     }
     if ins.operating_systems.is_empty() {
         let _ = writeln!(s, "\nno operating system found");

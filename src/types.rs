@@ -117,10 +117,43 @@ pub struct OsReport {
     /// "linux" or "windows".
     pub kind: String,
     pub root: RootFs,
+    /// The OS as virt-inspector names it (libguestfs's distro spelling, libosinfo id...).
+    pub identity: OsIdentity,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linux: Option<LinuxInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<WindowsInfo>,
+}
+
+/// The facts virt-inspector (libguestfs `inspect_get_*`) reports about an OS, named and spelled
+/// as it does, for the tools that pick a VM template or parse its XML (`revirt inspect --xml`).
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct OsIdentity {
+    /// "linux" or "windows" (virt-inspector `<name>`).
+    pub os_type: String,
+    /// libguestfs's distro name: "debian", "ubuntu", "fedora", "rhel", "centos", "rocky",
+    /// "oraclelinux", "sles", "opensuse", "archlinux", "alpinelinux", "coreos", "redhat-based",
+    /// "windows"...; "unknown" when no release file names one.
+    pub distro: String,
+    /// os-release PRETTY_NAME, the first line of the release file that matched, or Windows
+    /// ProductName.
+    pub product_name: Option<String>,
+    /// Windows InstallationType ("Client", "Server", "Server Core"), as stored.
+    pub product_variant: Option<String>,
+    pub major_version: u32,
+    pub minor_version: u32,
+    /// From an ELF or PE header (or PROCESSOR_ARCHITECTURE): "x86_64", "i386", "aarch64"...
+    pub arch: Option<String>,
+    pub hostname: Option<String>,
+    /// os-release BUILD_ID, Windows CurrentBuildNumber.
+    pub build_id: Option<String>,
+    /// "rpm", "deb", "pacman", "apk", "ebuild"...
+    pub package_format: Option<String>,
+    /// "dnf", "yum", "up2date", "apt", "zypper", "pacman", "apk", "portage"...
+    pub package_management: Option<String>,
+    /// The libosinfo short id ("debian5", "rhel6.10", "ubuntu22.04", "win2k19"), "unknown"
+    /// when none fits.
+    pub osinfo: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -162,6 +195,9 @@ pub struct LinuxInfo {
     /// partial read).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<String>,
+    /// The same guest as virt-inspector names it (reported as `OsReport::identity`).
+    #[serde(skip)]
+    pub identity: OsIdentity,
 }
 
 /// How an fstab/crypttab device spec names its device.
@@ -372,8 +408,12 @@ pub struct WindowsInfo {
     /// "Client" or "Server" (InstallationType; derived from the product name on older versions).
     pub installation_type: Option<String>,
     pub edition_id: Option<String>,
-    /// "x86_64" or "i386".
+    /// "x86_64" or "i386": PROCESSOR_ARCHITECTURE, else the PE header of ntoskrnl.exe or
+    /// cmd.exe.
     pub arch: String,
+    /// The computer name: Tcpip\Parameters Hostname (what virt-inspector reports), else
+    /// Control\ComputerName\ComputerName.
+    pub hostname: Option<String>,
     pub system_root: String,
     /// Select\Current: the control set Windows boots (ControlSet00N).
     pub current_control_set: Option<u32>,
@@ -436,6 +476,9 @@ pub struct WindowsInfo {
     pub bcd_default: Option<WinBootEntry>,
     /// BIOS boots: the volume holding bootmgr and Boot\BCD ("System Reserved", or C: itself).
     pub bios_boot_volume: Option<String>,
+    /// The same guest as virt-inspector names it (reported as `OsReport::identity`).
+    #[serde(skip)]
+    pub identity: OsIdentity,
 }
 
 /// The replay of a dirty hive's transaction logs (see `inspect::windows::hivelog`).

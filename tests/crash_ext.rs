@@ -85,9 +85,19 @@ fn journaled_data_is_read_repaired_and_kept() {
     let (code, out, err) = revirt_out(&["plan", disk.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
 
+    // Repair with each writer: native (the default: the replay is written first, then
+    // libext2fs edits) and the appliance (whose mount replays the journal).
+    for writer in ["native", "appliance"] {
+        repaired_is_clean(&dir, &disk, writer);
+    }
+}
+
+/// Repairs the crashed disk with `writer` into an overlay and checks the result.
+fn repaired_is_clean(dir: &tempfile::TempDir, disk: &Path, writer: &str) {
     // Repair into an overlay: the input stays byte-identical, the result is ready and clean.
-    let before = std::fs::read(&disk).unwrap();
-    let ov = dir.path().join("repaired.qcow2");
+    let before = std::fs::read(disk).unwrap();
+    let ov = dir.path().join(format!("repaired-{writer}.qcow2"));
+    let rep = dir.path().join(format!("report-{writer}.json"));
     let (code, out, err) = revirt_out(&[
         "repair",
         disk.to_str().unwrap(),
@@ -95,19 +105,26 @@ fn journaled_data_is_read_repaired_and_kept() {
         ov.to_str().unwrap(),
         "--progress",
         "none",
+        "--writer",
+        writer,
+        "--report",
+        rep.to_str().unwrap(),
     ]);
     // This skeleton has no real initramfs or grub.cfg, so verify stays "not ready" for those
     // reasons only (the real guests boot); the journal is no longer one of them.
     assert_eq!(code, 7, "{out}{err}");
     assert!(out.contains("write-file /etc/fstab"), "{out}");
     assert!(!out.contains("journal"), "{out}");
-    assert!(std::fs::read(&disk).unwrap() == before, "the input changed");
-    let raw = dir.path().join("repaired.raw");
+    assert!(std::fs::read(disk).unwrap() == before, "the input changed");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();
+    assert_eq!(report["writer"], writer, "{report:#}");
+    let raw = dir.path().join(format!("repaired-{writer}.raw"));
     run(Command::new("qemu-img")
         .args(["convert", "-O", "raw"])
         .arg(&ov)
         .arg(&raw));
-    let after = dir.path().join("after.ext4");
+    let after = dir.path().join(format!("after-{writer}.ext4"));
     run(Command::new("dd")
         .arg(format!("if={}", raw.display()))
         .arg(format!("of={}", after.display()))

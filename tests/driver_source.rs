@@ -175,6 +175,7 @@ fn repair_from_the_iso_uploads_the_same_bytes_as_the_folder() {
     let req = RepairRequest {
         inputs: vec![img.clone()],
         policy: Default::default(),
+        writer: Default::default(),
         outputs: vec![out.clone()],
         opts: opts(&iso),
     };

@@ -182,6 +182,7 @@ fn assert_refused(name: &str, o: &PlanOptions, why: &str) {
     let req = RepairRequest {
         inputs: vec![img.clone()],
         policy: Default::default(),
+        writer: Default::default(),
         outputs: vec![out.clone()],
         opts: o.clone(),
     };
@@ -280,6 +281,7 @@ fn w10_repair_through_the_appliance_reads_back_and_is_idempotent() {
     let req = RepairRequest {
         inputs: vec![img.clone()],
         policy: Default::default(),
+        writer: Default::default(),
         outputs: vec![out.clone()],
         opts: opts(),
     };

@@ -175,6 +175,7 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     let req = RepairRequest {
         inputs: vec![f.image.clone()],
         policy: Default::default(),
+        writer: Default::default(),
         outputs: vec![out.clone()],
         opts: revirt::plan::PlanOptions {
             virtio_win: Some(src.to_path_buf()),

@@ -2,7 +2,9 @@
 //! every change in ONE libguestfs appliance launch, on a qcow2 overlay of each input (the input's
 //! bytes never change) or in place with backups and a journal for `revirt undo`.
 pub mod cpio;
+pub mod native;
 pub mod windows;
+pub mod writer;
 
 use crate::guestfs::{Appliance, ApplianceConfig};
 use crate::image::export::NbdExport;
@@ -11,10 +13,12 @@ use crate::inspect::Guest;
 use crate::plan::{Change, RepairPlan};
 use crate::types::{LinuxInfo, OsReport};
 use anyhow::{bail, Context, Result};
+pub use native::WriterPref;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::Instant;
+use writer::{ApplianceWriter, GuestWriter};
 
 /// Where backups and the journal of run RUN-ID live inside the guest.
 pub const BACKUP_ROOT: &str = "/var/lib/revirt/backup";
@@ -171,20 +175,41 @@ fn build_initramfs(vfs: &crate::fs::Vfs, l: &LinuxInfo, change: &Change) -> Resu
     Ok(cpio::append_segment(&orig, &seg))
 }
 
-/// Applies `plan` to the guest. Returns one record per action, in order, and the seconds the
-/// appliance ran. `verify` runs once the changes are flushed (filesystems unmounted, disks
-/// synced), still inside the one appliance session, and reads the result with the pure readers;
-/// the readiness record it returns is written into the guest at [`READY_PATH`].
+/// What [`apply`] did.
+pub struct Applied {
+    /// One record per action, in order.
+    pub records: Vec<ActionRecord>,
+    /// Seconds the writer was open (verify included).
+    pub secs: f64,
+    /// "native" or "appliance".
+    pub writer: &'static str,
+    /// Why the appliance was used, when it was.
+    pub writer_reason: Option<String>,
+}
+
+/// Applies `plan` to the guest. `verify` runs once the changes are flushed (filesystems
+/// closed, disks synced), still inside the one write session, and reads the result with the
+/// pure readers; the readiness record it returns is written into the guest at [`READY_PATH`].
 pub fn apply(
     guest: &Guest,
     target: &Target,
     os: &OsReport,
     plan: &RepairPlan,
     run_id: &str,
+    pref: WriterPref,
     verify: &mut dyn FnMut(&[ActionRecord]) -> Result<serde_json::Value>,
-) -> Result<(Vec<ActionRecord>, f64)> {
+) -> Result<Applied> {
     if os.kind == "windows" {
-        return windows::apply_windows(guest, target, os, plan, run_id, verify);
+        if pref == WriterPref::Native {
+            bail!("only native writes were allowed, but Windows guests are written by the appliance so far");
+        }
+        let (records, secs) = windows::apply_windows(guest, target, os, plan, run_id, verify)?;
+        return Ok(Applied {
+            records,
+            secs,
+            writer: "appliance",
+            writer_reason: Some("NTFS has no native writer yet".into()),
+        });
     }
     let l = os
         .linux
@@ -262,61 +287,77 @@ pub fn apply(
         work.push((a, payload, rec));
     }
     drop(vfs);
-    // 2. One appliance launch.
+    // 2. One writer: native where every touched filesystem allows it, else one appliance.
     let t0 = Instant::now();
-    let app = launch_rw(guest, target)?;
-    mount_guest(&app, l)?;
+    let mut touched: Vec<String> = vec![format!("{backup_dir}/journal.json"), READY_PATH.into()];
+    for (_, _, r) in &work {
+        touched.push(r.target.clone());
+        touched.extend(r.extra_target.clone());
+        touched.extend(r.backup.clone());
+    }
+    // Only the initramfs tool makes the appliance necessary: the bootloader tool's run is
+    // optional (the direct edits boot) and is skipped on the native path.
+    let tool = plan.actions.iter().find_map(|a| match &a.change {
+        Change::RunInitramfsTool { command, .. } => Some(command.join(" ")),
+        _ => None,
+    });
+    let (mut w, writer_reason) = open_writer(guest, target, l, &touched, tool.as_deref(), pref)?;
     let mut records = vec![];
     let mut journal = Journal {
         run_id: run_id.into(),
         entries: vec![],
     };
     let mut backed_up = std::collections::BTreeSet::new();
-    for (a, payload, mut rec) in work {
+    for (i, (a, payload, mut rec)) in work.into_iter().enumerate() {
+        crate::test_kill_point(&format!("before-action-{i}"));
         // Back up each target once per run, before its first change, so undo gets the original.
         if let Some(b) = &rec.backup {
             if backed_up.insert(b.clone()) {
-                app.mkdir_p(parent(b))?;
-                app.cp(&rec.target, b)?;
+                w.mkdir_p(parent(b))?;
+                w.copy(&rec.target, b)?;
             }
         }
         match (&a.change, payload) {
             (Change::WriteFile { path, mode, .. }, Payload::Bytes(b)) => {
-                app.mkdir_p(parent(path))?;
-                app.write(path, &b)?;
-                // NetworkManager ignores keyfiles readable by others: modes matter.
-                app.chmod(*mode, path)?;
+                w.mkdir_p(parent(path))?;
+                w.write(path, &b, Some(*mode))?;
             }
             (Change::CopyFile { to, .. }, Payload::Bytes(b)) => {
-                app.mkdir_p(parent(to))?;
-                app.write(to, &b)?;
+                w.mkdir_p(parent(to))?;
+                w.write(to, &b, None)?;
             }
-            (Change::AppendInitramfs { path, .. }, Payload::HostFile(f)) => app.upload(&f, path)?,
+            (Change::AppendInitramfs { path, .. }, Payload::HostFile(f)) => w.upload(&f, path)?,
             (Change::Rename { from, to }, _) => {
-                app.mkdir_p(parent(to))?;
-                app.mv(from, to)?;
+                w.mkdir_p(parent(to))?;
+                w.rename(from, to)?;
             }
             (Change::Symlink { path, target }, _) => {
-                app.mkdir_p(parent(path))?;
-                app.ln_sf(target, path)?;
+                w.mkdir_p(parent(path))?;
+                w.symlink(target, path)?;
             }
             (Change::RunInitramfsTool { command, .. }, _) => {
-                let out = app
+                let out = w
                     .command(command)
                     .with_context(|| format!("guest tool {}", command.join(" ")))?;
                 tracing::info!("{}: {}", command.join(" "), out.trim());
                 rec.outcome = Some(format!("ran {}", command.join(" ")));
             }
+            (Change::RunBootloaderTool { config, command }, _) if w.kind() == "native" => {
+                rec.outcome = Some(format!(
+                    "not run: native writes run no guest program; the directly edited {config} boots ({} runs with --writer appliance)",
+                    command.join(" ")
+                ));
+            }
             (Change::RunBootloaderTool { config, command }, _) => {
                 // The direct edits already boot; the guest's tool only makes them permanent.
                 // If it fails, put the edited config back (the tool may have truncated it).
                 let keep = format!("{backup_dir}/edited{config}");
-                app.mkdir_p(parent(&keep))?;
-                app.cp(config, &keep)?;
-                match app.command(command) {
+                w.mkdir_p(parent(&keep))?;
+                w.copy(config, &keep)?;
+                match w.command(command) {
                     Ok(_) => rec.outcome = Some(format!("regenerated with {}", command.join(" "))),
                     Err(e) => {
-                        app.cp(&keep, config)?;
+                        w.copy(&keep, config)?;
                         tracing::warn!("{}: {e}; keeping the direct edits", command.join(" "));
                         rec.outcome = Some(format!(
                             "{} failed ({e}); the directly edited {config} was kept",
@@ -334,9 +375,11 @@ pub fn apply(
             from: rec.extra_target.clone(),
         });
         records.push(rec);
+        crate::test_kill_point(&format!("after-action-{i}"));
     }
+    let kind = w.kind();
     finish_session(
-        &app,
+        w,
         &backup_dir,
         &journal,
         &records,
@@ -345,14 +388,42 @@ pub fn apply(
         verify,
     )?;
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok((records, t0.elapsed().as_secs_f64()))
+    Ok(Applied {
+        records,
+        secs: t0.elapsed().as_secs_f64(),
+        writer: kind,
+        writer_reason,
+    })
 }
 
-/// Ends an apply session: journal (when anything changed), unmount and flush, verify with the
+/// Opens the writer for a Linux run (see [`native::choose`]).
+fn open_writer(
+    guest: &Guest,
+    target: &Target,
+    l: &LinuxInfo,
+    touched: &[String],
+    tool: Option<&str>,
+    pref: WriterPref,
+) -> Result<(Box<dyn GuestWriter>, Option<String>)> {
+    match native::choose(guest, target, l, touched, tool, pref)? {
+        native::Choice::Native(w) => Ok((w, None)),
+        native::Choice::Appliance(why) if pref == WriterPref::Native => {
+            bail!("only native writes were allowed, but {why}")
+        }
+        native::Choice::Appliance(why) => {
+            tracing::info!("writing through the appliance: {why}");
+            let app = launch_rw(guest, target)?;
+            let mounts = mount_guest(&app, l)?;
+            Ok((Box::new(ApplianceWriter { app, mounts }), Some(why)))
+        }
+    }
+}
+
+/// Ends an apply session: journal (when anything changed), flush everything, verify with the
 /// pure readers on the flushed disks, write the readiness record at `ready_path` on the root
-/// filesystem, flush again and shut the appliance down.
+/// filesystem, flush again and release the disks.
 pub(crate) fn finish_session(
-    app: &Appliance,
+    mut w: Box<dyn GuestWriter>,
     backup_dir: &str,
     journal: &Journal,
     records: &[ActionRecord],
@@ -361,22 +432,23 @@ pub(crate) fn finish_session(
     verify: &mut dyn FnMut(&[ActionRecord]) -> Result<serde_json::Value>,
 ) -> Result<()> {
     if !records.is_empty() {
-        app.mkdir_p(backup_dir)?;
-        app.write(
+        w.mkdir_p(backup_dir)?;
+        w.write(
             &format!("{backup_dir}/journal.json"),
             serde_json::to_string_pretty(journal)?.as_bytes(),
+            None,
         )?;
     }
-    app.umount_all()?;
-    app.sync()?;
+    w.settle()?;
     let ready = verify(records)?;
-    app.mount_rw(root_dev, "/")?;
-    app.mkdir_p(parent(ready_path))?;
-    app.write(ready_path, serde_json::to_string_pretty(&ready)?.as_bytes())?;
-    app.umount_all()?;
-    app.sync()?;
-    app.shutdown()?;
-    Ok(())
+    w.reopen(root_dev)?;
+    w.mkdir_p(parent(ready_path))?;
+    w.write(
+        ready_path,
+        serde_json::to_string_pretty(&ready)?.as_bytes(),
+        None,
+    )?;
+    w.finish()
 }
 
 /// Launches the one appliance with the write targets attached read-write.
@@ -400,16 +472,28 @@ pub(crate) fn launch_rw(guest: &Guest, target: &Target) -> Result<Appliance> {
 }
 
 /// Mounts the guest's root and its fstab mounts (as inspection found them) read-write.
-fn mount_guest(app: &Appliance, l: &LinuxInfo) -> Result<()> {
-    let root = l.mounts.get("/").context("no root mount")?;
-    app.mount_rw(root, "/")?;
-    let mut mps: Vec<(&String, &String)> = l.mounts.iter().filter(|(m, _)| *m != "/").collect();
-    mps.sort_by_key(|(m, _)| m.matches('/').count());
-    for (mp, dev) in mps {
+/// Returns them as (mountpoint, device), in mount order.
+fn mount_guest(app: &Appliance, l: &LinuxInfo) -> Result<Vec<(String, String)>> {
+    let mut mps: Vec<(String, String)> = l
+        .mounts
+        .iter()
+        .map(|(m, d)| (m.clone(), d.clone()))
+        .collect();
+    mps.sort_by_key(|(m, _)| {
+        if m == "/" {
+            0
+        } else {
+            1 + m.matches('/').count()
+        }
+    });
+    if mps.first().is_none_or(|(m, _)| m != "/") {
+        bail!("no root mount");
+    }
+    for (mp, dev) in &mps {
         app.mount_rw(dev, mp)
             .with_context(|| format!("mounting {dev} at {mp}"))?;
     }
-    Ok(())
+    Ok(mps)
 }
 
 fn parent(p: &str) -> &str {
@@ -451,7 +535,7 @@ impl UndoRoot<'_> {
     }
     fn mount(&self, app: &Appliance) -> Result<()> {
         match self {
-            UndoRoot::Linux(l) => mount_guest(app, l),
+            UndoRoot::Linux(l) => mount_guest(app, l).map(drop),
             UndoRoot::Windows(dev) => app
                 .mount_rw(dev, "/")
                 .with_context(|| format!("mounting {dev} read-write")),

@@ -228,7 +228,10 @@ pub fn apply_windows(
         app.hivex_commit_close()?;
     }
     super::finish_session(
-        &app,
+        Box::new(super::writer::ApplianceWriter {
+            app,
+            mounts: vec![],
+        }),
         &backup_dir,
         &journal,
         &records,

@@ -904,6 +904,10 @@ impl BlockDevice for Overlay {
     fn name(&self) -> String {
         format!("{} (journal replayed)", self.base.name())
     }
+    /// The raw blocks underneath: a writer must first write [`Recovery::changed_blocks`].
+    fn layout(&self) -> Option<Vec<crate::image::Extent>> {
+        self.base.layout()
+    }
 }
 
 /// A replayed journal: the overlay device, its statistics and what went wrong on the way.

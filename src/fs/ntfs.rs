@@ -27,6 +27,7 @@ pub struct Ntfs {
     name: String,
     dirty: bool,
     log_unclean: bool,
+    label: Option<String>,
 }
 
 /// NTFS file record number of the $LogFile metadata file.
@@ -84,6 +85,12 @@ impl Ntfs {
             .volume_info(&mut r)
             .map_err(|e| bad("$Volume information", e))?;
         let dirty = vi.flags().contains(NtfsVolumeFlags::IS_DIRTY);
+        // The volume label ($Volume's $VOLUME_NAME; the boot sector has none), as blkid and
+        // virt-inspector report it.
+        let label = match ntfs.volume_name(&mut r) {
+            Some(Ok(n)) => Some(n.name().to_string_lossy()).filter(|l| !l.is_empty()),
+            _ => None,
+        };
         // An unreadable $LogFile leaves the volume readable; the repair's mount judges it then.
         let log_unclean = match read_logfile_start(&ntfs, &mut r) {
             Ok(pages) => logfile_unclean(&pages),
@@ -98,7 +105,13 @@ impl Ntfs {
             name,
             dirty,
             log_unclean,
+            label,
         })
+    }
+
+    /// The volume label, None when unset.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
     }
 
     /// True when $LogFile holds metadata changes not yet applied to the volume (unclean

@@ -37,6 +37,14 @@ impl NbdExport {
         let sock = dir.path().join("nbd.sock");
         let args = blockdev_args(disk, overlay, writable)?;
         let mut cmd = Command::new("qemu-storage-daemon");
+        // If revirt dies (killed), the daemon goes too instead of holding the images locked.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         cmd.args(&args)
             .arg("--nbd-server")
             .arg(format!("addr.type=unix,addr.path={}", sock.display()))
@@ -138,6 +146,32 @@ fn blockdev_args(disk: &ImageInfo, overlay: Option<&Path>, writable: bool) -> Re
         below = Some(name);
     }
     Ok(args)
+}
+
+/// The same chain as one nested `json:` filename for qemu-img (each layer names its file,
+/// format and backing; the last `backing: null`), so qemu-img resolves no backing name itself.
+pub fn json_filename(disk: &ImageInfo, overlay: Option<&Path>) -> Result<String> {
+    let mut layers: Vec<(PathBuf, Format)> = vec![(canonical(Path::new(&disk.path))?, disk.format)];
+    for (p, f) in disk.backing_chain.iter().zip(&disk.backing_formats) {
+        layers.push((canonical(Path::new(p))?, *f));
+    }
+    if let Some(o) = overlay {
+        layers.insert(0, (canonical(o)?, Format::Qcow2));
+    }
+    let mut below: Option<serde_json::Value> = None;
+    for (i, (path, fmt)) in layers.iter().enumerate().rev() {
+        let mut node = serde_json::json!({
+            "driver": fmt.as_str(),
+            "file": {"driver": "file", "filename": path},
+        });
+        if *fmt == Format::Qcow2 {
+            node["backing"] = below.take().unwrap_or(serde_json::Value::Null);
+        } else if i + 1 < layers.len() {
+            bail!("{}: a raw image cannot have a backing file", path.display());
+        }
+        below = Some(node);
+    }
+    Ok(format!("json:{}", below.expect("at least one layer")))
 }
 
 fn canonical(p: &Path) -> Result<PathBuf> {

@@ -21,6 +21,39 @@ pub trait BlockDevice: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError>;
     /// Human name used in errors and reports (a path, or `path:partN`).
     fn name(&self) -> String;
+    /// Where this device's bytes lie on the input images, for writers that write the same
+    /// bytes elsewhere (native writes through the output disks). None: not a plain mapping.
+    fn layout(&self) -> Option<Vec<Extent>> {
+        None
+    }
+}
+
+/// `len` bytes of a device starting at `start` are those at `offset` of the image `image`
+/// (its path as opened, [`ImageInfo::path`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extent {
+    pub start: u64,
+    pub len: u64,
+    pub image: String,
+    pub offset: u64,
+}
+
+/// The part `[start, start+len)` of `layout`, renumbered from `at`.
+fn clip(layout: Vec<Extent>, start: u64, len: u64, at: u64) -> Vec<Extent> {
+    let end = start.saturating_add(len);
+    let mut out = vec![];
+    for e in layout {
+        let (lo, hi) = (e.start.max(start), (e.start + e.len).min(end));
+        if lo < hi {
+            out.push(Extent {
+                start: at + lo - start,
+                len: hi - lo,
+                image: e.image,
+                offset: e.offset + lo - e.start,
+            });
+        }
+    }
+    out
 }
 
 pub type Dev = Arc<dyn BlockDevice>;
@@ -264,6 +297,9 @@ impl BlockDevice for Slice {
     fn name(&self) -> String {
         self.name.clone()
     }
+    fn layout(&self) -> Option<Vec<Extent>> {
+        Some(clip(self.dev.layout()?, self.start, self.len, 0))
+    }
 }
 
 /// A device made of extents of other devices (an LVM linear LV, possibly spanning disks).
@@ -300,6 +336,13 @@ impl BlockDevice for LinearMap {
     }
     fn name(&self) -> String {
         self.name.clone()
+    }
+    fn layout(&self) -> Option<Vec<Extent>> {
+        let mut out = vec![];
+        for (lstart, len, dev, doff) in &self.extents {
+            out.extend(clip(dev.layout()?, *doff, *len, *lstart));
+        }
+        Some(out)
     }
 }
 

@@ -765,6 +765,14 @@ impl BlockDevice for Qcow2Image {
     fn name(&self) -> String {
         self.path.display().to_string()
     }
+    fn layout(&self) -> Option<Vec<super::Extent>> {
+        Some(vec![super::Extent {
+            start: 0,
+            len: self.size,
+            image: self.path.display().to_string(),
+            offset: 0,
+        }])
+    }
 }
 
 /// Where a backing name points: absolute as is, relative against the naming image's folder

@@ -52,4 +52,12 @@ impl BlockDevice for RawImage {
     fn name(&self) -> String {
         self.path.display().to_string()
     }
+    fn layout(&self) -> Option<Vec<super::Extent>> {
+        Some(vec![super::Extent {
+            start: 0,
+            len: self.size,
+            image: self.path.display().to_string(),
+            offset: 0,
+        }])
+    }
 }

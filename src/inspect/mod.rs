@@ -7,9 +7,12 @@
 //!        -> for each volume with a pure reader: looks like a Linux root? a Windows root?
 //!        -> detect_linux / detect_windows (mounting fstab entries into a Vfs)
 //! ```
+pub mod apps;
 pub mod fstab;
+pub mod identity;
 pub mod linux;
 pub mod windows;
+pub mod xml;
 
 use crate::error::{FsError, ImageError, PartError};
 use crate::fs::{open_fs, probe::probe, FsIdent, GuestFs, Vfs};
@@ -24,6 +27,9 @@ pub struct Volume {
     pub dev: Option<Dev>,
     /// Set when the volume is served by the libguestfs appliance instead of a pure reader.
     pub appliance_fs: Option<Rc<dyn GuestFs>>,
+    /// The volume's bytes as on disk, before any in-memory journal replay (`dev` then reads the
+    /// replayed state): what a native writer replays onto the output first.
+    pub raw: Option<Dev>,
 }
 
 /// Inspection failures the CLI maps onto exit codes.
@@ -172,6 +178,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
                     },
                     dev: None,
                     appliance_fs: None,
+                    raw: None,
                 }),
             }
         }
@@ -195,7 +202,18 @@ fn new_volume(
             "ext2" | "ext3" | "ext4" | "xfs" | "vfat" | "ntfs"
         )
     });
+    let raw = dev.clone();
     let (dev, journal_recovery) = replay_journal(dev, ident.as_ref());
+    let mut ident = ident;
+    if let Some(i) = ident
+        .as_mut()
+        .filter(|i| i.fstype == "ntfs" && i.label.is_none())
+    {
+        // NTFS keeps its label in $Volume, not in the boot sector the probe reads.
+        i.label = crate::fs::ntfs::Ntfs::open(dev.clone())
+            .ok()
+            .and_then(|n| n.label().map(String::from));
+    }
     Volume {
         report: VolumeReport {
             journal_recovery,
@@ -214,6 +232,7 @@ fn new_volume(
         },
         dev: Some(dev),
         appliance_fs: None,
+        raw: Some(raw),
     }
 }
 
@@ -308,6 +327,7 @@ fn detect_oses(
                     oses.push(OsReport {
                         kind: "linux".into(),
                         root: root_of(&volumes[i]),
+                        identity: info.identity.clone(),
                         linux: Some(info),
                         windows: None,
                     });
@@ -330,6 +350,7 @@ fn detect_oses(
                     oses.push(OsReport {
                         kind: "windows".into(),
                         root: root_of(&volumes[i]),
+                        identity: w.identity.clone(),
                         linux: None,
                         windows: Some(w),
                     })
@@ -415,6 +436,20 @@ pub fn inspect(paths: &[PathBuf]) -> Result<Guest, InspectError> {
 
 /// [`inspect`] with the caller's backing-file policy.
 pub fn inspect_with(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Guest, InspectError> {
+    inspect_impl(paths, policy, true)
+}
+
+/// [`inspect_with`] in pure Rust only: volumes without a pure reader stay unread and the
+/// appliance is never launched (the fuzz targets run the whole pipeline this way, issue #12).
+pub fn inspect_pure(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Guest, InspectError> {
+    inspect_impl(paths, policy, false)
+}
+
+fn inspect_impl(
+    paths: &[PathBuf],
+    policy: &OpenPolicy,
+    appliance: bool,
+) -> Result<Guest, InspectError> {
     let (disks, mut volumes, vgs, mut warnings) = scan_volumes(paths, policy)?;
     let all: Vec<usize> = (0..volumes.len()).collect();
     let mut oses = detect_oses(&mut volumes, &all, &mut warnings);
@@ -433,7 +468,7 @@ pub fn inspect_with(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Guest, Ins
                 .as_ref()
                 .is_some_and(|d| pending.iter().any(|&i| &volumes[i].report.device == d))
         });
-    if !pending.is_empty() && (oses.is_empty() || fstab_needs) {
+    if appliance && !pending.is_empty() && (oses.is_empty() || fstab_needs) {
         match attach_appliance(&disks, &mut volumes, &pending, &mut warnings) {
             Ok(app) => {
                 appliance_used = true;

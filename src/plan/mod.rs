@@ -285,6 +285,25 @@ pub fn plan_linux(
 /// Guests revirt will not touch: a repair could make things worse or is impossible offline.
 fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
     let mut r = vec![];
+    // Found and inspected, but the repair steps (initramfs tools, network flavors, bootloader
+    // layout) are only known for these families: Arch, Alpine, Gentoo, CoreOS... are refused.
+    if !matches!(l.family.as_str(), "rhel" | "suse" | "debian" | "alt") {
+        let name = if l.product_name.is_empty() {
+            l.identity.distro.as_str()
+        } else {
+            l.product_name.as_str()
+        };
+        r.push(format!(
+            "distro {} ({name}) is not one revirt repairs: it repairs the RHEL family (RHEL, \
+             CentOS, Fedora, Rocky, Alma, Oracle), SUSE (SLES, openSUSE) and Debian (Debian, \
+             Ubuntu)",
+            if l.distro.is_empty() {
+                "unknown"
+            } else {
+                l.distro.as_str()
+            }
+        ));
+    }
     for u in &l.unreadable {
         r.push(format!("cannot repair from a partial read: {u}"));
     }

@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: wall time and peak RSS of `revirt inspect` on every cached real guest and
 //! on a 100 GiB sparse qcow2 holding the same guest, next to virt-v2v-inspector when installed.
 //! Prints figures; asserts nothing (targets: < 1 s, < 64 MB, no appliance, flat in disk size).
+//! Then `repair`: revirt repair natively and through the appliance, and virt-v2v-in-place, on
+//! the same real guests (each into a fresh overlay); wall time and peak RSS (wait4 reports the
+//! largest of the process and the descendants it waited for: revirt's helpers and daemons).
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -140,6 +143,116 @@ pub fn run(only_real: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     if v2v.is_none() {
         println!("virt-v2v-inspector not installed: comparison column skipped (apt-get install virt-v2v)");
+    }
+    Ok(())
+}
+
+/// Creates a fresh qcow2 overlay over `img` (absolute backing path, format pinned).
+fn overlay(img: &Path, out: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(out);
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(img.canonicalize()?)
+        .arg(out)
+        .status()?;
+    anyhow::ensure!(
+        st.success(),
+        "qemu-img create overlay over {}",
+        img.display()
+    );
+    Ok(())
+}
+
+/// The repair table: `guests` real guests, three writers each.
+pub fn repair(guests: usize) -> Result<()> {
+    if guests == 0 {
+        return Ok(());
+    }
+    let root = crate::repo_root();
+    let revirt = root.join("target/release/revirt");
+    let v2v = which("virt-v2v-in-place");
+    let tmp = std::env::temp_dir().join(format!("revirt-bench-repair-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let imgs: Vec<PathBuf> = images()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/real/"))
+        .take(guests)
+        .collect();
+    println!();
+    println!(
+        "{:<24} {:>10} {:>8} {:>11} {:>8} {:>10} {:>8} {:>9} {:>9}",
+        "repair",
+        "native s",
+        "RSS MB",
+        "appliance s",
+        "RSS MB",
+        "v2v-ip s",
+        "RSS MB",
+        "app/nat",
+        "v2v/nat"
+    );
+    for img in &imgs {
+        let name = img.file_stem().unwrap().to_string_lossy().to_string();
+        let trust = img.parent().unwrap().canonicalize()?;
+        let run = |writer: &str| -> Result<Sample> {
+            best_of(if writer == "native" { 3 } else { 1 }, || {
+                let out = tmp.join(format!("{name}-{writer}.qcow2"));
+                let _ = std::fs::remove_file(&out);
+                measure(
+                    Command::new(&revirt)
+                        .args(["repair", "--progress", "none", "--writer", writer, "-o"])
+                        .arg(&out)
+                        .arg(img)
+                        .env("REVIRT_ALLOW_BACKING_DIR", &trust)
+                        .env("LIBGUESTFS_BACKEND", "direct")
+                        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg"),
+                )
+            })
+        };
+        let n = run("native")?;
+        let a = run("appliance")?;
+        let v = match &v2v {
+            Some(v) => {
+                let ov = tmp.join(format!("{name}-v2v.qcow2"));
+                overlay(img, &ov)?;
+                Some(measure(
+                    Command::new(v)
+                        .args(["-i", "disk"])
+                        .arg(&ov)
+                        .env("LIBGUESTFS_BACKEND", "direct")
+                        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg"),
+                )?)
+            }
+            None => None,
+        };
+        let f = |s: &Option<Sample>, g: fn(&Sample) -> f64, p: usize| {
+            s.as_ref()
+                .map_or("-".to_string(), |s| format!("{:.*}", p, g(s)))
+        };
+        println!(
+            "{:<24} {:>10.3} {:>8.1} {:>11.2} {:>8.0} {:>10} {:>8} {:>8.0}x {:>9}{}",
+            name,
+            n.secs,
+            n.rss_mb,
+            a.secs,
+            a.rss_mb,
+            f(&v, |s| s.secs, 1),
+            f(&v, |s| s.rss_mb, 0),
+            a.secs / n.secs,
+            v.as_ref()
+                .map_or("-".into(), |v| format!("{:.0}x", v.secs / n.secs)),
+            if n.ok && a.ok {
+                ""
+            } else {
+                "  (a revirt run exited non-zero)"
+            }
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    if v2v.is_none() {
+        println!(
+            "virt-v2v-in-place not installed: its columns are skipped (apt-get install virt-v2v)"
+        );
     }
     Ok(())
 }

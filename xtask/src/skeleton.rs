@@ -20,12 +20,13 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Instant;
 
-mod disk;
-mod ids;
-mod layout;
+// disk, ids, layout and recipe also build the phony guests (`crate::phony`).
+pub mod disk;
+pub mod ids;
+pub mod layout;
 mod lvm;
-mod recipe;
-mod tree;
+pub mod recipe;
+pub mod tree;
 
 /// Generator sources, hashed into every recipe's cache key.
 const GENERATOR: &[&str] = &[
@@ -99,7 +100,7 @@ fn run_sh_inner(cmd: &str, stdin: Option<&[u8]>, cwd: &Path) -> Result<Vec<u8>> 
 }
 
 /// Hash of the recipe directory (paths, file bytes, symlink targets) and the generator source.
-fn recipe_hash(dir: &Path) -> Result<String> {
+pub fn recipe_hash(dir: &Path) -> Result<String> {
     fn rec(base: &Path, dir: &Path, h: &mut Sha256) -> Result<()> {
         let mut entries: Vec<_> = fs::read_dir(dir)
             .with_context(|| format!("reading {}", dir.display()))?

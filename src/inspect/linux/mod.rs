@@ -3,11 +3,12 @@
 pub mod bootloader;
 pub mod initramfs;
 pub mod network;
+pub mod release;
 
 use super::fstab::{parse_crypttab, parse_fstab};
 use super::Volume;
 use crate::fs::{FileType, Vfs};
-use crate::types::{DriverState, GuestTool, KernelInfo, LinuxInfo};
+use crate::types::{DriverState, GuestTool, KernelInfo, LinuxInfo, OsIdentity};
 use anyhow::Context;
 use std::collections::BTreeMap;
 
@@ -19,15 +20,64 @@ pub const VIRTIO_DRIVERS: [(&str, &str); 4] = [
     ("virtio_pci", "CONFIG_VIRTIO_PCI"),
 ];
 
-/// A Linux root has /etc with os-release (or a distro release file) and fstab, or /etc and a
-/// usr tree.
+/// A Linux root, as libguestfs recognises one (`daemon/inspect_fs.ml`): /etc plus /bin (a
+/// directory, or the usrmerge link to usr/bin) plus /etc/fstab or /etc/hosts; or /etc with any
+/// release file libguestfs knows (os-release, redhat-release, debian_version, arch-release...)
+/// and a bin directory or fstab; or a CoreOS/Flatcar root, whose OS files are all on a separate
+/// /usr partition.
 pub fn looks_like_linux_root(vfs: &Vfs) -> bool {
-    vfs.is_dir("/etc")
-        && (vfs.exists("/etc/os-release")
-            || vfs.exists("/usr/lib/os-release")
-            || vfs.exists("/etc/redhat-release")
-            || vfs.exists("/etc/SuSE-release"))
-        && (vfs.exists("/etc/fstab") || vfs.is_dir("/usr/bin") || vfs.is_dir("/bin"))
+    if !vfs.is_dir("/etc") {
+        return false;
+    }
+    let bin = vfs.is_dir("/bin") || vfs.read_link("/bin").is_ok_and(|t| t == "usr/bin");
+    let tables = vfs.exists("/etc/fstab") || vfs.exists("/etc/hosts");
+    let release =
+        vfs.exists("/usr/lib/os-release") || release::release_files().any(|p| vfs.exists(p));
+    (bin && tables) || (release && (tables || bin || vfs.is_dir("/usr/bin"))) || is_coreos_root(vfs)
+}
+
+/// CoreOS (and Flatcar, its successor) keep only /etc and the home folders on the root; the
+/// update.conf marker tells the root from an empty filesystem.
+fn is_coreos_root(vfs: &Vfs) -> bool {
+    ["/etc", "/root", "/home", "/usr"]
+        .iter()
+        .all(|d| vfs.is_dir(d))
+        && ["/etc/coreos/update.conf", "/etc/flatcar/update.conf"]
+            .iter()
+            .any(|f| matches!(vfs.stat(f), Ok(Some(m)) if m.ftype == FileType::File))
+}
+
+/// A CoreOS/Flatcar /usr partition (USR-A or USR-B) seen at its own root.
+fn is_coreos_usr(vfs: &Vfs) -> bool {
+    ["/bin", "/share", "/local"].iter().all(|d| vfs.is_dir(d))
+        && (vfs.is_dir("/share/coreos") || vfs.is_dir("/share/flatcar"))
+}
+
+/// Mounts the CoreOS /usr partition (no fstab names it): of USR-A and USR-B, the one with the
+/// higher os-release version is the active one, as libguestfs guesses (it cannot read the
+/// bootloader's choice either). Returns its device.
+fn mount_coreos_usr(vfs: &mut Vfs, root_dev: &str, vols: &[Volume]) -> Option<String> {
+    let mut best: Option<((u32, u32), &Volume)> = None;
+    for v in vols.iter().filter(|v| v.report.device != root_dev) {
+        let Ok(Some(fs)) = v.open_fs() else { continue };
+        let usr = Vfs::new(fs);
+        if !is_coreos_usr(&usr) {
+            continue;
+        }
+        let version = usr
+            .read_text("/lib/os-release")
+            .ok()
+            .flatten()
+            .and_then(|t| parse_shell_vars(&t).get("VERSION_ID").cloned())
+            .and_then(|v| release::major_minor(&v))
+            .unwrap_or((0, 0));
+        if best.as_ref().is_none_or(|(b, _)| version > *b) {
+            best = Some((version, v));
+        }
+    }
+    let (_, v) = best?;
+    vfs.mount("/usr", v.open_fs().ok()??);
+    Some(v.report.device.clone())
 }
 
 /// Parses KEY=value lines with shell quoting (os-release, /etc/default/grub, sysconfig).
@@ -84,6 +134,10 @@ fn family_of(id: &str, like: &str) -> &'static str {
         "sle-micro",
     ]) {
         "suse"
+    } else if has(&["redhat-based", "circle"]) {
+        "rhel"
+    } else if has(&["suse-based"]) {
+        "suse"
     } else if has(&["debian", "ubuntu", "linuxmint", "raspbian", "kali"]) {
         "debian"
     } else if has(&["altlinux", "alt"]) {
@@ -93,8 +147,9 @@ fn family_of(id: &str, like: &str) -> &'static str {
     }
 }
 
-/// Distro identity from os-release, falling back to the older release files.
-fn detect_distro(vfs: &Vfs, info: &mut LinuxInfo) -> anyhow::Result<()> {
+/// Distro identity from os-release (its ID, as revirt's plan expects it), falling back to what
+/// the older release files said (`rel`, libguestfs's reading) spelled as os-release would.
+fn detect_distro(vfs: &Vfs, info: &mut LinuxInfo, rel: &release::Release) -> anyhow::Result<()> {
     let osr = match vfs.read_text("/etc/os-release")? {
         Some(t) => Some(t),
         None => vfs.read_text("/usr/lib/os-release")?,
@@ -113,32 +168,22 @@ fn detect_distro(vfs: &Vfs, info: &mut LinuxInfo) -> anyhow::Result<()> {
             v.get("ID_LIKE").map(String::as_str).unwrap_or(""),
         )
         .into();
-    } else if let Some(t) = vfs.read_text("/etc/redhat-release")? {
-        // "CentOS release 6.10 (Final)", "Red Hat Enterprise Linux Server release 7.9 (Maipo)"
-        let l = t.lines().next().unwrap_or("").trim().to_string();
-        let ver = regex::Regex::new(r"release (\d+(?:\.\d+)?)").unwrap();
-        info.version = ver
-            .captures(&l)
-            .map(|c| c[1].to_string())
-            .unwrap_or_default();
-        info.distro = if l.starts_with("CentOS") {
-            "centos"
-        } else if l.starts_with("Red Hat") {
-            "rhel"
+    } else if let Some(d) = rel.distro {
+        info.distro = release::os_release_id_of(d).into();
+        info.product_name = rel.product_name.clone().unwrap_or_default();
+        // debian_version ("5.0.10") and alpine-release ("3.19.1") hold just the version.
+        let bare = info.product_name.trim();
+        info.version = if matches!(d, "debian" | "alpinelinux")
+            && bare.starts_with(|c: char| c.is_ascii_digit())
+        {
+            bare.to_string()
         } else {
-            "redhat-based"
-        }
-        .into();
-        info.product_name = l;
-        info.family = "rhel".into();
-    } else if let Some(t) = vfs.read_text("/etc/SuSE-release")? {
-        info.product_name = t.lines().next().unwrap_or("").trim().into();
-        let v = parse_shell_vars(&t.replace(" = ", "="));
-        info.version = v.get("VERSION").cloned().unwrap_or_default();
-        info.distro = "sles".into();
-        info.family = "suse".into();
+            release_version(&info.product_name, rel.version)
+        };
+        info.family = family_of(&info.distro, "").into();
     }
     if info.distro == "debian" && info.version.is_empty() {
+        // Debian testing/sid have no VERSION_ID; debian_version says "trixie/sid".
         if let Some(v) = vfs.read_text("/etc/debian_version")? {
             info.version = v.trim().into();
         }
@@ -146,14 +191,26 @@ fn detect_distro(vfs: &Vfs, info: &mut LinuxInfo) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The version as a release file writes it: "6.10", "14", "11.4" (SLES VERSION.PATCHLEVEL).
+fn release_version(product: &str, v: Option<(u32, u32)>) -> String {
+    match v {
+        None => String::new(),
+        Some((ma, 0)) if !product.contains(&format!("{ma}.0")) => ma.to_string(),
+        Some((ma, mi)) => format!("{ma}.{mi}"),
+    }
+}
+
 /// Architecture from the ELF header of a system binary.
 fn detect_arch(vfs: &Vfs) -> Option<String> {
+    // libguestfs's list (bash, ls, echo, rm, sh) plus the merged-/usr and init paths.
     for p in [
         "/bin/sh",
         "/usr/bin/bash",
         "/bin/bash",
         "/bin/ls",
         "/usr/bin/ls",
+        "/bin/echo",
+        "/bin/rm",
         "/sbin/init",
         "/usr/lib/systemd/systemd",
     ] {
@@ -186,8 +243,10 @@ fn detect_arch(vfs: &Vfs) -> Option<String> {
     None
 }
 
+/// The hostname in libguestfs's order: /etc/HOSTNAME (old SUSE and Debian), /etc/hostname,
+/// then HOSTNAME= in /etc/sysconfig/network (RHEL before 7, Fedora before 18).
 fn detect_hostname(vfs: &Vfs) -> anyhow::Result<Option<String>> {
-    for p in ["/etc/hostname", "/etc/HOSTNAME"] {
+    for p in ["/etc/HOSTNAME", "/etc/hostname"] {
         if let Some(t) = vfs.read_text(p)? {
             let h = t
                 .lines()
@@ -536,6 +595,28 @@ pub fn guest_vfs(vols: &[Volume], l: &LinuxInfo) -> anyhow::Result<Vfs> {
     Ok(vfs)
 }
 
+/// The guest as virt-inspector names it, from libguestfs's reading of the release files.
+fn linux_identity(vfs: &Vfs, rel: &release::Release, info: &LinuxInfo) -> OsIdentity {
+    let distro = rel.distro.unwrap_or("unknown");
+    let (major, minor) = rel.version.unwrap_or((0, 0));
+    let has_dnf = matches!(vfs.stat("/usr/bin/dnf"), Ok(Some(m)) if m.ftype == FileType::File);
+    let mut id = OsIdentity {
+        os_type: "linux".into(),
+        distro: distro.into(),
+        product_name: rel.product_name.clone(),
+        major_version: major,
+        minor_version: minor,
+        arch: info.arch.clone(),
+        hostname: info.hostname.clone(),
+        build_id: rel.build_id.clone(),
+        package_format: release::package_format(distro).map(String::from),
+        package_management: release::package_management(distro, major, has_dnf).map(String::from),
+        ..Default::default()
+    };
+    id.osinfo = super::identity::osinfo(&id);
+    id
+}
+
 /// Most fstab / crypttab entries read (real tables: tens; large NFS clients: a few hundred).
 const MAX_TABLE_ENTRIES: usize = 1024;
 
@@ -564,7 +645,7 @@ impl LinuxInfo {
 /// Reads every Linux fact from the root filesystem in `vfs` (mounting its fstab entries).
 pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Result<LinuxInfo> {
     let mut info = LinuxInfo::default();
-    detect_distro(&vfs, &mut info).context("reading os-release")?;
+    let coreos = is_coreos_root(&vfs);
     let fstab_text = info.read_or_note(&vfs, "/etc/fstab").unwrap_or_default();
     let reports: Vec<crate::types::VolumeReport> = vols.iter().map(|v| v.report.clone()).collect();
     info.fstab = parse_fstab(&fstab_text, &reports);
@@ -597,13 +678,26 @@ pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Res
             e.present = true;
         }
     }
-    let (mounts, esp) = mount_fstab(&mut vfs, &info.fstab, &root.report.device, vols);
+    let (mut mounts, esp) = mount_fstab(&mut vfs, &info.fstab, &root.report.device, vols);
+    if coreos && !mounts.contains_key("/usr") {
+        if let Some(dev) = mount_coreos_usr(&mut vfs, &root.report.device, vols) {
+            mounts.insert("/usr".into(), dev);
+        }
+    }
     info.mounts = mounts;
+    // Identity is read once /usr is mounted (CoreOS keeps os-release there).
+    let start = release::Release {
+        distro: coreos.then_some("coreos"),
+        ..Default::default()
+    };
+    let rel = release::detect_release(&vfs, start);
+    detect_distro(&vfs, &mut info, &rel).context("reading os-release")?;
     info.arch = detect_arch(&vfs);
     info.hostname = detect_hostname(&vfs).unwrap_or_else(|e| {
         info.warnings.push(format!("hostname: {e:#}"));
         None
     });
+    info.identity = linux_identity(&vfs, &rel, &info);
     info.initramfs_tool = detect_initramfs_tool(&vfs).into();
     // A part that cannot be read leaves the guest inspectable but not repairable.
     info.kernels = detect_kernels(&vfs)

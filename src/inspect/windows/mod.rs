@@ -189,7 +189,8 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
     let cv = sw
         .open_key("Microsoft\\Windows NT\\CurrentVersion")?
         .with_context(|| format!("{software}: no Microsoft\\Windows NT\\CurrentVersion key"))?;
-    let mut product_name = cv.string("ProductName")?.unwrap_or_default();
+    let registry_product_name = cv.string("ProductName")?.unwrap_or_default();
+    let mut product_name = registry_product_name.clone();
     // Windows 10 and later keep CurrentVersion at "6.3" for compatibility; the real version is in
     // the Current{Major,Minor}VersionNumber DWORDs, which older versions do not have.
     let (major, minor) = match (
@@ -218,7 +219,8 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
         }
     }
     // InstallationType appeared with Windows 7 / 2008 R2; before that only the name tells.
-    let installation_type = match cv.string("InstallationType")? {
+    let stored_installation_type = cv.string("InstallationType")?;
+    let installation_type = match stored_installation_type.clone() {
         Some(t) => Some(t),
         None if product_name.contains("Server") => Some("Server".into()),
         None if !product_name.is_empty() => Some("Client".into()),
@@ -229,7 +231,12 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
         Some(a) => a,
         None => detect_arch_pe(vfs, &system_root)?.unwrap_or_else(|| "unknown".into()),
     };
+    // Best effort: a damaged Tcpip key must not hide the whole guest.
+    let hostname = system
+        .as_ref()
+        .and_then(|(h, _)| detect_hostname(h).ok().flatten());
     let mut w = WindowsInfo {
+        hostname,
         product_name,
         version: format!("{major}.{minor}"),
         major,
@@ -253,7 +260,38 @@ pub fn detect_windows(vfs: &Vfs) -> anyhow::Result<Option<WindowsInfo>> {
         facts::detect_system_facts(vfs, sys, &mut w)?;
     }
     facts::detect_software_facts(&sw, &mut w)?;
+    w.identity = super::identity::windows_identity(
+        &w,
+        &registry_product_name,
+        stored_installation_type.as_deref(),
+    );
     Ok(Some(w))
+}
+
+/// The current control set's key `path` (below ControlSet00N) in the SYSTEM hive.
+fn current_key<'h>(sys: &'h Hive, path: &str) -> anyhow::Result<Option<hive::Key<'h>>> {
+    let current = match sys.open_key("Select")? {
+        Some(k) => k.dword("Current")?,
+        None => None,
+    };
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    Ok(sys.open_key(&format!("ControlSet{current:03}\\{path}"))?)
+}
+
+/// The computer name: Tcpip\Parameters `Hostname` (what virt-inspector reports), else the
+/// NetBIOS name in Control\ComputerName\ComputerName.
+fn detect_hostname(sys: &Hive) -> anyhow::Result<Option<String>> {
+    if let Some(k) = current_key(sys, "Services\\Tcpip\\Parameters")? {
+        if let Some(h) = k.string("Hostname")?.filter(|h| !h.is_empty()) {
+            return Ok(Some(h));
+        }
+    }
+    if let Some(k) = current_key(sys, "Control\\ComputerName\\ComputerName")? {
+        return Ok(k.string("ComputerName")?.filter(|h| !h.is_empty()));
+    }
+    Ok(None)
 }
 
 /// Where revirt's first-boot script lives on the system volume (stored-case lookup).
@@ -294,15 +332,22 @@ fn detect_arch_registry(sys: Option<&Hive>) -> anyhow::Result<Option<String>> {
     Ok(k.string("PROCESSOR_ARCHITECTURE")?.map(|a| arch_name(&a)))
 }
 
-/// Architecture from the PE header of the kernel (the machine field of the COFF header).
+/// Architecture from the PE header (the machine field of the COFF header) of the kernel, else
+/// of cmd.exe, the binary libguestfs reads (a stripped-down or phony install may have only
+/// that one, e.g. libguestfs's own Windows 7 test guest).
 fn detect_arch_pe(vfs: &Vfs, system_root: &str) -> anyhow::Result<Option<String>> {
-    let Some(path) = resolve_ci(vfs, &format!("{system_root}/System32/ntoskrnl.exe"))? else {
-        return Ok(None);
-    };
-    let data = vfs
-        .read_file(&path)
-        .with_context(|| format!("reading {path}"))?;
-    Ok(pe_machine(&data).map(String::from))
+    for bin in ["ntoskrnl.exe", "cmd.exe"] {
+        let Some(path) = resolve_ci(vfs, &format!("{system_root}/System32/{bin}"))? else {
+            continue;
+        };
+        let data = vfs
+            .read_file(&path)
+            .with_context(|| format!("reading {path}"))?;
+        if let Some(m) = pe_machine(&data) {
+            return Ok(Some(m.to_string()));
+        }
+    }
+    Ok(None)
 }
 
 fn pe_machine(d: &[u8]) -> Option<&'static str> {

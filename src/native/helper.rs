@@ -1,0 +1,162 @@
+//! The caged side: `revirt __native-helper ext` runs libext2fs on one volume whose blocks it
+//! asks the parent for (see [`super::proto`]). It cages itself before the first guest byte.
+use super::ext2fs::{BlockIo, ExtFs, NewMeta};
+use super::proto::{read_frame, split_json, write_frame, write_json, Answer, Request};
+use anyhow::{bail, Result};
+use std::io::Write;
+
+/// Block I/O forwarded to the parent over stdin/stdout.
+struct PipeIo {
+    size: u64,
+}
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Waits for the parent's answer to an I/O request: data ('D'), done ('K') or an error ('E').
+fn reply(want: u8) -> std::io::Result<Vec<u8>> {
+    let (tag, p) = read_frame(&mut std::io::stdin().lock())?;
+    match tag {
+        t if t == want => Ok(p),
+        b'E' => Err(io_err(String::from_utf8_lossy(&p))),
+        t => Err(io_err(format!("unexpected frame {:?}", t as char))),
+    }
+}
+
+impl BlockIo for PipeIo {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&mut self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+        let len = u32::try_from(buf.len()).map_err(io_err)?;
+        write_frame(
+            &mut std::io::stdout().lock(),
+            b'R',
+            &[&off.to_le_bytes(), &len.to_le_bytes()],
+        )?;
+        let data = reply(b'D')?;
+        if data.len() != buf.len() {
+            return Err(io_err("short read from the parent"));
+        }
+        buf.copy_from_slice(&data);
+        Ok(())
+    }
+    fn write_at(&mut self, buf: &[u8], off: u64) -> std::io::Result<()> {
+        write_frame(
+            &mut std::io::stdout().lock(),
+            b'W',
+            &[&off.to_le_bytes(), buf],
+        )?;
+        reply(b'K').map(drop)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        write_frame(&mut std::io::stdout().lock(), b'F', &[])?;
+        reply(b'K').map(drop)
+    }
+}
+
+fn answer(r: Result<Option<String>>, data: &[u8]) -> std::io::Result<()> {
+    let a = match r {
+        Ok(value) => Answer { error: None, value },
+        Err(e) => Answer {
+            error: Some(format!("{e:#}")),
+            value: None,
+        },
+    };
+    write_json(&mut std::io::stdout().lock(), b'A', &a, data)
+}
+
+/// The helper's main loop. Returns when the parent closes the filesystem or the pipe.
+pub fn run_ext() -> Result<()> {
+    // Nothing may be read from the guest before the cage is on.
+    if let Err(e) = super::sandbox::enter() {
+        let msg = format!("the sandbox could not be set up: {e:#}");
+        answer(Err(anyhow::anyhow!(msg.clone())), &[])?;
+        bail!(msg);
+    }
+    let mut fs: Option<ExtFs> = None;
+    loop {
+        let (tag, payload) = match read_frame(&mut std::io::stdin().lock()) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if tag != b'Q' {
+            bail!("unexpected frame {:?} from the parent", tag as char);
+        }
+        let (req, data): (Request, &[u8]) = split_json(&payload)?;
+        let mut out = vec![];
+        let r = handle(&mut fs, req.clone(), data, &mut out);
+        let closing = matches!(req, Request::Close);
+        answer(r, &out)?;
+        if closing {
+            return Ok(());
+        }
+    }
+}
+
+fn handle(
+    fs: &mut Option<ExtFs>,
+    req: Request,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Option<String>> {
+    if let Request::Open { size } = req {
+        let f = ExtFs::open(Box::new(PipeIo { size }))?;
+        let why = f.unsupported();
+        *fs = Some(f);
+        return Ok(why);
+    }
+    if let Request::Close = req {
+        if let Some(f) = fs.take() {
+            f.close()?;
+        }
+        return Ok(None);
+    }
+    let Some(f) = fs.as_mut() else {
+        bail!("no filesystem is open");
+    };
+    match req {
+        Request::WriteFile {
+            path,
+            mode,
+            new_mode,
+            uid,
+            gid,
+        } => {
+            f.write_file(
+                &path,
+                data,
+                NewMeta {
+                    mode: new_mode,
+                    uid,
+                    gid,
+                },
+            )?;
+            if let Some(m) = mode {
+                f.chmod(&path, m)?;
+            }
+        }
+        Request::ReadFile { path, limit } => *out = f.read_file(&path, limit)?,
+        Request::MkdirP { path, mode } => f.mkdir_p(&path, mode)?,
+        Request::Symlink { path, target } => f.symlink(&path, &target)?,
+        Request::Rename { from, to } => f.rename(&from, &to)?,
+        Request::Chmod { path, mode } => f.chmod(&path, mode)?,
+        Request::Remove { path } => f.remove(&path)?,
+        Request::Rmdir { path } => f.rmdir(&path)?,
+        Request::Open { .. } | Request::Close => unreachable!("handled above"),
+    }
+    Ok(None)
+}
+
+/// `revirt __native-helper selftest`: cages itself and prints which probes were denied (JSON).
+pub fn run_selftest() -> Result<()> {
+    let caged = super::sandbox::enter()?;
+    let probes = super::sandbox::probe();
+    let mut o = std::io::stdout().lock();
+    let j = serde_json::json!({"caged": caged, "probes": probes});
+    o.write_all(j.to_string().as_bytes())?;
+    o.write_all(b"\n")?;
+    Ok(())
+}

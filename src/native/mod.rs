@@ -1,0 +1,15 @@
+//! Native writes: repairs made without the libguestfs appliance.
+//!
+//! ```text
+//!   revirt (parent)                                   caged helper (one per filesystem)
+//!   output disk <- qemu-storage-daemon <- libnbd  <-  block requests  <-  libext2fs
+//!                 (qcow2 overlay or in place)         (checked, mapped)   (seccomp, rlimits)
+//! ```
+//! The parent never parses the guest's filesystem metadata with C code; the helper that does
+//! can reach nothing but its two pipes (see [`sandbox`]).
+pub mod client;
+pub mod ext2fs;
+pub mod helper;
+pub mod nbd;
+pub mod proto;
+pub mod sandbox;
