@@ -166,8 +166,9 @@ fn repaired_real_guests_boot_on_virtio_with_dhcp() {
             return Err(format!("booted as {verdict} with address {addr:?} (want {expect_addr}); last console lines: {}", v["last_lines"]));
         }
         Ok(format!(
-            "{verdict} {addr} in {:.0} s",
-            v["seconds"].as_f64().unwrap_or(0.0)
+            "{verdict} {addr} in {:.0} s, written by the {} writer",
+            v["seconds"].as_f64().unwrap_or(0.0),
+            report["writer"].as_str().unwrap_or("?")
         ))
     });
     println!(
@@ -191,6 +192,19 @@ fn repaired_real_guests_boot_on_virtio_with_dhcp() {
             shown
         );
     }
+    // The native path must be the one that made (most of) these boot: the BIOS guests touch
+    // only ext filesystems and run no guest tool unless asked (--initramfs guest-tool).
+    let native = results
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_ok_and(|s| s.ends_with("by the native writer"))
+        })
+        .count();
+    assert!(
+        native >= 3,
+        "only {native} guests were written natively: {results:?}"
+    );
     assert!(
         failed.is_empty(),
         "{} of {} repaired guests did not boot on virtio:\n{}",

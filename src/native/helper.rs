@@ -5,10 +5,22 @@ use super::proto::{read_frame, split_json, write_frame, write_json, Answer, Requ
 use anyhow::{bail, Result};
 use std::io::Write;
 
-/// Block I/O forwarded to the parent over stdin/stdout.
+/// Block I/O forwarded to the parent over stdin/stdout. libext2fs reads and writes one block
+/// at a time; each request is a round trip through revirt and qemu-storage-daemon, so reads
+/// are fetched ahead and contiguous writes batched (flushed before any read they overlap, on
+/// flush, and when the batch is full).
 struct PipeIo {
     size: u64,
+    wbuf_off: u64,
+    wbuf: Vec<u8>,
+    rcache_off: u64,
+    rcache: Vec<u8>,
 }
+
+/// Largest write batch sent at once.
+const WRITE_BATCH: usize = 4 << 20;
+/// How much is read at once when libext2fs asks for less.
+const READ_AHEAD: usize = 256 << 10;
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
@@ -24,33 +36,91 @@ fn reply(want: u8) -> std::io::Result<Vec<u8>> {
     }
 }
 
+fn overlaps(a: u64, alen: usize, b: u64, blen: usize) -> bool {
+    a < b + blen as u64 && b < a + alen as u64
+}
+
+impl PipeIo {
+    fn new(size: u64) -> Self {
+        PipeIo {
+            size,
+            wbuf_off: 0,
+            wbuf: vec![],
+            rcache_off: 0,
+            rcache: vec![],
+        }
+    }
+
+    fn fetch(&self, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let l32 = u32::try_from(len).map_err(io_err)?;
+        write_frame(
+            &mut std::io::stdout().lock(),
+            b'R',
+            &[&off.to_le_bytes(), &l32.to_le_bytes()],
+        )?;
+        let data = reply(b'D')?;
+        if data.len() != len {
+            return Err(io_err("short read from the parent"));
+        }
+        Ok(data)
+    }
+
+    fn flush_writes(&mut self) -> std::io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.wbuf);
+        write_frame(
+            &mut std::io::stdout().lock(),
+            b'W',
+            &[&self.wbuf_off.to_le_bytes(), &buf],
+        )?;
+        reply(b'K').map(drop)
+    }
+}
+
+impl Drop for PipeIo {
+    fn drop(&mut self) {
+        // libext2fs flushes before it closes; this only catches a batch left by an error path.
+        let _ = self.flush_writes();
+    }
+}
+
 impl BlockIo for PipeIo {
     fn size(&self) -> u64 {
         self.size
     }
     fn read_at(&mut self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
-        let len = u32::try_from(buf.len()).map_err(io_err)?;
-        write_frame(
-            &mut std::io::stdout().lock(),
-            b'R',
-            &[&off.to_le_bytes(), &len.to_le_bytes()],
-        )?;
-        let data = reply(b'D')?;
-        if data.len() != buf.len() {
-            return Err(io_err("short read from the parent"));
+        if overlaps(off, buf.len(), self.wbuf_off, self.wbuf.len()) {
+            self.flush_writes()?;
         }
-        buf.copy_from_slice(&data);
+        let end = off + buf.len() as u64;
+        let cached = off >= self.rcache_off && end <= self.rcache_off + self.rcache.len() as u64;
+        if !cached {
+            let len = (buf.len().max(READ_AHEAD) as u64).min(self.size.saturating_sub(off));
+            self.rcache = self.fetch(off, (len as usize).max(buf.len()))?;
+            self.rcache_off = off;
+        }
+        let at = (off - self.rcache_off) as usize;
+        buf.copy_from_slice(&self.rcache[at..at + buf.len()]);
         Ok(())
     }
     fn write_at(&mut self, buf: &[u8], off: u64) -> std::io::Result<()> {
-        write_frame(
-            &mut std::io::stdout().lock(),
-            b'W',
-            &[&off.to_le_bytes(), buf],
-        )?;
-        reply(b'K').map(drop)
+        if overlaps(off, buf.len(), self.rcache_off, self.rcache.len()) {
+            self.rcache.clear();
+        }
+        let contiguous = !self.wbuf.is_empty() && off == self.wbuf_off + self.wbuf.len() as u64;
+        if contiguous && self.wbuf.len() + buf.len() <= WRITE_BATCH {
+            self.wbuf.extend_from_slice(buf);
+            return Ok(());
+        }
+        self.flush_writes()?;
+        self.wbuf_off = off;
+        self.wbuf = buf.to_vec();
+        Ok(())
     }
     fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_writes()?;
         write_frame(&mut std::io::stdout().lock(), b'F', &[])?;
         reply(b'K').map(drop)
     }
@@ -103,7 +173,7 @@ fn handle(
     out: &mut Vec<u8>,
 ) -> Result<Option<String>> {
     if let Request::Open { size } = req {
-        let f = ExtFs::open(Box::new(PipeIo { size }))?;
+        let f = ExtFs::open(Box::new(PipeIo::new(size)))?;
         let why = f.unsupported();
         *fs = Some(f);
         return Ok(why);
