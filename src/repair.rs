@@ -347,9 +347,12 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
     let done = match apply::apply(&g, &target, &os, &plan, &run_id, req.writer, &mut verify_cb) {
         Ok(d) => d,
         Err(e) => {
-            if let Some(p) = pending {
-                p.discard().ok();
-            }
+            // Nothing half-written is left: the overlays were made by this run (validate
+            // checked that no output existed), the in-place disks were never touched.
+            match pending {
+                Some(p) => p.discard().ok(),
+                None => req.outputs.iter().try_for_each(std::fs::remove_file).ok(),
+            };
             return Err(e);
         }
     };

@@ -9,19 +9,6 @@ mod common;
 use common::*;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn skeleton(name: &str) -> PathBuf {
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "run", "--quiet", "-p", "xtask", "--", "fixtures", "--set", "skeleton", "--only", name,
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("running xtask");
-    assert!(st.success(), "building skeleton {name}");
-    fixture_cache().join(format!("skeletons/{name}.qcow2"))
-}
 
 fn sha(p: &Path) -> String {
     revirt::apply::sha256_hex(&std::fs::read(p).unwrap())

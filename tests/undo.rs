@@ -2,22 +2,7 @@
 //! byte for byte (checked with revirt's pure readers against a pristine copy).
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
-
-fn skeleton(name: &str) -> PathBuf {
-    let st = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "run", "--quiet", "-p", "xtask", "--", "fixtures", "--set", "skeleton", "--only", name,
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("running xtask");
-    assert!(st.success(), "building skeleton {name}");
-    let cache = std::env::var_os("REVIRT_FIXTURE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
-    cache.join(format!("skeletons/{name}.qcow2"))
-}
+use std::path::Path;
 
 /// sha256 of each path as the guest on `img` sees it (None when absent).
 fn file_sums(img: &Path, paths: &[String]) -> Vec<(String, Option<String>)> {

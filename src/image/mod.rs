@@ -38,6 +38,18 @@ pub struct Extent {
     pub offset: u64,
 }
 
+impl Extent {
+    /// A whole image file: the layout of a disk as opened.
+    pub fn whole(image: &Path, len: u64) -> Vec<Extent> {
+        vec![Extent {
+            start: 0,
+            len,
+            image: image.display().to_string(),
+            offset: 0,
+        }]
+    }
+}
+
 /// The part `[start, start+len)` of `layout`, renumbered from `at`.
 fn clip(layout: Vec<Extent>, start: u64, len: u64, at: u64) -> Vec<Extent> {
     let end = start.saturating_add(len);

@@ -766,12 +766,7 @@ impl BlockDevice for Qcow2Image {
         self.path.display().to_string()
     }
     fn layout(&self) -> Option<Vec<super::Extent>> {
-        Some(vec![super::Extent {
-            start: 0,
-            len: self.size,
-            image: self.path.display().to_string(),
-            offset: 0,
-        }])
+        Some(super::Extent::whole(&self.path, self.size))
     }
 }
 

@@ -53,11 +53,6 @@ impl BlockDevice for RawImage {
         self.path.display().to_string()
     }
     fn layout(&self) -> Option<Vec<super::Extent>> {
-        Some(vec![super::Extent {
-            start: 0,
-            len: self.size,
-            image: self.path.display().to_string(),
-            offset: 0,
-        }])
+        Some(super::Extent::whole(&self.path, self.size))
     }
 }

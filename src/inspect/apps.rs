@@ -218,17 +218,9 @@ pub fn parse_apk_installed(text: &str) -> Vec<Application> {
 /// DisableAntiVirus is 1.
 pub fn windows_applications(sw: &Hive) -> anyhow::Result<Vec<Application>> {
     let mut out = vec![];
-    for view in [
-        "Microsoft\\Windows\\CurrentVersion\\Uninstall",
-        "WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall",
-    ] {
-        let Some(u) = sw.open_key(view)? else {
-            continue;
-        };
-        for k in u.subkeys()? {
-            if let Some(a) = uninstall_entry(&k)? {
-                out.push(a);
-            }
+    for k in super::windows::facts::uninstall_keys(sw)? {
+        if let Some(a) = uninstall_entry(&k)? {
+            out.push(a);
         }
     }
     if let Some(d) = sw.open_key("Microsoft\\Windows Defender")? {

@@ -174,3 +174,16 @@ pub fn mini_linux(fstab: &str, extra_files: &[(&str, &str)], links: &[(&str, &st
         disk: disk_path,
     }
 }
+
+/// Builds (or reuses) the skeleton guest `name` and returns its image.
+pub fn skeleton(name: &str) -> PathBuf {
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "run", "--quiet", "-p", "xtask", "--", "fixtures", "--set", "skeleton", "--only", name,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("running xtask");
+    assert!(st.success(), "building skeleton {name}");
+    fixture_cache().join(format!("skeletons/{name}.qcow2"))
+}

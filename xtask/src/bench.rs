@@ -72,7 +72,7 @@ pub fn run(only_real: bool) -> Result<()> {
         .current_dir(&root)
         .status()?;
     anyhow::ensure!(st.success(), "building revirt --release failed");
-    let revirt = root.join("target/release/revirt");
+    let revirt = release_bin(&root);
     let v2v = which("virt-v2v-inspector");
     let tmp = std::env::temp_dir().join(format!("revirt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
@@ -169,7 +169,7 @@ pub fn repair(guests: usize) -> Result<()> {
         return Ok(());
     }
     let root = crate::repo_root();
-    let revirt = root.join("target/release/revirt");
+    let revirt = release_bin(&root);
     let v2v = which("virt-v2v-in-place");
     let tmp = std::env::temp_dir().join(format!("revirt-bench-repair-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
@@ -255,6 +255,14 @@ pub fn repair(guests: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The release binary `cargo build --release` made (honouring CARGO_TARGET_DIR).
+fn release_bin(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("release/revirt")
 }
 
 fn which(name: &str) -> Option<PathBuf> {

@@ -73,14 +73,7 @@ struct HiveSpec {
 pub fn build_all(only: Option<&str>) -> Result<()> {
     let t0 = Instant::now();
     let rdir = recipes_dir();
-    let mut names: Vec<String> = fs::read_dir(&rdir)
-        .with_context(|| format!("reading {}", rdir.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("guest.toml").is_file())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| only.is_none_or(|o| n.contains(o)))
-        .collect();
-    names.sort();
+    let names = crate::skeleton::recipe_names(&rdir, only)?;
     let out = out_dir();
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     // One builder at a time per cache dir: a concurrent caller waits, then finds it current.

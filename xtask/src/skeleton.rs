@@ -137,11 +137,9 @@ pub fn recipe_hash(dir: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Builds every recipe (or those whose name contains `only`) that is missing or stale.
-pub fn build_all(only: Option<&str>) -> Result<()> {
-    let t0 = Instant::now();
-    let rdir = recipes_dir();
-    let mut names: Vec<String> = fs::read_dir(&rdir)
+/// The recipe folders (holding a guest.toml) under `rdir` whose name contains `only`, sorted.
+pub fn recipe_names(rdir: &Path, only: Option<&str>) -> Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(rdir)
         .with_context(|| format!("reading {}", rdir.display()))?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("guest.toml").is_file())
@@ -149,6 +147,14 @@ pub fn build_all(only: Option<&str>) -> Result<()> {
         .filter(|n| only.is_none_or(|o| n.contains(o)))
         .collect();
     names.sort();
+    Ok(names)
+}
+
+/// Builds every recipe (or those whose name contains `only`) that is missing or stale.
+pub fn build_all(only: Option<&str>) -> Result<()> {
+    let t0 = Instant::now();
+    let rdir = recipes_dir();
+    let names = recipe_names(&rdir, only)?;
     if names.is_empty() {
         bail!(
             "no skeleton recipe matches {:?} in {}",

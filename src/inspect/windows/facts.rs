@@ -272,41 +272,48 @@ pub const TOOL_PRODUCTS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Hypervisor tools with an uninstaller, from SOFTWARE\...\Uninstall (64- and 32-bit views).
-pub fn detect_software_facts(sw: &Hive, w: &mut WindowsInfo) -> Result<()> {
+/// Every program's Uninstall key in SOFTWARE: the native view, then WOW6432Node (32-bit
+/// programs on 64-bit Windows).
+pub fn uninstall_keys(sw: &Hive) -> Result<Vec<Key<'_>>> {
+    let mut out = vec![];
     for view in [
         "Microsoft\\Windows\\CurrentVersion\\Uninstall",
         "WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall",
     ] {
-        let Some(u) = sw.open_key(view)? else {
+        if let Some(u) = sw.open_key(view)? {
+            out.extend(u.subkeys()?);
+        }
+    }
+    Ok(out)
+}
+
+/// Hypervisor tools with an uninstaller, from SOFTWARE\...\Uninstall (64- and 32-bit views).
+pub fn detect_software_facts(sw: &Hive, w: &mut WindowsInfo) -> Result<()> {
+    for k in uninstall_keys(sw)? {
+        let Some(name) = sz(&k, "DisplayName")? else {
             continue;
         };
-        for k in u.subkeys()? {
-            let Some(name) = sz(&k, "DisplayName")? else {
-                continue;
-            };
-            let Some((_, product)) = TOOL_PRODUCTS.iter().find(|(p, _)| {
-                name.to_ascii_lowercase()
-                    .starts_with(&p.to_ascii_lowercase())
-            }) else {
-                continue;
-            };
-            let key = k.name()?;
-            if w.tool_uninstallers.iter().any(|t| t.key == key) {
-                continue;
-            }
-            let command = match sz(&k, "QuietUninstallString")? {
-                Some(c) => Some(c),
-                None => sz(&k, "UninstallString")?,
-            };
-            w.tool_uninstallers.push(crate::types::WinUninstaller {
-                name,
-                product: product.to_string(),
-                key,
-                command,
-                msi: k.dword("WindowsInstaller")? == Some(1),
-            });
+        let Some((_, product)) = TOOL_PRODUCTS.iter().find(|(p, _)| {
+            name.to_ascii_lowercase()
+                .starts_with(&p.to_ascii_lowercase())
+        }) else {
+            continue;
+        };
+        let key = k.name()?;
+        if w.tool_uninstallers.iter().any(|t| t.key == key) {
+            continue;
         }
+        let command = match sz(&k, "QuietUninstallString")? {
+            Some(c) => Some(c),
+            None => sz(&k, "UninstallString")?,
+        };
+        w.tool_uninstallers.push(crate::types::WinUninstaller {
+            name,
+            product: product.to_string(),
+            key,
+            command,
+            msi: k.dword("WindowsInstaller")? == Some(1),
+        });
     }
     Ok(())
 }
