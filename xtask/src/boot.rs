@@ -73,6 +73,14 @@ pub struct BootArgs {
     /// Also copy the full serial console log here.
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// Boot the image itself (writable, cache=writeback: what the guest fsyncs is in the
+    /// file), not a throwaway overlay. For making crash-consistent images.
+    #[arg(long)]
+    pub in_place: bool,
+    /// SIGKILL qemu as soon as the console shows this text (a power cut mid-write); the
+    /// verdict is then `killed`.
+    #[arg(long)]
+    pub kill_after: Option<String>,
 }
 
 /// What a boot came to.
@@ -92,6 +100,8 @@ pub enum Verdict {
     /// qemu exited before any verdict.
     QemuExited,
     Timeout,
+    /// Killed on `--kill-after`, as asked.
+    Killed,
 }
 
 impl Verdict {
@@ -368,20 +378,25 @@ pub fn boot(args: &BootArgs) -> Result<BootReport> {
         }
     }
     let tmp = TempDir::new()?;
-    let overlay = tmp.0.join("overlay.qcow2");
-    let o = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(&image)
-        .arg(&overlay)
-        .output()
-        .context("running qemu-img create")?;
-    if !o.status.success() {
-        bail!(
-            "qemu-img create over {}: {}",
-            image.display(),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    let overlay = if args.in_place {
+        image.clone()
+    } else {
+        let overlay = tmp.0.join("overlay.qcow2");
+        let o = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(&image)
+            .arg(&overlay)
+            .output()
+            .context("running qemu-img create")?;
+        if !o.status.success() {
+            bail!(
+                "qemu-img create over {}: {}",
+                image.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        overlay
+    };
     let console = tmp.0.join("console.log");
     let accel = pick_accel();
 
@@ -414,7 +429,7 @@ pub fn boot(args: &BootArgs) -> Result<BootReport> {
         ));
     }
     cmd.arg("-drive").arg(format!(
-        "file={},format=qcow2,if=none,id=d0",
+        "file={},format=qcow2,if=none,id=d0,cache=writeback",
         overlay.display()
     ));
     cmd.args(["-netdev", "user,id=n0"]);
@@ -467,7 +482,25 @@ pub fn boot(args: &BootArgs) -> Result<BootReport> {
     let result = loop {
         std::thread::sleep(Duration::from_millis(300));
         text = clean_console(&fs::read(&console).unwrap_or_default());
-        if let Some(c) = classify(&text) {
+        if let Some(line) = args
+            .kill_after
+            .as_deref()
+            .and_then(|k| text.lines().find(|l| l.contains(k)))
+            .map(String::from)
+        {
+            let _ = q.0.kill();
+            let _ = q.0.wait();
+            text = clean_console(&fs::read(&console).unwrap_or_default());
+            break Classified {
+                verdict: Verdict::Killed,
+                address: None,
+                evidence: line,
+            };
+        }
+        // Waiting for --kill-after, only a failure ends the boot early.
+        if let Some(c) =
+            classify(&text).filter(|c| args.kill_after.is_none() || !c.verdict.booted())
+        {
             break c;
         }
         if let Ok(Some(status)) = q.0.try_wait() {
