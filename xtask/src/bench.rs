@@ -169,6 +169,11 @@ pub fn repair(guests: usize) -> Result<()> {
         return Ok(());
     }
     let root = crate::repo_root();
+    let st = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "revirt"])
+        .current_dir(&root)
+        .status()?;
+    anyhow::ensure!(st.success(), "building revirt --release failed");
     let revirt = release_bin(&root);
     let v2v = which("virt-v2v-in-place");
     let tmp = std::env::temp_dir().join(format!("revirt-bench-repair-{}", std::process::id()));

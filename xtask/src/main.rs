@@ -43,6 +43,9 @@ enum Cmd {
         /// (0: skip the repair table; virt-v2v-in-place takes minutes per guest under TCG).
         #[arg(long, default_value_t = 1)]
         repair_guests: usize,
+        /// Only the repair table.
+        #[arg(long)]
+        repair_only: bool,
     },
 }
 
@@ -127,8 +130,11 @@ fn main() -> Result<()> {
         Cmd::Bench {
             real_only,
             repair_guests,
+            repair_only,
         } => {
-            bench::run(real_only)?;
+            if !repair_only {
+                bench::run(real_only)?;
+            }
             bench::repair(repair_guests)
         }
     }
