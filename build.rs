@@ -36,14 +36,19 @@ fn ext2fs_bindings(out: &std::path::Path) {
              link|unlink|expand_dir|mkdir|symlink|punch|inode_has_valid_blocks2|\
              file_acl_block|file_acl_block_set|adjust_ea_refcount3|dir_iterate2|extent_open2|\
              extent_free|file_open|file_close|file_read|file_write|file_set_size2|file_get_inode|fallocate|\
-             free_blocks_count|dirent_name_len|dirent_set_file_type)",
+             free_blocks_count|dirent_name_len|dirent_set_file_type|\
+             reserve_super_and_bgd|allocate_block_bitmap|free_block_bitmap|mark_block_bitmap_range2|\
+             find_first_set_block_bitmap2|find_first_zero_block_bitmap2|block_bitmap_loc|\
+             inode_bitmap_loc|inode_table_loc|blocks_count|block_iterate3|test_block_bitmap2|\
+             bg_itable_unused)",
         )
         .allowlist_function("error_message|initialize_ext2_error_table")
         .allowlist_type("ext2_inode_large|ext2_dir_entry|ext2_super_block")
         .allowlist_var(
             "EXT2_ET_.*|EXT2_FLAG_.*|IO_FLAG_.*|DIRENT_.*|EXT2_FT_.*|LINUX_S_IF.*|\
              EXT2_ROOT_INO|EXT2_LINK_MAX|EXT2_FILE_WRITE|EXT2_(IMMUTABLE|APPEND|INDEX)_FL|\
-             EXT4_EXTENTS_FL|EXT2_FALLOCATE_FORCE_INIT|EXT[234]_FEATURE_.*|EXT2_(VALID|ERROR)_FS|EXT2_GOOD_OLD_INODE_SIZE",
+             EXT4_EXTENTS_FL|EXT2_FALLOCATE_FORCE_INIT|EXT[234]_FEATURE_.*|EXT2_(VALID|ERROR)_FS|EXT2_GOOD_OLD_INODE_SIZE|\
+             BLOCK_FLAG_READ_ONLY|BLOCK_ABORT|EXT2_RESIZE_INO",
         )
         .derive_default(true)
         .generate()

@@ -32,10 +32,16 @@ struct Outcome {
 
 /// Runs revirt (trusting no backing folder) under the memory cap and the hang timeout.
 fn bounded(case: &str, args: &[&str]) -> Outcome {
+    bounded_env(case, args, &[])
+}
+
+/// [`bounded`] with extra environment variables.
+fn bounded_env(case: &str, args: &[&str], env: &[(&str, &Path)]) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let (o, e) = (dir.path().join("out"), dir.path().join("err"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_revirt"));
     cmd.args(args)
+        .envs(env.iter().copied())
         .env_remove("REVIRT_ALLOW_BACKING_DIR")
         .env("LIBGUESTFS_BACKEND", "direct")
         .stdin(Stdio::null())
@@ -108,10 +114,15 @@ fn sha(p: &Path) -> String {
 
 /// Runs `args` (with `img` appended) and checks the exit code and that `img` is unchanged.
 fn expect(case: &str, img: &Path, args: &[&str], code: i32) -> Outcome {
+    expect_env(case, img, args, code, &[])
+}
+
+/// [`expect`] with extra environment variables.
+fn expect_env(case: &str, img: &Path, args: &[&str], code: i32, env: &[(&str, &Path)]) -> Outcome {
     let before = sha(img);
     let mut a: Vec<&str> = args.to_vec();
     a.push(img.to_str().unwrap());
-    let o = bounded(case, &a);
+    let o = bounded_env(case, &a, env);
     assert_eq!(
         o.code, code,
         "{case}: revirt {a:?}\nstdout: {}\nstderr: {}",
@@ -523,4 +534,366 @@ fn every_writer_takes_the_disk_lock() {
     assert_eq!(o.code, LOCKED, "{}", o.err);
     assert!(o.err.contains("\"kind\":\"locked\""), "{}", o.err);
     drop(f);
+}
+
+/// A guest the plan edits (fstab by device name, grub configs, network) and that verify finds
+/// ready afterwards (virtio built into the kernel, an empty initramfs), on a 16 MiB ext4 made
+/// with `mkfs` options and then damaged by `damage(fs image)`, as a GPT disk.
+fn repairable(
+    name: &str,
+    mkfs: &[&str],
+    damage: impl FnOnce(&Path),
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    // An empty newc archive: just the trailer, padded to 512 bytes (what `cpio -o` writes).
+    let mut initrd = format!("070701{}{:08X}00000000TRAILER!!!\0", "0".repeat(8 * 11), 11);
+    initrd.push_str(&"\0".repeat(512 - initrd.len()));
+    let grub_cfg = "set default=0\nmenuentry 'Debian' {\n linux /boot/vmlinuz-6.1.0-13-amd64 root=/dev/sda1 ro\n initrd /boot/initrd.img-6.1.0-13-amd64\n}\n";
+    tree(
+        &root,
+        &[
+            ("/etc/os-release", DEBIAN12_OS_RELEASE),
+            ("/etc/hostname", "hostile\n"),
+            ("/usr/bin/.keep", ""),
+            ("/etc/fstab", "/dev/sda1 / ext4 errors=remount-ro 0 1\n"),
+            ("/etc/default/grub", "GRUB_CMDLINE_LINUX=\"\"\n"),
+            ("/etc/network/interfaces", "auto eth0\niface eth0 inet dhcp\n"),
+            ("/boot/grub/grub.cfg", grub_cfg),
+            ("/boot/vmlinuz-6.1.0-13-amd64", "kernel"),
+            ("/boot/initrd.img-6.1.0-13-amd64", &initrd),
+            (
+                "/boot/config-6.1.0-13-amd64",
+                "CONFIG_VIRTIO_BLK=y\nCONFIG_SCSI_VIRTIO=y\nCONFIG_VIRTIO_NET=y\nCONFIG_VIRTIO_PCI=y\n",
+            ),
+        ],
+        &[],
+    );
+    let img = dir.path().join("root.ext4");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(FS_LEN)
+        .unwrap();
+    run(Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-b",
+            "4096",
+            "-U",
+            "6f8e4f5c-9c1e-4c42-8f0a-8f6d3c2b1a00",
+        ])
+        .args(["-E", "root_owner=0:0"])
+        .args(mkfs)
+        .arg("-d")
+        .arg(&root)
+        .arg(&img));
+    damage(&img);
+    let d = dir.path().join(format!("{name}.raw"));
+    disk(&d, "gpt", &[(&img, "0FC63DAF-8483-4772-8E79-3D69D8477DE4")]);
+    (dir, d)
+}
+
+/// The first few offsets where `b` differs from `a` (same length), with `b`'s byte; streamed.
+fn differing_bytes(a: &Path, b: &Path) -> Vec<(u64, u8)> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (
+        std::fs::File::open(a).unwrap(),
+        std::fs::File::open(b).unwrap(),
+    );
+    assert_eq!(fa.metadata().unwrap().len(), fb.metadata().unwrap().len());
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let (mut at, mut out) = (0u64, vec![]);
+    loop {
+        let n = fa.read(&mut ba).unwrap();
+        if n == 0 {
+            return out;
+        }
+        fb.read_exact(&mut bb[..n]).unwrap();
+        for i in (0..n).filter(|&i| ba[i] != bb[i]).take(4) {
+            out.push((at + i as u64, bb[i]));
+        }
+        at += n as u64;
+    }
+}
+
+/// Size of a [`repairable`] guest's filesystem (4096 blocks of 4 KiB, one group).
+const FS_LEN: u64 = 16 << 20;
+
+/// `debugfs -R cmd img`'s standard output.
+fn debugfs(img: &Path, cmd: &str) -> String {
+    run_stdout(Command::new("debugfs").args(["-R", cmd]).arg(img))
+}
+
+/// Runs `debugfs -w` commands on `img` (the tenant's tool for consistent-looking damage:
+/// checksums are recomputed).
+fn debugfs_w(img: &Path, cmds: &[String]) {
+    let f = img.with_extension("cmds");
+    std::fs::write(&f, cmds.join("\n")).unwrap();
+    run(Command::new("debugfs").arg("-w").arg("-f").arg(&f).arg(img));
+}
+
+/// The first number after `after` in `text`.
+fn number_after(text: &str, after: &str) -> u64 {
+    let rest = &text[text
+        .find(after)
+        .unwrap_or_else(|| panic!("{after:?} in {text}"))
+        + after.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("number after {after:?} in {text}"))
+}
+
+/// The partition of a [`repairable`] disk, as e2fsck and debugfs name it in a raw copy.
+fn partition_of(raw: &Path) -> String {
+    format!("{}?offset={}", raw.display(), 1 << 20)
+}
+
+fn to_raw(qcow2: &Path) -> PathBuf {
+    let raw = qcow2.with_extension("raw-copy");
+    run(Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(qcow2)
+        .arg(&raw));
+    raw
+}
+
+/// ext roots that inspect and plan but whose allocation metadata lies (issue #9): the native
+/// writer must refuse or fail before writing where the lie says it may, never hand back a disk
+/// that verify calls ready while file data sits in the journal or an inode table, and leave no
+/// output or overlay behind when it fails.
+#[test]
+fn native_writer_refuses_ext_metadata_that_lies() {
+    require_tools(&["mkfs.ext4", "debugfs", "e2fsck", "sfdisk", "qemu-img"]);
+    // Control: the undamaged guest is repaired natively, ready, clean for e2fsck.
+    let (d, img) = repairable("clean", &[], |_| {});
+    let out = d.path().join("clean.qcow2");
+    let o = expect(
+        "native-clean",
+        &img,
+        &["repair", "--writer", "native", "-o", out.to_str().unwrap()],
+        0,
+    );
+    assert!(o.out.contains("READY"), "{}", o.out);
+    let raw = to_raw(&out);
+    run(Command::new("e2fsck").arg("-fn").arg(partition_of(&raw)));
+    let fstab = debugfs(Path::new(&partition_of(&raw)), "cat /etc/fstab");
+    assert!(fstab.starts_with("UUID=6f8e4f5c"), "{fstab}");
+
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, &[&str], Damage, &str)> = vec![
+        // Journal blocks marked free: libext2fs put every edited file in the journal, which the
+        // guest's first journaled write then overwrites.
+        (
+            "journal-marked-free",
+            &[],
+            Box::new(|fs| {
+                let b = debugfs(fs, "bmap <8> 500").trim().parse::<u64>().unwrap();
+                debugfs_w(fs, &[format!("freeb {b} 100")]);
+            }),
+            "marks block",
+        ),
+        // Unused inode-table blocks marked free (no checksums to notice): file data went into
+        // the inode table.
+        (
+            "itable-marked-free",
+            &["-O", "^metadata_csum"],
+            Box::new(|fs| {
+                let b = number_after(&debugfs(fs, "imap <4000>"), "located at block");
+                debugfs_w(fs, &[format!("freeb {b} 16")]);
+            }),
+            "marks block",
+        ),
+        // Group 0 claims an uninitialised block bitmap: libext2fs computes one in which the
+        // journal and the other groups' bitmaps are free.
+        (
+            "group0-block-uninit",
+            &[],
+            Box::new(|fs| {
+                debugfs_w(
+                    fs,
+                    &["set_bg 0 flags 6".into(), "set_bg 0 checksum calc".into()],
+                )
+            }),
+            "marks block",
+        ),
+        // The kernel's inode marked free: the first new directory took it over.
+        (
+            "live-inode-marked-free",
+            &[],
+            Box::new(|fs| debugfs_w(fs, &["freei /boot/vmlinuz-6.1.0-13-amd64".into()])),
+            "free in the inode bitmap",
+        ),
+        // Every block marked in use (the superblock still counts free ones).
+        (
+            "no-free-blocks",
+            &[],
+            Box::new(|fs| debugfs_w(fs, &["setb 1 4095".into()])),
+            "allocate",
+        ),
+        (
+            "larger-than-partition",
+            &[],
+            Box::new(|fs| debugfs_w(fs, &["ssv blocks_count 20000".into()])),
+            "larger than its volume",
+        ),
+        (
+            "first-data-block",
+            &[],
+            Box::new(|fs| debugfs_w(fs, &["ssv first_data_block 1".into()])),
+            "s_first_data_block",
+        ),
+    ];
+    for (case, mkfs, damage, why) in &cases {
+        let (d, img) = repairable(case, mkfs, damage);
+        let out = d.path().join("out.qcow2");
+        let o = expect(
+            case,
+            &img,
+            &["repair", "--writer", "native", "-o", out.to_str().unwrap()],
+            1,
+        );
+        assert!(o.err.contains(why), "{case}: {}", o.err);
+        assert!(!out.exists(), "{case}: a failed repair left its output");
+    }
+    // In place: refused, the disk unchanged, no overlay or pending record left beside it.
+    let (d, img) = repairable("in-place", &[], &cases[0].2);
+    let o = expect(
+        "journal-free-in-place",
+        &img,
+        &["repair", "--writer", "native"],
+        1,
+    );
+    assert!(o.err.contains("marks block"), "{}", o.err);
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".revirt"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A stand-in for `revirt __native-helper ext` ($REVIRT_EXE): speaks the helper protocol
+/// (src/native/proto.rs) and misbehaves as MODE says.
+const FAKE_HELPER: &str = r#"
+import sys, struct, json, os, signal
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+def rd(n):
+    b = b''
+    while len(b) < n:
+        c = inp.read(n - len(b))
+        if not c: sys.exit(0)
+        b += c
+    return b
+def frame():
+    h = rd(5)
+    return h[0], rd(struct.unpack('<I', h[1:])[0])
+def send(tag, payload):
+    out.write(bytes([tag]) + struct.pack('<I', len(payload)) + payload); out.flush()
+def answer():
+    j = json.dumps({"error": None, "value": None}).encode()
+    send(ord('A'), struct.pack('<I', len(j)) + j)
+size, done = 0, False
+while True:
+    tag, p = frame()
+    req = json.loads(p[4:4 + struct.unpack('<I', p[:4])[0]])
+    if req['op'] == 'open':
+        size = req['size']
+        if MODE == 'crash-open': os.kill(os.getpid(), signal.SIGSEGV)
+        answer(); continue
+    if req['op'] == 'close': answer(); sys.exit(0)
+    if MODE == 'escape' and not done:
+        done = True
+        for tag, off, n in [('W', size - 1, 2), ('W', size, 1), ('W', 2**64 - 4, 8),
+                            ('W', 2**63, 512), ('R', size - 1, 2), ('R', 2**64 - 1, 1)]:
+            if tag == 'W': send(ord('W'), struct.pack('<Q', off) + b'X' * n)
+            else: send(ord('R'), struct.pack('<QI', off, n))
+            t, _ = frame()
+            if t != ord('E'): sys.stderr.write('FAKE ACCEPTED %s %d+%d\n' % (tag, off, n))
+        send(ord('W'), struct.pack('<Q', size - 1) + b'Z')
+        t, _ = frame()
+        sys.stderr.write('FAKE refused all, last byte %s\n' % chr(t)); sys.stderr.flush()
+    if MODE == 'crash': os.kill(os.getpid(), signal.SIGSEGV)
+    if MODE == 'abort': os.abort()
+    if MODE == 'garbage': out.write(b'Zjunk'); out.flush()
+    answer()
+"#;
+
+/// The parent checks every block request of a helper: one that asks outside its volume (past
+/// the end, at offsets that overflow) is refused and nothing else on the disk changes; one that
+/// crashes (a SIGSEGV or abort in libext2fs) or talks nonsense fails the repair with a clear
+/// error, and no output or overlay is left.
+#[test]
+fn native_helpers_are_held_to_their_volume_and_their_crashes_reported() {
+    require_tools(&["python3", "mkfs.ext4", "sfdisk", "qemu-img"]);
+    let (d, img) = repairable("fake-helper", &[], |_| {});
+    let helper = |mode: &str| -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = d.path().join(format!("helper-{mode}"));
+        let text = format!("#!/usr/bin/env python3\nMODE = {mode:?}\n{FAKE_HELPER}");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let out = d.path().join("escape.qcow2");
+    let h = helper("escape");
+    // The fake writes nothing real, so verify finds the guest not ready (7), output kept.
+    let o = expect_env(
+        "helper-escape",
+        &img,
+        &["repair", "--writer", "native", "-o", out.to_str().unwrap()],
+        7,
+        &[("REVIRT_EXE", &h)],
+    );
+    assert!(o.err.contains("FAKE refused all, last byte K"), "{}", o.err);
+    assert!(!o.err.contains("FAKE ACCEPTED"), "{}", o.err);
+    // Byte for byte the input, but for the last byte of the partition.
+    let raw = to_raw(&out);
+    let last = (1u64 << 20) + FS_LEN - 1;
+    assert_eq!(
+        differing_bytes(&img, &raw),
+        [(last, b'Z')],
+        "bytes changed outside the helper's volume"
+    );
+    std::fs::remove_file(&raw).unwrap();
+    for (mode, writer, why) in [
+        ("crash", "native", "died (signal 11, SIGSEGV)"),
+        ("abort", "auto", "died (signal 6, SIGABRT)"),
+        ("crash-open", "native", "died (signal 11, SIGSEGV)"),
+        ("garbage", "native", "exceeds"),
+    ] {
+        let case = format!("helper-{mode}");
+        let out = d.path().join(format!("{mode}.qcow2"));
+        let h = helper(mode);
+        let o = expect_env(
+            &case,
+            &img,
+            &["repair", "--writer", writer, "-o", out.to_str().unwrap()],
+            1,
+            &[("REVIRT_EXE", &h)],
+        );
+        assert!(o.err.contains(why), "{case}: {}", o.err);
+        assert!(!out.exists(), "{case}: a failed repair left its output");
+    }
+    // In place: the disk unchanged and nothing left beside it.
+    let h = helper("crash");
+    let o = expect_env(
+        "helper-crash-in-place",
+        &img,
+        &["repair", "--writer", "native"],
+        1,
+        &[("REVIRT_EXE", &h)],
+    );
+    assert!(o.err.contains("SIGSEGV"), "{}", o.err);
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".revirt"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

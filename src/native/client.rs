@@ -5,12 +5,15 @@ use super::nbd::NbdDisk;
 use super::proto::{read_frame, split_json, write_frame, write_json, Answer, Request};
 use crate::image::Extent;
 use anyhow::{bail, Context, Result};
-use std::os::fd::AsRawFd;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long a helper may stay silent (no block request, no answer) before it is killed.
+/// How long a helper may stay silent (no block request, no answer) before it is killed; also
+/// how long one frame may take to cross the pipe either way.
 const SILENCE: Duration = Duration::from_secs(120);
 /// Largest block request served at once.
 const MAX_IO: usize = 64 << 20;
@@ -143,6 +146,16 @@ impl Helper {
             .context("starting the native-write helper")?;
         let stdin = child.stdin.take().context("helper stdin")?;
         let stdout = child.stdout.take().context("helper stdout")?;
+        // Non-blocking, so a helper that stops reading cannot hold a write forever (TimedWrite).
+        // SAFETY: fcntl on a descriptor we own; only O_NONBLOCK is added.
+        unsafe {
+            let fd = stdin.as_raw_fd();
+            libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+            );
+        }
         let mut h = Helper {
             child,
             stdin,
@@ -160,32 +173,51 @@ impl Helper {
         &self.vol.name
     }
 
-    /// Sends one request and serves the helper's block I/O until it answers.
+    /// Sends one request and serves the helper's block I/O until it answers. A helper that
+    /// dies meanwhile (a crash in libext2fs) is reported as such.
     pub fn call(&mut self, req: &Request, data: &[u8]) -> Result<(Answer, Vec<u8>)> {
+        let r = self.exchange(req, data);
+        if let Err(e) = &r {
+            let pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                    matches!(
+                        io.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe
+                    )
+                })
+            });
+            if let Some(how) = pipe.then(|| self.ended()).flatten() {
+                bail!("helper for {} {how}", self.vol.name);
+            }
+        }
+        r
+    }
+
+    fn exchange(&mut self, req: &Request, data: &[u8]) -> Result<(Answer, Vec<u8>)> {
         let what = || format!("helper for {}", self.vol.name);
-        write_json(&mut self.stdin, b'Q', req, data).with_context(what)?;
+        write_json(&mut TimedWrite::new(&mut self.stdin), b'Q', req, data).with_context(what)?;
         loop {
-            wait_readable(&self.stdout, SILENCE).with_context(what)?;
-            let (tag, p) = read_frame(&mut self.stdout).with_context(what)?;
-            match tag {
+            let (tag, p) = read_frame(&mut TimedRead::new(&mut self.stdout)).with_context(what)?;
+            let mut out = TimedWrite::new(&mut self.stdin);
+            let sent = match tag {
                 b'R' => {
                     let (off, len) = parse_rw(&p, true)?;
                     let mut buf = vec![0u8; len];
                     match self.vol.read_at(&mut buf, off) {
-                        Ok(()) => write_frame(&mut self.stdin, b'D', &[&buf])?,
-                        Err(e) => write_frame(&mut self.stdin, b'E', &[e.to_string().as_bytes()])?,
+                        Ok(()) => write_frame(&mut out, b'D', &[&buf]),
+                        Err(e) => write_frame(&mut out, b'E', &[e.to_string().as_bytes()]),
                     }
                 }
                 b'W' => {
                     let (off, _) = parse_rw(&p, false)?;
                     match self.vol.write_at(&p[8..], off) {
-                        Ok(()) => write_frame(&mut self.stdin, b'K', &[])?,
-                        Err(e) => write_frame(&mut self.stdin, b'E', &[e.to_string().as_bytes()])?,
+                        Ok(()) => write_frame(&mut out, b'K', &[]),
+                        Err(e) => write_frame(&mut out, b'E', &[e.to_string().as_bytes()]),
                     }
                 }
                 b'F' => match self.vol.flush() {
-                    Ok(()) => write_frame(&mut self.stdin, b'K', &[])?,
-                    Err(e) => write_frame(&mut self.stdin, b'E', &[e.to_string().as_bytes()])?,
+                    Ok(()) => write_frame(&mut out, b'K', &[]),
+                    Err(e) => write_frame(&mut out, b'E', &[e.to_string().as_bytes()]),
                 },
                 b'A' => {
                     let (a, data): (Answer, &[u8]) = split_json(&p)?;
@@ -195,8 +227,37 @@ impl Helper {
                     return Ok((a.clone(), data.to_vec()));
                 }
                 t => bail!("{}: unexpected frame {:?}", what(), t as char),
-            }
+            };
+            sent.with_context(what)?;
         }
+    }
+
+    /// How the helper ended, once its pipe closed under us: "died (signal 11, SIGSEGV)" or
+    /// "exited with status N"; None if it is still running a second later.
+    fn ended(&mut self) -> Option<String> {
+        for _ in 0..50 {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(match st.signal() {
+                    Some(sig) => {
+                        let name = match sig {
+                            libc::SIGSEGV => ", SIGSEGV",
+                            libc::SIGABRT => ", SIGABRT",
+                            libc::SIGBUS => ", SIGBUS",
+                            libc::SIGKILL => ", SIGKILL",
+                            libc::SIGXCPU => ", SIGXCPU: its CPU time limit",
+                            _ => "",
+                        };
+                        format!("died (signal {sig}{name})")
+                    }
+                    None => format!(
+                        "exited with status {} before answering",
+                        st.code().unwrap_or(-1)
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Closes the filesystem (flushing it), waits for the helper to exit and returns its peak
@@ -208,12 +269,22 @@ impl Helper {
         let mut status = 0;
         // SAFETY: wait4 on our own child with POD out-parameters.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        if unsafe { libc::wait4(pid, &mut status, 0, &mut ru) } != pid {
-            bail!(
-                "waiting for the helper of {}: {}",
-                self.vol.name,
-                std::io::Error::last_os_error()
-            );
+        // Polled: a helper that answers but stays cannot hold revirt.
+        let until = Instant::now() + SILENCE;
+        loop {
+            match unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) } {
+                r if r == pid => break,
+                0 if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
+                0 => {
+                    self.child.kill().ok();
+                    bail!("helper for {} did not exit once closed", self.vol.name);
+                }
+                _ => bail!(
+                    "waiting for the helper of {}: {}",
+                    self.vol.name,
+                    std::io::Error::last_os_error()
+                ),
+            }
         }
         if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
             bail!("helper for {} failed (wait status {status})", self.vol.name);
@@ -244,17 +315,85 @@ fn parse_rw(p: &[u8], with_len: bool) -> Result<(u64, usize)> {
     Ok((off, len))
 }
 
-fn wait_readable(r: &ChildStdout, limit: Duration) -> Result<()> {
-    let mut pfd = libc::pollfd {
-        fd: r.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll on one valid descriptor.
-    let n = unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as i32) };
-    match n {
-        0 => bail!("no answer within {limit:?}; the helper is stuck and was stopped"),
-        n if n < 0 => Err(std::io::Error::last_os_error().into()),
-        _ => Ok(()),
+/// Waits until `fd` is ready for `events` (POLLIN, POLLOUT), or fails once `until` has passed.
+fn wait_fd(fd: RawFd, events: libc::c_short, until: Instant) -> std::io::Result<()> {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid descriptor.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        match n {
+            0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {SILENCE:?}; the helper is stuck and was stopped"),
+                ))
+            }
+            n if n < 0 => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The helper's stdout, read with one deadline for a whole frame: a helper that stalls
+/// before or in the middle of a frame cannot hold revirt.
+struct TimedRead<'a> {
+    r: &'a mut ChildStdout,
+    until: Instant,
+}
+
+impl<'a> TimedRead<'a> {
+    fn new(r: &'a mut ChildStdout) -> Self {
+        TimedRead {
+            r,
+            until: Instant::now() + SILENCE,
+        }
+    }
+}
+
+impl Read for TimedRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        wait_fd(self.r.as_raw_fd(), libc::POLLIN, self.until)?;
+        self.r.read(buf)
+    }
+}
+
+/// The helper's (non-blocking) stdin, written with one deadline for a whole frame.
+struct TimedWrite<'a> {
+    w: &'a mut ChildStdin,
+    until: Instant,
+}
+
+impl<'a> TimedWrite<'a> {
+    fn new(w: &'a mut ChildStdin) -> Self {
+        TimedWrite {
+            w,
+            until: Instant::now() + SILENCE,
+        }
+    }
+}
+
+impl Write for TimedWrite<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.w.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_fd(self.w.as_raw_fd(), libc::POLLOUT, self.until)?
+                }
+                r => return r,
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
     }
 }

@@ -407,6 +407,7 @@ unsafe extern "C" fn io_set_option(
 /// the tests).
 mod sb {
     pub const BLOCKS_COUNT: usize = 0x04;
+    pub const FIRST_DATA_BLOCK: usize = 0x14;
     pub const LOG_BLOCK_SIZE: usize = 0x18;
     pub const BLOCKS_COUNT_HI: usize = 0x150;
     pub const MAGIC: usize = 0x38;
@@ -513,6 +514,14 @@ fn refusal(sb: &[u8], volume: u64) -> Option<String> {
         why.push(format!(
             "block size 2^{} is out of range",
             log.saturating_add(10)
+        ));
+    } else if le32(sb, sb::FIRST_DATA_BLOCK) != (log == 0) as u32 {
+        // Where group 0 starts; e2fsck stops on any other value (bigalloc is refused below).
+        why.push(format!(
+            "s_first_data_block is {}, but {} with {}-byte blocks",
+            le32(sb, sb::FIRST_DATA_BLOCK),
+            (log == 0) as u32,
+            1024 << log
         ));
     } else if blocks.saturating_mul(1024 << log) > volume {
         why.push(format!(
@@ -716,6 +725,39 @@ unsafe extern "C" fn dir_trampoline(
     catch_unwind(AssertUnwindSafe(|| f(d, &name[..len]))).unwrap_or(ffi::DIRENT_ABORT as c_int)
 }
 
+/// What [`mark_block`] marks blocks in, and the first block it refused.
+struct Marks {
+    meta: ffi::ext2fs_block_bitmap,
+    first: u64,
+    count: u64,
+    /// Blocks still allowed (a file maps at most as many blocks as the filesystem has).
+    left: u64,
+    bad: Option<u64>,
+}
+
+/// ext2fs_block_iterate3 callback: marks each block of the inode in `Marks::meta`.
+unsafe extern "C" fn mark_block(
+    _fs: ffi::ext2_filsys,
+    blocknr: *mut ffi::blk64_t,
+    _blockcnt: ffi::e2_blkcnt_t,
+    _ref_blk: ffi::blk64_t,
+    _ref_offset: c_int,
+    priv_data: *mut c_void,
+) -> c_int {
+    if blocknr.is_null() || priv_data.is_null() {
+        return ffi::BLOCK_ABORT as c_int;
+    }
+    let m = &mut *(priv_data as *mut Marks);
+    let b = *blocknr;
+    if b < m.first || b >= m.count || m.left == 0 {
+        m.bad = Some(b);
+        return ffi::BLOCK_ABORT as c_int;
+    }
+    m.left -= 1;
+    ffi::ext2fs_mark_block_bitmap_range2(m.meta, b, 1);
+    0
+}
+
 static ERROR_TABLE: Once = Once::new();
 
 /// libext2fs's text for `code` (com_err's error_message: ext2 codes, else strerror).
@@ -821,7 +863,7 @@ impl ExtFs {
                 },
             });
         }
-        Ok(ExtFs {
+        let mut me = ExtFs {
             fs,
             shared,
             refused,
@@ -829,11 +871,144 @@ impl ExtFs {
             changed: false,
             started: false,
             broken: None,
-        })
+        };
+        if me.refused.is_none() {
+            me.refused = me.metadata_marked_free();
+        }
+        Ok(me)
+    }
+
+    /// Why allocating blocks here could overwrite the filesystem's own metadata, or None. The
+    /// block bitmap must mark in use every block of the superblocks and group descriptors
+    /// (reserved GDT blocks included), the bitmaps, the inode tables, the journal and the resize
+    /// inode: libext2fs hands out any block the bitmap says is free, where the kernel refuses
+    /// (block_validity). Loads the bitmaps.
+    fn metadata_marked_free(&mut self) -> Option<String> {
+        // SAFETY: self.fs is open.
+        let rc = unsafe { ffi::ext2fs_read_bitmaps(self.fs) };
+        if rc != 0 {
+            let e = self.lib_err("reading the allocation bitmaps", "/", rc);
+            return Some(format!("the allocation bitmaps cannot be read ({e})"));
+        }
+        self.bitmaps = true;
+        let mut meta: ffi::ext2fs_block_bitmap = std::ptr::null_mut();
+        // SAFETY: allocates an empty bitmap the size of the filesystem, freed below.
+        let rc =
+            unsafe { ffi::ext2fs_allocate_block_bitmap(self.fs, c"metadata".as_ptr(), &mut meta) };
+        if rc != 0 {
+            return Some(format!("no memory for a block bitmap ({})", error_text(rc)));
+        }
+        let r = self
+            .mark_metadata(meta)
+            .and_then(|()| self.check_in_use(meta));
+        // SAFETY: meta was allocated above and is not used after this.
+        unsafe { ffi::ext2fs_free_block_bitmap(meta) };
+        r.err()
+    }
+
+    /// Marks in `meta` the blocks of every group's superblock, descriptors, bitmaps and inode
+    /// table (as e2fsck expects them), and of the resize and journal inodes.
+    fn mark_metadata(&self, meta: ffi::ext2fs_block_bitmap) -> Result<(), String> {
+        let fs = self.fs;
+        let sb = self.sb();
+        // SAFETY (this function): fs is open with its descriptors loaded; meta covers it.
+        let first = sb.s_first_data_block as u64;
+        let count = unsafe { ffi::ext2fs_blocks_count((*fs).super_) };
+        let itable = unsafe { (*fs).inode_blocks_per_group };
+        for g in 0..unsafe { (*fs).group_desc_count } {
+            unsafe { ffi::ext2fs_reserve_super_and_bgd(fs, g, meta) };
+            let locs = unsafe {
+                [
+                    ("block bitmap", ffi::ext2fs_block_bitmap_loc(fs, g), 1),
+                    ("inode bitmap", ffi::ext2fs_inode_bitmap_loc(fs, g), 1),
+                    ("inode table", ffi::ext2fs_inode_table_loc(fs, g), itable),
+                ]
+            };
+            for (what, at, n) in locs {
+                if at < first || at.checked_add(n as u64).is_none_or(|e| e > count) {
+                    return Err(format!(
+                        "group {g}'s {what} (block {at}) lies outside the filesystem"
+                    ));
+                }
+                unsafe { ffi::ext2fs_mark_block_bitmap_range2(meta, at, n) };
+            }
+        }
+        let mut special = vec![];
+        if sb.s_feature_compat & ffi::EXT2_FEATURE_COMPAT_RESIZE_INODE != 0 {
+            special.push(("resize inode", ffi::EXT2_RESIZE_INO));
+        }
+        if sb.s_feature_compat & ffi::EXT3_FEATURE_COMPAT_HAS_JOURNAL != 0 && sb.s_journal_inum != 0
+        {
+            special.push(("journal", sb.s_journal_inum));
+        }
+        for (what, ino) in special {
+            if ino == 0 || ino > sb.s_inodes_count {
+                return Err(format!("the {what} is inode {ino}, which does not exist"));
+            }
+            let mut m = Marks {
+                meta,
+                first,
+                count,
+                left: count,
+                bad: None,
+            };
+            let rc = unsafe {
+                ffi::ext2fs_block_iterate3(
+                    fs,
+                    ino,
+                    ffi::BLOCK_FLAG_READ_ONLY as c_int,
+                    std::ptr::null_mut(),
+                    Some(mark_block),
+                    &mut m as *mut Marks as *mut c_void,
+                )
+            };
+            if let Some(b) = m.bad {
+                return Err(format!(
+                    "the {what} (inode {ino}) maps block {b}, outside the filesystem, or more blocks than it has"
+                ));
+            }
+            if rc != 0 {
+                let e = self.lib_err("listing the blocks", "/", rc);
+                return Err(format!("the blocks of the {what} cannot be listed ({e})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors if the block bitmap marks free a block that `meta` holds.
+    fn check_in_use(&self, meta: ffi::ext2fs_block_bitmap) -> Result<(), String> {
+        let fs = self.fs;
+        // SAFETY (this function): fs is open with its bitmaps loaded; both bitmaps cover
+        // [s_first_data_block, blocks_count).
+        let end = unsafe { ffi::ext2fs_blocks_count((*fs).super_) }.saturating_sub(1);
+        let mut at = self.sb().s_first_data_block as u64;
+        while at <= end {
+            let (mut start, mut stop, mut free) = (0, 0, 0);
+            if unsafe { ffi::ext2fs_find_first_set_block_bitmap2(meta, at, end, &mut start) } != 0 {
+                break;
+            }
+            let last = match unsafe {
+                ffi::ext2fs_find_first_zero_block_bitmap2(meta, start, end, &mut stop)
+            } {
+                0 => stop - 1,
+                _ => end,
+            };
+            let found = unsafe {
+                ffi::ext2fs_find_first_zero_block_bitmap2((*fs).block_map, start, last, &mut free)
+            };
+            if found == 0 {
+                return Err(format!(
+                    "the block bitmap marks block {free} free, but the filesystem's own metadata is there (superblocks, group descriptors, bitmaps, inode tables, journal or resize inode): run e2fsck first"
+                ));
+            }
+            at = last + 1;
+        }
+        Ok(())
     }
 
     /// Why revirt must not write this filesystem natively (needs_recovery, errors, quota,
-    /// inline_data, encrypt, casefold, verity, MMP, an unknown feature bit, ...), or None.
+    /// inline_data, encrypt, casefold, verity, MMP, an unknown feature bit, metadata the block
+    /// bitmap calls free, ...), or None.
     pub fn unsupported(&self) -> Option<String> {
         self.refused.clone()
     }
@@ -1290,6 +1465,27 @@ impl ExtFs {
             )
         };
         self.check(rc, "allocating an inode", path)?;
+        // The inode bitmap may call free an inode a file still uses (e2fsck goes by the link
+        // count, in the part of each inode table that was ever initialised): never reuse it.
+        let ipg = self.sb().s_inodes_per_group;
+        let csum = ffi::EXT4_FEATURE_RO_COMPAT_GDT_CSUM | ffi::EXT4_FEATURE_RO_COMPAT_METADATA_CSUM;
+        let unused = match self.has_ro_compat(csum) {
+            // SAFETY: the group of an inode libext2fs just allocated exists.
+            true => unsafe { ffi::ext2fs_bg_itable_unused(self.fs, (ino - 1) / ipg) },
+            false => 0,
+        };
+        if (ino - 1) % ipg < ipg.saturating_sub(unused) {
+            let old = self.read_inode(ino, path)?;
+            if old.i_links_count != 0 {
+                return Err(ExtError::Corrupt {
+                    path: path.into(),
+                    what: format!(
+                        "inode {ino} is free in the inode bitmap but has {} link(s): run e2fsck first",
+                        old.i_links_count
+                    ),
+                });
+            }
+        }
         Ok(ino)
     }
 
@@ -2705,6 +2901,7 @@ mod tests {
         type S = ffi::ext2_super_block;
         assert_eq!(offset_of!(S, s_blocks_count), sb::BLOCKS_COUNT);
         assert_eq!(offset_of!(S, s_log_block_size), sb::LOG_BLOCK_SIZE);
+        assert_eq!(offset_of!(S, s_first_data_block), sb::FIRST_DATA_BLOCK);
         assert_eq!(offset_of!(S, s_blocks_count_hi), sb::BLOCKS_COUNT_HI);
         assert_eq!(offset_of!(S, s_magic), sb::MAGIC);
         assert_eq!(offset_of!(S, s_state), sb::STATE);
@@ -2725,7 +2922,13 @@ mod tests {
         set(&mut s, sb::FEATURE_INCOMPAT, INCOMPAT_OK);
         set(&mut s, sb::FEATURE_RO_COMPAT, RO_COMPAT_OK);
         s[sb::BLOCKS_COUNT] = 64;
+        s[sb::FIRST_DATA_BLOCK] = 1;
         assert_eq!(refusal(&s, 64 << 10), None);
+        s[sb::FIRST_DATA_BLOCK] = 0;
+        assert!(refusal(&s, 64 << 10)
+            .unwrap()
+            .contains("s_first_data_block is 0, but 1"));
+        s[sb::FIRST_DATA_BLOCK] = 1;
         assert!(refusal(&s, 63 << 10)
             .unwrap()
             .contains("larger than its volume"));
