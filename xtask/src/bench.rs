@@ -67,12 +67,7 @@ fn images() -> Vec<PathBuf> {
 
 pub fn run(only_real: bool) -> Result<()> {
     let root = crate::repo_root();
-    let st = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--bin", "revirt"])
-        .current_dir(&root)
-        .status()?;
-    anyhow::ensure!(st.success(), "building revirt --release failed");
-    let revirt = release_bin(&root);
+    let revirt = build_release(&root)?;
     let v2v = which("virt-v2v-inspector");
     let tmp = std::env::temp_dir().join(format!("revirt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
@@ -169,12 +164,7 @@ pub fn repair(guests: usize) -> Result<()> {
         return Ok(());
     }
     let root = crate::repo_root();
-    let st = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--bin", "revirt"])
-        .current_dir(&root)
-        .status()?;
-    anyhow::ensure!(st.success(), "building revirt --release failed");
-    let revirt = release_bin(&root);
+    let revirt = build_release(&root)?;
     let v2v = which("virt-v2v-in-place");
     let tmp = std::env::temp_dir().join(format!("revirt-bench-repair-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
@@ -262,12 +252,17 @@ pub fn repair(guests: usize) -> Result<()> {
     Ok(())
 }
 
-/// The release binary `cargo build --release` made (honouring CARGO_TARGET_DIR).
-fn release_bin(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
+/// Builds revirt --release and returns the binary (honouring CARGO_TARGET_DIR).
+fn build_release(root: &Path) -> Result<PathBuf> {
+    let st = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "revirt"])
+        .current_dir(root)
+        .status()?;
+    anyhow::ensure!(st.success(), "building revirt --release failed");
+    Ok(std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-        .join("release/revirt")
+        .join("release/revirt"))
 }
 
 fn which(name: &str) -> Option<PathBuf> {
