@@ -7,6 +7,7 @@ pub mod convert;
 pub mod drivers;
 pub mod error;
 pub mod fs;
+pub mod fuzzing;
 pub mod guestfs;
 pub mod image;
 pub mod inspect;

@@ -25,6 +25,27 @@ impl ext4_view::Ext4Read for Reader {
 impl Ext4 {
     pub fn open(dev: Dev) -> Result<Self, FsError> {
         let name = dev.name();
+        // ext4-view sizes allocations from the superblock before reading anything else (issue
+        // #12): its block cache from the block size (a forged s_log_block_size asked for 2 GiB;
+        // Linux mounts 1..64 KiB) and its descriptor table from the group count (34 GB for a
+        // forged block count: a device holds fewer groups than 32-byte descriptors).
+        let mut sb = [0u8; 0x154];
+        dev.read_at(&mut sb, 1024)?;
+        let le32 = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+        let log = le32(0x18);
+        if log > 6 {
+            let what = format!("block size 2^(10+{log}) bytes, over 64 KiB");
+            return Err(FsError::corrupt(&name, "ext4", what));
+        }
+        let blocks = (u64::from(le32(0x150)) << 32) | u64::from(le32(0x4));
+        let per_group = u64::from(le32(0x20).max(1));
+        let groups = blocks
+            .saturating_sub(u64::from(le32(0x14)))
+            .div_ceil(per_group);
+        if groups.saturating_mul(32) > dev.size() {
+            let what = format!("{groups} block groups, more than the device can describe");
+            return Err(FsError::corrupt(&name, "ext4", what));
+        }
         let fs = ext4_view::Ext4::load(Box::new(Reader(dev)))
             .map_err(|e| FsError::corrupt(&name, "ext4", e.to_string()))?;
         Ok(Ext4 { fs, name })
@@ -96,6 +117,16 @@ impl GuestFs for Ext4 {
         self.fs.read(path).map_err(|e| self.err(path, e))
     }
     fn read_link(&self, path: &str) -> Result<String, FsError> {
+        // ext4-view allocates a symlink's whole claimed size before reading it: a forged inode
+        // size of 428 GiB aborted revirt (issue #12). Linux targets hold at most PATH_MAX bytes.
+        let m = self
+            .fs
+            .symlink_metadata(path)
+            .map_err(|e| self.err(path, e))?;
+        if m.len() > 4096 {
+            let what = format!("{path}: symlink target of {} bytes", m.len());
+            return Err(FsError::corrupt(&self.name, "ext4", what));
+        }
         let p = self.fs.read_link(path).map_err(|e| self.err(path, e))?;
         Ok(String::from_utf8_lossy(p.as_ref()).into_owned())
     }

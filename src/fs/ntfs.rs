@@ -5,7 +5,7 @@
 //! WOF/CompactOS-compressed files) is refused rather than returned as garbage.
 use super::{DirEntry, FileType, GuestFs, Meta};
 use crate::error::FsError;
-use crate::image::{Dev, DevReader};
+use crate::image::Dev;
 use ntfs::indexes::NtfsFileNameIndex;
 use ntfs::structured_values::{NtfsFileNamespace, NtfsVolumeFlags};
 use ntfs::{NtfsAttributeFlags, NtfsAttributeType, NtfsFile, NtfsReadSeek};
@@ -23,11 +23,96 @@ const MAX_DEPTH: usize = 256;
 
 pub struct Ntfs {
     ntfs: ntfs::Ntfs,
-    reader: RefCell<DevReader>,
+    reader: RefCell<VolReader>,
     name: String,
     dirty: bool,
     log_unclean: bool,
     label: Option<String>,
+    /// Directories whose index entries [`Ntfs::check_index`] found sound (file record numbers).
+    sound_dirs: RefCell<std::collections::HashSet<u64>>,
+}
+
+/// The volume as the ntfs crate reads it: reads never fail and never come up short. A read past
+/// the end of the device (or one the device fails) yields zeros and records the fault, which
+/// every call then returns as its error ([`Ntfs::checked`]). The crate must not see the short
+/// read itself: ntfs 0.4 turns any I/O error raised inside its binrw parsing into a panic
+/// (`unreachable!` in `From<binrw::Error>`), e.g. on an empty or truncated volume (issue #12).
+struct VolReader {
+    dev: Dev,
+    pos: u64,
+    fault: Option<FsError>,
+}
+
+impl VolReader {
+    fn new(dev: Dev) -> Self {
+        VolReader {
+            dev,
+            pos: 0,
+            fault: None,
+        }
+    }
+}
+
+impl std::io::Read for VolReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.dev.size();
+        let avail = size.saturating_sub(self.pos).min(buf.len() as u64) as usize;
+        let (have, past) = buf.split_at_mut(avail);
+        if let Err(e) = self.dev.read_at(have, self.pos) {
+            have.fill(0);
+            self.fault.get_or_insert(e.into());
+        }
+        if !past.is_empty() {
+            past.fill(0);
+            self.fault.get_or_insert_with(|| {
+                let what = format!(
+                    "read at {:#x} past the end of the {size}-byte volume",
+                    self.pos
+                );
+                FsError::corrupt(self.dev.name(), FS, what)
+            });
+        }
+        self.pos = self.pos.saturating_add(buf.len() as u64);
+        Ok(buf.len())
+    }
+}
+
+impl std::io::Seek for VolReader {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        let new = match pos {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::End(d) => self.dev.size().checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let new = new.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek out of range")
+        })?;
+        self.pos = new;
+        Ok(new)
+    }
+}
+
+/// Largest directory index read whole by [`Ntfs::check_index`] (a real one: a few MiB).
+const INDEX_LIMIT: u64 = 256 << 20;
+
+/// Applies the update sequence array of a multi-sector record (the last two bytes of each
+/// 512-byte sector are stored in the array); false when the record is torn or malformed.
+fn apply_fixups(rec: &mut [u8]) -> bool {
+    let usa = usize::from(u16::from_le_bytes([rec[4], rec[5]]));
+    let count = usize::from(u16::from_le_bytes([rec[6], rec[7]]));
+    if count == 0 || usa + 2 * count > rec.len() || (count - 1) * 512 > rec.len() {
+        return false;
+    }
+    let check = [rec[usa], rec[usa + 1]];
+    for i in 1..count {
+        let at = i * 512 - 2;
+        if rec[at..at + 2] != check {
+            return false;
+        }
+        rec[at] = rec[usa + 2 * i];
+        rec[at + 1] = rec[usa + 2 * i + 1];
+    }
+    true
 }
 
 /// NTFS file record number of the $LogFile metadata file.
@@ -75,15 +160,20 @@ impl Ntfs {
     /// Reads the boot sector, the $UpCase table and the volume flags.
     pub fn open(dev: Dev) -> Result<Self, FsError> {
         let name = dev.name();
-        let mut r = DevReader::new(dev);
-        let bad =
-            |what: &str, e: ntfs::NtfsError| FsError::corrupt(&name, FS, format!("{what}: {e}"));
-        let mut ntfs = ntfs::Ntfs::new(&mut r).map_err(|e| bad("boot sector", e))?;
+        let mut r = VolReader::new(dev);
+        let bad = |what: &str, e: ntfs::NtfsError, r: &mut VolReader| match r.fault.take() {
+            Some(f) => f,
+            None => FsError::corrupt(&name, FS, format!("{what}: {e}")),
+        };
+        let mut ntfs = ntfs::Ntfs::new(&mut r).map_err(|e| bad("boot sector", e, &mut r))?;
         ntfs.read_upcase_table(&mut r)
-            .map_err(|e| bad("$UpCase", e))?;
+            .map_err(|e| bad("$UpCase", e, &mut r))?;
         let vi = ntfs
             .volume_info(&mut r)
-            .map_err(|e| bad("$Volume information", e))?;
+            .map_err(|e| bad("$Volume information", e, &mut r))?;
+        if let Some(f) = r.fault.take() {
+            return Err(f);
+        }
         let dirty = vi.flags().contains(NtfsVolumeFlags::IS_DIRTY);
         // The volume label ($Volume's $VOLUME_NAME; the boot sector has none), as blkid and
         // virt-inspector report it.
@@ -93,7 +183,15 @@ impl Ntfs {
         };
         // An unreadable $LogFile leaves the volume readable; the repair's mount judges it then.
         let log_unclean = match read_logfile_start(&ntfs, &mut r) {
-            Ok(pages) => logfile_unclean(&pages),
+            Ok(pages) if r.fault.is_none() => logfile_unclean(&pages),
+            Ok(_) => {
+                let f = r.fault.take();
+                tracing::warn!(
+                    "{name}: $LogFile: {}",
+                    f.map(|f| f.to_string()).unwrap_or_default()
+                );
+                false
+            }
             Err(e) => {
                 tracing::warn!("{name}: $LogFile: {e}");
                 false
@@ -106,6 +204,7 @@ impl Ntfs {
             dirty,
             log_unclean,
             label,
+            sound_dirs: RefCell::default(),
         })
     }
 
@@ -162,6 +261,7 @@ impl Ntfs {
             }
             walked.push('/');
             walked.push_str(comp);
+            self.check_index(&cur, r, &walked)?;
             let index = cur.directory_index(r).map_err(|e| self.err(&walked, e))?;
             let mut finder = index.finder();
             let next = match NtfsFileNameIndex::find(&mut finder, &self.ntfs, r, comp) {
@@ -176,6 +276,81 @@ impl Ntfs {
             cur = next;
         }
         Ok(Some(cur))
+    }
+
+    /// Checks every entry of the directory index of `dir` (its $INDEX_ROOT and every record of
+    /// its $INDEX_ALLOCATION) before the crate walks it: ntfs 0.4 builds an index entry of any
+    /// declared length and then reads its header past a length under 16 bytes, which panics
+    /// (slice index out of range, issue #12). Checked once per directory.
+    fn check_index(
+        &self,
+        dir: &NtfsFile<'_>,
+        r: &mut VolReader,
+        path: &str,
+    ) -> Result<(), FsError> {
+        if self.sound_dirs.borrow().contains(&dir.file_record_number()) {
+            return Ok(());
+        }
+        let mut root = None;
+        let mut allocation = None;
+        let mut it = dir.attributes();
+        while let Some(item) = it.next(r) {
+            let item = item.map_err(|e| self.err(path, e))?;
+            let attr = item.to_attribute().map_err(|e| self.err(path, e))?;
+            let ty = attr.ty().map_err(|e| self.err(path, e))?;
+            let is_i30 = attr.name().is_ok_and(|n| n == "$I30");
+            let slot = match ty {
+                NtfsAttributeType::IndexRoot if is_i30 => &mut root,
+                NtfsAttributeType::IndexAllocation if is_i30 => &mut allocation,
+                _ => continue,
+            };
+            if attr.value_length() > INDEX_LIMIT {
+                return Err(self.unsupported(path, "directory index over 256 MiB"));
+            }
+            let mut buf = vec![0u8; attr.value_length() as usize];
+            let mut v = attr.value(r).map_err(|e| self.err(path, e))?;
+            v.read_exact(r, &mut buf).map_err(|e| self.err(path, e))?;
+            *slot = Some(buf);
+        }
+        let le = |b: &[u8], o: usize, n: usize| -> usize {
+            b.get(o..o + n)
+                .map_or(0, |x| x.iter().rev().fold(0, |a, &c| a << 8 | c as usize))
+        };
+        // A node header (entries offset, index size) at `node` of `b`; its entries follow.
+        let check_node = |b: &[u8], node: usize| -> Result<(), FsError> {
+            let end = (node + le(b, node + 4, 4)).min(b.len());
+            let mut at = node + le(b, node, 4);
+            while at + 16 <= end {
+                let len = le(b, at + 8, 2);
+                if len < 16 {
+                    let what = format!("{path}: index entry of {len} bytes (under its header)");
+                    return Err(FsError::corrupt(&self.name, FS, what));
+                }
+                if b[at + 12] & 2 != 0 {
+                    break; // the last entry
+                }
+                at += len;
+            }
+            Ok(())
+        };
+        let Some(root) = root else {
+            return Ok(()); // the crate reports a directory without an index
+        };
+        check_node(&root, 16)?;
+        let record_size = le(&root, 8, 4);
+        if let (Some(alloc), true) = (allocation, (512..=1 << 16).contains(&record_size)) {
+            for rec in alloc.chunks_exact(record_size) {
+                let mut rec = rec.to_vec();
+                // Records the crate would refuse (signature, update sequence) are skipped.
+                if &rec[..4] == b"INDX" && apply_fixups(&mut rec) {
+                    check_node(&rec, 24)?;
+                }
+            }
+        }
+        self.sound_dirs
+            .borrow_mut()
+            .insert(dir.file_record_number());
+        Ok(())
     }
 
     /// The reparse point of `file` as (tag, data), if it has one.
@@ -265,7 +440,7 @@ fn windows_target_to_guest(t: &str) -> String {
 
 /// Substitute name of a symlink or junction reparse buffer (see MS-FSCC 2.1.2.4 and 2.1.2.5).
 /// The first 8 KiB of $LogFile (both restart pages); shorter if the file is.
-fn read_logfile_start(ntfs: &ntfs::Ntfs, r: &mut DevReader) -> Result<Vec<u8>, ntfs::NtfsError> {
+fn read_logfile_start(ntfs: &ntfs::Ntfs, r: &mut VolReader) -> Result<Vec<u8>, ntfs::NtfsError> {
     let file = ntfs.file(r, LOGFILE_RECORD)?;
     let Some(item) = file.data(r, "") else {
         return Ok(vec![]);
@@ -308,20 +483,46 @@ impl GuestFs for Ntfs {
     fn fstype(&self) -> &'static str {
         FS
     }
-
     fn stat(&self, path: &str) -> Result<Option<Meta>, FsError> {
+        self.checked(|| self.stat_raw(path))
+    }
+    fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+        self.checked(|| self.read_dir_raw(path))
+    }
+    fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
+        self.checked(|| self.read_file_raw(path, limit))
+    }
+    fn read_link(&self, path: &str) -> Result<String, FsError> {
+        self.checked(|| self.read_link_raw(path))
+    }
+}
+
+impl Ntfs {
+    /// Runs `f`, failing it with the reader's fault if the crate read past the end of the
+    /// volume or through a failing device on the way (it then saw zeros, see [`VolReader`]).
+    fn checked<T>(&self, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
+        self.reader.borrow_mut().fault = None;
+        let res = f();
+        match self.reader.borrow_mut().fault.take() {
+            Some(fault) => Err(fault),
+            None => res,
+        }
+    }
+
+    fn stat_raw(&self, path: &str) -> Result<Option<Meta>, FsError> {
         match self.lookup(path)? {
             None => Ok(None),
             Some(f) => Ok(Some(self.meta(&f, path)?)),
         }
     }
 
-    fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+    fn read_dir_raw(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
         let dir = self.lookup(path)?.ok_or_else(|| FsError::not_found(path))?;
         if !dir.is_directory() {
             return Err(FsError::NotADirectory { path: path.into() });
         }
         let r = &mut *self.reader.borrow_mut();
+        self.check_index(&dir, r, path)?;
         let index = dir.directory_index(r).map_err(|e| self.err(path, e))?;
         let mut entries = index.entries();
         let mut out = vec![];
@@ -353,7 +554,7 @@ impl GuestFs for Ntfs {
         Ok(out)
     }
 
-    fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
+    fn read_file_raw(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
         let file = self.lookup(path)?.ok_or_else(|| FsError::not_found(path))?;
         if file.is_directory() {
             return Err(FsError::IsADirectory { path: path.into() });
@@ -401,7 +602,7 @@ impl GuestFs for Ntfs {
         Ok(out)
     }
 
-    fn read_link(&self, path: &str) -> Result<String, FsError> {
+    fn read_link_raw(&self, path: &str) -> Result<String, FsError> {
         let file = self.lookup(path)?.ok_or_else(|| FsError::not_found(path))?;
         match self.reparse(&file, path)? {
             Some((tag, buf)) => reparse_target(tag, &buf).ok_or_else(|| {

@@ -108,14 +108,13 @@ pub fn probe(dev: &dyn BlockDevice) -> Result<Option<FsIdent>, ImageError> {
     for s in 0..4 {
         let o = s * 512;
         if &head[o..o + 8] == b"LABELONE" && &head[o + 24..o + 32] == b"LVM2 001" {
-            let pvh = o + le32(&head, o + 20) as usize;
-            let raw = String::from_utf8_lossy(&head[pvh..pvh + 32]).to_string();
-            return Ok(id(
-                "LVM2_member",
-                Some(crate::lvm::format_lvm_uuid(&raw)),
-                None,
-                vec![],
-            ));
+            // The pv_header offset is tenant data: outside the sector read, no UUID (read_pv
+            // then reports the label corrupt) rather than a slice past the end (issue #12).
+            let pvh = o.saturating_add(le32(&head, o + 20) as usize);
+            let uuid = head
+                .get(pvh..pvh.saturating_add(32))
+                .map(|raw| crate::lvm::format_lvm_uuid(&String::from_utf8_lossy(raw)));
+            return Ok(id("LVM2_member", uuid, None, vec![]));
         }
     }
     if &head[0..6] == b"LUKS\xba\xbe" {

@@ -326,7 +326,8 @@ impl BlockDevice for LinearMap {
         self.extents.last().map(|e| e.0 + e.1).unwrap_or(0)
     }
     fn read_at(&self, mut buf: &mut [u8], mut offset: u64) -> Result<(), ImageError> {
-        if offset + buf.len() as u64 > self.size() {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > self.size()) {
             return Err(ImageError::OutOfRange {
                 path: self.name.clone().into(),
                 offset,
@@ -340,7 +341,16 @@ impl BlockDevice for LinearMap {
             let within = offset - lstart;
             let n = ((len - within) as usize).min(buf.len());
             let (head, tail) = buf.split_at_mut(n);
-            dev.read_at(head, doff + within)?;
+            // The map comes from tenant metadata: an offset past u64 is past the device end.
+            let at = doff
+                .checked_add(within)
+                .ok_or_else(|| ImageError::OutOfRange {
+                    path: self.name.clone().into(),
+                    offset: *doff,
+                    len: n,
+                    size: dev.size(),
+                })?;
+            dev.read_at(head, at)?;
             buf = tail;
             offset += n as u64;
         }

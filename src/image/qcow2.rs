@@ -663,50 +663,54 @@ impl Qcow2Image {
         }
     }
 
-    /// Decompresses the whole cluster starting at virtual offset `cl`.
-    fn decompress(&self, inner: &Inner, cl: u64, m: &Mapping) -> Result<Vec<u8>, ImageError> {
+    /// Decompresses the whole cluster starting at virtual offset `cl`. Both formats are decoded
+    /// here from the raw bytes: qcow2-rs only inflates deflate, and does it with miniz_oxide 0.7
+    /// in wrapping-buffer mode, which panics (slice index out of range) on some corrupt streams
+    /// (issue #12).
+    fn decompress(&self, cl: u64, m: &Mapping) -> Result<Vec<u8>, ImageError> {
         let cs = self.cluster_size() as usize;
         let mut out = vec![0u8; cs];
+        let (Some(host), Some(clen)) = (m.cluster_offset, m.compressed_length) else {
+            return Err(corrupt(
+                &self.path,
+                cl,
+                "compressed cluster without host range",
+            ));
+        };
+        let mut raw = vec![0u8; clen];
+        let got =
+            pread_full(&self.file, &mut raw, host).map_err(|e| ImageError::io(&self.path, e))?;
+        if got == 0 {
+            return Err(corrupt(
+                &self.path,
+                host,
+                "compressed cluster lies past the end of the file (truncated?)",
+            ));
+        }
+        raw.truncate(got);
+        let bad = |kind: &str, e: String| {
+            let what = format!("{kind} cluster for virtual offset {cl:#x}: {e}");
+            corrupt(&self.path, host, what)
+        };
         match self.compression {
             Compression::Deflate => {
-                let n = self.check(block_on(inner.dev.read_at(&mut out, cl)), cl)?;
-                self.expect_len(n, cs, cl)?;
+                // Raw deflate (no zlib header), and the cluster must come out whole (qemu's
+                // qcow2_decompress: Z_STREAM_END or Z_BUF_ERROR with the output full).
+                let mut d = flate2::Decompress::new(false);
+                d.decompress(&raw, &mut out, flate2::FlushDecompress::Finish)
+                    .map_err(|e| bad("deflate", e.to_string()))?;
+                if d.total_out() != cs as u64 {
+                    let e = format!("inflates to {} of {cs} bytes", d.total_out());
+                    return Err(bad("deflate", e));
+                }
             }
             Compression::Zstd => {
-                let (Some(host), Some(clen)) = (m.cluster_offset, m.compressed_length) else {
-                    return Err(corrupt(
-                        &self.path,
-                        cl,
-                        "compressed cluster without host range",
-                    ));
-                };
-                let mut raw = vec![0u8; clen];
-                let got = pread_full(&self.file, &mut raw, host)
-                    .map_err(|e| ImageError::io(&self.path, e))?;
-                if got == 0 {
-                    return Err(corrupt(
-                        &self.path,
-                        host,
-                        "compressed cluster lies past the end of the file (truncated?)",
-                    ));
-                }
-                raw.truncate(got);
                 // qemu stores one zstd frame; the descriptor's length is a sector-rounded upper
                 // bound, so stop after the cluster is full and ignore what follows.
-                let mut dec = ruzstd::decoding::StreamingDecoder::new(&raw[..]).map_err(|e| {
-                    corrupt(
-                        &self.path,
-                        host,
-                        format!("zstd cluster for virtual offset {cl:#x}: {e}"),
-                    )
-                })?;
-                std::io::Read::read_exact(&mut dec, &mut out).map_err(|e| {
-                    corrupt(
-                        &self.path,
-                        host,
-                        format!("zstd cluster for virtual offset {cl:#x}: {e}"),
-                    )
-                })?;
+                let mut dec = ruzstd::decoding::StreamingDecoder::new(&raw[..])
+                    .map_err(|e| bad("zstd", e.to_string()))?;
+                std::io::Read::read_exact(&mut dec, &mut out)
+                    .map_err(|e| bad("zstd", e.to_string()))?;
             }
         }
         Ok(out)
@@ -748,7 +752,7 @@ impl BlockDevice for Qcow2Image {
                 MappingSource::Compressed => {
                     let hit = matches!(&inner.last_compressed, Some((c, _)) if *c == cl);
                     if !hit {
-                        let data = self.decompress(&inner, cl, &mapping)?;
+                        let data = self.decompress(cl, &mapping)?;
                         inner.last_compressed = Some((cl, data));
                     }
                     if let Some((_, data)) = &inner.last_compressed {

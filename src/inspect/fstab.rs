@@ -44,9 +44,10 @@ fn disk_letter_index(letters: &str) -> Option<usize> {
     if letters.is_empty() || !letters.bytes().all(|c| c.is_ascii_lowercase()) {
         return None;
     }
+    // Tenant text: "sdaaaaaaaaaaaaaa" names no disk rather than overflowing (issue #12).
     let mut n = 0usize;
     for c in letters.bytes() {
-        n = n * 26 + (c - b'a' + 1) as usize;
+        n = n.checked_mul(26)?.checked_add((c - b'a' + 1) as usize)?;
     }
     Some(n - 1)
 }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 /// LVM prints UUIDs as 6-4-4-4-4-4-6 groups.
 pub fn format_lvm_uuid(raw: &str) -> String {
     let raw: String = raw.chars().filter(|c| *c != '-').collect();
-    if raw.len() != 32 {
+    // Byte offsets below: a label's UUID bytes are tenant data, and may not be ASCII (issue #12).
+    if raw.len() != 32 || !raw.is_ascii() {
         return raw;
     }
     let g = [6, 4, 4, 4, 4, 4, 6];
@@ -85,7 +86,8 @@ pub fn read_pv(dev: &Dev, device: &str) -> Result<Option<Pv>, PartError> {
     }
     let mut metadata = None;
     for (off, size) in mdas {
-        if off + 512 > dev.size() {
+        // Offsets are tenant data: sums that overflow lie past the end too (issue #12).
+        if off.checked_add(512).is_none_or(|end| end > dev.size()) {
             return Err(corrupt(format!(
                 "metadata area at {off:#x} past the end of the device"
             )));
@@ -100,7 +102,12 @@ pub fn read_pv(dev: &Dev, device: &str) -> Result<Option<Pv>, PartError> {
         }
         // The text may wrap around the end of the circular buffer back to offset 512.
         let first = rsize.min(size - roff);
-        let mut text = read_vec(dev.as_ref(), off + roff, first as usize)?;
+        let at = off.checked_add(roff).ok_or_else(|| {
+            corrupt(format!(
+                "metadata text at {off:#x}+{roff:#x} past the end of the device"
+            ))
+        })?;
+        let mut text = read_vec(dev.as_ref(), at, first as usize)?;
         if first < rsize {
             text.extend(read_vec(dev.as_ref(), off + 512, (rsize - first) as usize)?);
         }
@@ -318,6 +325,12 @@ pub fn mapper_name(vg: &str, lv: &str) -> String {
     )
 }
 
+/// `n` units of `unit` bytes; `None` for a negative count or a product past u64 (metadata
+/// numbers are tenant data, issue #12).
+fn bytes(n: i64, unit: u64) -> Option<u64> {
+    u64::try_from(n).ok()?.checked_mul(unit)
+}
+
 /// Groups PVs by VG (newest metadata seqno wins) and maps linear LVs.
 pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
     let by_uuid: BTreeMap<&str, &Pv> = pvs.iter().map(|p| (p.uuid.as_str(), p)).collect();
@@ -343,7 +356,13 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
     }
     for (vgname, (_, vg)) in vgs {
         let mut warnings = vec![];
-        let extent = vg.int("extent_size").unwrap_or(8192) as u64 * 512;
+        let extent_size = vg.int("extent_size").unwrap_or(8192);
+        let extent = bytes(extent_size, 512).filter(|&e| e > 0);
+        if extent.is_none() {
+            warnings.push(format!(
+                "VG {vgname}: extent_size {extent_size} is not a size; no LV is mapped"
+            ));
+        }
         let mut pv_map: BTreeMap<String, (&Pv, u64)> = BTreeMap::new();
         let mut report = VgReport {
             name: vgname.clone(),
@@ -355,13 +374,17 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
         if let Some(pvsec) = vg.get("physical_volumes") {
             for (key, p) in pvsec.sections() {
                 let id = format_lvm_uuid(p.str("id").unwrap_or(""));
-                let pe_start = p.int("pe_start").unwrap_or(2048) as u64 * 512;
-                match by_uuid.get(id.as_str()) {
-                    Some(found) => {
+                let pe_start = bytes(p.int("pe_start").unwrap_or(2048), 512);
+                match (by_uuid.get(id.as_str()), pe_start) {
+                    (Some(found), None) => {
+                        report.pvs.push(found.device.clone());
+                        warnings.push(format!("VG {vgname}: PV {id} has no valid pe_start"));
+                    }
+                    (Some(found), Some(pe_start)) => {
                         report.pvs.push(found.device.clone());
                         pv_map.insert(key.clone(), (found, pe_start));
                     }
-                    None => {
+                    (None, _) => {
                         let hint = p.str("device").unwrap_or("?");
                         report.missing_pvs.push(format!("{id} (was {hint})"));
                         warnings.push(format!(
@@ -386,9 +409,10 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                 for (_, seg) in lv.sections() {
                     let ty = seg.str("type").unwrap_or("?").to_string();
                     let stripes = seg.int("stripe_count").unwrap_or(1);
-                    let count = seg.int("extent_count").unwrap_or(0) as u64;
-                    let start = seg.int("start_extent").unwrap_or(0) as u64;
-                    size += count * extent;
+                    let count = seg.int("extent_count").unwrap_or(0);
+                    let start = seg.int("start_extent").unwrap_or(0);
+                    let span = extent.and_then(|x| Some((bytes(start, x)?, bytes(count, x)?)));
+                    size = size.saturating_add(span.map_or(0, |(_, len)| len));
                     let label = if ty == "striped" && stripes == 1 {
                         "linear".to_string()
                     } else {
@@ -397,13 +421,13 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                     if !types.contains(&label) {
                         types.push(label.clone());
                     }
-                    if label != "linear" {
+                    let (true, Some((seg_start, seg_len))) = (label == "linear", span) else {
                         pure = false;
                         continue;
-                    }
+                    };
                     let (pvkey, pe) = match seg.get("stripes") {
                         Some(Value::List(l)) if l.len() == 2 => match (&l[0], &l[1]) {
-                            (Value::Str(k), Value::Int(pe)) => (k.clone(), *pe as u64),
+                            (Value::Str(k), Value::Int(pe)) => (k.clone(), *pe),
                             _ => {
                                 pure = false;
                                 continue;
@@ -414,21 +438,19 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                             continue;
                         }
                     };
-                    match pv_map.get(&pvkey) {
-                        Some((pv, pe_start)) => extents.push((
-                            start * extent,
-                            count * extent,
-                            pv.dev.clone(),
-                            pe_start + pe * extent,
-                        )),
+                    let at =
+                        |pe_start: u64| extent.and_then(|x| bytes(pe, x)?.checked_add(pe_start));
+                    match pv_map.get(&pvkey).and_then(|(pv, s)| Some((pv, at(*s)?))) {
+                        Some((pv, dev_off)) => {
+                            extents.push((seg_start, seg_len, pv.dev.clone(), dev_off))
+                        }
                         None => pure = false,
                     }
                 }
                 extents.sort_by_key(|e| e.0);
-                let contiguous = extents
-                    .iter()
-                    .try_fold(0u64, |at, e| (e.0 == at).then_some(e.0 + e.1))
-                    == Some(size);
+                let contiguous = extents.iter().try_fold(0u64, |at, e| {
+                    (e.0 == at).then(|| e.0.checked_add(e.1)).flatten()
+                }) == Some(size);
                 if pure && !contiguous {
                     warnings.push(format!(
                         "{device}: segments do not cover the LV contiguously"

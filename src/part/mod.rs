@@ -111,8 +111,9 @@ fn is_extended(sys: u8) -> bool {
 }
 
 /// Checks what mbrman trusts before it walks the table: an extended partition starting at LBA 0
-/// (it re-reads the MBR as an EBR and panics, issue #8), EBR links outside the extended
-/// partition or the disk, chains that loop or run past [`MAX_LOGICAL`].
+/// (it re-reads the MBR as an EBR and panics, issue #8), every partition starting at LBA 0
+/// (issue #12), EBR links outside the extended partition or the disk, chains that loop or run
+/// past [`MAX_LOGICAL`].
 fn check_mbr_chain(dev: &Dev, disk: &str) -> Result<(), PartError> {
     let corrupt = |what: String| PartError::Corrupt {
         disk: disk.into(),
@@ -126,6 +127,18 @@ fn check_mbr_chain(dev: &Dev, disk: &str) -> Result<(), PartError> {
     };
     let mut mbr = [0u8; 512];
     dev.read_at(&mut mbr, 0)?;
+    // mbrman derives an alignment from the used entries' start LBAs and panics (unwrap on an
+    // empty range) when every one of them is 0 (issue #12).
+    let used: Vec<u64> = (0..4)
+        .map(|i| entry(&mbr, i))
+        .filter(|e| e.0 != 0)
+        .map(|e| e.1)
+        .collect();
+    if !used.is_empty() && used.iter().all(|&start| start == 0) {
+        return Err(corrupt(
+            "every partition starts at LBA 0, over the partition table itself".into(),
+        ));
+    }
     for i in 0..4 {
         let (sys, start, len) = entry(&mbr, i);
         if !is_extended(sys) || len == 0 {
@@ -151,12 +164,22 @@ fn check_mbr_chain(dev: &Dev, disk: &str) -> Result<(), PartError> {
             if b[510..512] != [0x55, 0xaa] {
                 break; // mbrman stops at an EBR without a signature too
             }
+            // mbrman adds the logical entry's start to the EBR's LBA in u32, whatever its type,
+            // and panics (overflow checks) or wraps past LBA 2^32 (issue #12).
+            let (_, rel, _) = entry(&b, 0);
+            if ebr + rel > u64::from(u32::MAX) {
+                return Err(corrupt(format!(
+                    "logical partition of the EBR at LBA {ebr} starts at LBA {}, past 2^32",
+                    ebr + rel
+                )));
+            }
             let (next_sys, next_rel, next_len) = entry(&b, 1);
             if next_sys == 0 || next_len == 0 {
                 break;
             }
             let next = start + next_rel;
-            if next_rel == 0 || next >= sectors || next >= start + len {
+            let past = next > u64::from(u32::MAX);
+            if next_rel == 0 || past || next >= sectors || next >= start + len {
                 return Err(corrupt(format!(
                     "EBR at LBA {ebr} links to LBA {next}, outside the extended partition {start}+{len}"
                 )));
@@ -325,8 +348,17 @@ fn read_gpt(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
         if !p.is_used() {
             continue;
         }
-        let start = p.first_lba * SECTOR;
-        let len = (p.last_lba + 1).saturating_sub(p.first_lba) * SECTOR;
+        // LBAs are tenant data: a range whose byte offsets overflow is no partition (issue #12).
+        let sectors = p.last_lba.saturating_add(1).saturating_sub(p.first_lba);
+        let (Some(start), Some(len)) =
+            (p.first_lba.checked_mul(SECTOR), sectors.checked_mul(SECTOR))
+        else {
+            t.warnings.push(format!(
+                "{disk}: GPT partition {n}: LBA range {}..={} lies beyond any disk; ignored",
+                p.first_lba, p.last_lba
+            ));
+            continue;
+        };
         let device = part_device(disk, n);
         let report = PartitionReport {
             number: n,
@@ -348,7 +380,7 @@ fn read_gpt(dev: &Dev, disk: &str) -> Result<PartTable, PartError> {
         .partitions
         .iter()
         .find(|p| p.report.type_name == "windows-ldm-metadata")
-        .map(|p| ((p.report.start + p.report.size) / SECTOR).saturating_sub(1));
+        .map(|p| (p.report.start.saturating_add(p.report.size) / SECTOR).saturating_sub(1));
     if let Some(lba) = meta {
         ldm_check(dev, disk, lba, &mut t);
     }

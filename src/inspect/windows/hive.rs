@@ -239,8 +239,17 @@ impl Hive {
         Ok(Some(k))
     }
 
-    /// Collects the nk offsets of a subkey list (lf/lh/li, or ri of those).
-    fn list_subkeys(&self, off: u32, depth: u32, out: &mut Vec<u32>) -> Result<(), HiveError> {
+    /// Collects the nk offsets of a subkey list (lf/lh/li, or ri of those). `budget` is how many
+    /// list entries may still be visited: every entry takes 4 bytes of some cell, so a hive of N
+    /// bytes has fewer than N / 4, and more visits mean lists shared or nested into themselves
+    /// (a 16 KiB hive of ri lists fanning out to one lf made a billion offsets, issue #12).
+    fn list_subkeys(
+        &self,
+        off: u32,
+        depth: u32,
+        out: &mut Vec<u32>,
+        budget: &mut usize,
+    ) -> Result<(), HiveError> {
         let c = self.cell(off)?;
         if c.len() < 4 {
             return Err(self.err(off, "subkey list cell too small"));
@@ -260,10 +269,16 @@ impl Hive {
         if nested && depth >= MAX_RI_DEPTH {
             return Err(self.err(off, "subkey index (ri) nested too deeply"));
         }
+        *budget = budget.checked_sub(n).ok_or_else(|| {
+            self.err(
+                off,
+                "subkey lists reference more entries than the hive holds",
+            )
+        })?;
         for i in 0..n {
             let o = le32(c, 4 + i * stride);
             if nested {
-                self.list_subkeys(o, depth + 1, out)?;
+                self.list_subkeys(o, depth + 1, out, budget)?;
             } else {
                 out.push(o);
             }
@@ -376,7 +391,9 @@ impl<'h> Key<'h> {
             return Ok(vec![]);
         }
         let mut offs = vec![];
-        self.hive.list_subkeys(le32(c, 28), 0, &mut offs)?;
+        let mut budget = self.hive.data.len() / 4;
+        self.hive
+            .list_subkeys(le32(c, 28), 0, &mut offs, &mut budget)?;
         if offs.len() != n as usize {
             return Err(self.hive.err(
                 self.off,

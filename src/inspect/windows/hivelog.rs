@@ -22,8 +22,11 @@ use std::fmt;
 
 /// Size of the base block (file header) of a primary hive file.
 pub const BASE_BLOCK_SIZE: usize = 4096;
-/// Default cap on the recovered hive bins data size (2 GiB; Windows' own limit is lower).
-pub const DEFAULT_MAX_BINS_SIZE: u32 = 0x8000_0000;
+/// Default cap on the recovered hive bins data size: [`crate::fs::READ_LIMIT`] (256 MiB), the
+/// largest hive file revirt reads. The recovered hive is allocated whole and one log entry of a
+/// few KiB may declare any size up to the cap: at 2 GiB a 13 KiB log made revirt zero-fill
+/// 2 GiB (issue #12). Windows' own limit is lower still.
+pub const DEFAULT_MAX_BINS_SIZE: u32 = crate::fs::READ_LIMIT as u32;
 /// Log pages, sectors and dirty-vector pages are 512 bytes as of Windows 8 (clustering factor 1).
 const SECTOR: usize = 512;
 /// Hive bins are multiples of 4096 bytes.

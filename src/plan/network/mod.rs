@@ -263,41 +263,75 @@ pub fn backup_path(path: &str) -> String {
 }
 
 /// fnmatch(3)-style glob without flags: `*`, `?`, `[...]` (with `!`/`^` negation and ranges).
+/// Dynamic programming over (pattern token, name position): patterns are tenant data, and a
+/// backtracking matcher took seconds on a keyfile's `interface-name=****...` (issue #12).
 fn glob_match(pat: &str, name: &str) -> bool {
-    fn m(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|k| m(&p[1..], &n[k..])),
-            Some('?') => !n.is_empty() && m(&p[1..], &n[1..]),
-            Some('[') => {
-                let Some(close) = p.iter().skip(2).position(|c| *c == ']').map(|x| x + 2) else {
-                    return n.first() == Some(&'[') && m(&p[1..], &n[1..]);
-                };
-                let Some(&c) = n.first() else { return false };
-                let mut set = &p[1..close];
+    enum Tok {
+        Any,
+        One,
+        Lit(char),
+        Class(Vec<(char, char)>, bool),
+    }
+    let p: Vec<char> = pat.chars().collect();
+    let mut toks = vec![];
+    let mut i = 0;
+    while i < p.len() {
+        let close = (p[i] == '[')
+            .then(|| {
+                p.iter()
+                    .skip(i + 2)
+                    .position(|c| *c == ']')
+                    .map(|x| x + i + 2)
+            })
+            .flatten();
+        match (p[i], close) {
+            ('*', _) => toks.push(Tok::Any),
+            ('?', _) => toks.push(Tok::One),
+            ('[', Some(close)) => {
+                let mut set = &p[i + 1..close];
                 let negate = matches!(set.first(), Some('!' | '^'));
                 if negate {
                     set = &set[1..];
                 }
-                let mut hit = false;
-                let mut i = 0;
-                while i < set.len() {
-                    if i + 2 < set.len() && set[i + 1] == '-' {
-                        hit |= set[i] <= c && c <= set[i + 2];
-                        i += 3;
+                let mut ranges = vec![];
+                let mut j = 0;
+                while j < set.len() {
+                    if j + 2 < set.len() && set[j + 1] == '-' {
+                        ranges.push((set[j], set[j + 2]));
+                        j += 3;
                     } else {
-                        hit |= set[i] == c;
-                        i += 1;
+                        ranges.push((set[j], set[j]));
+                        j += 1;
                     }
                 }
-                hit != negate && m(&p[close + 1..], &n[1..])
+                toks.push(Tok::Class(ranges, negate));
+                i = close;
             }
-            Some(ch) => n.first() == Some(ch) && m(&p[1..], &n[1..]),
+            (c, _) => toks.push(Tok::Lit(c)),
         }
+        i += 1;
     }
-    let p: Vec<char> = pat.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    m(&p, &n)
+    // row[j]: the tokens so far match n[..j].
+    let mut row = vec![false; n.len() + 1];
+    row[0] = true;
+    for t in &toks {
+        let mut next = vec![false; n.len() + 1];
+        for j in 0..=n.len() {
+            next[j] = match t {
+                Tok::Any => row[j] || (j > 0 && next[j - 1]),
+                _ if j == 0 => false,
+                Tok::One => row[j - 1],
+                Tok::Lit(c) => row[j - 1] && n[j - 1] == *c,
+                Tok::Class(set, negate) => {
+                    let c = n[j - 1];
+                    row[j - 1] && set.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negate
+                }
+            };
+        }
+        row = next;
+    }
+    row[n.len()]
 }
 
 /// Static addressing carried over in keep-static mode (empty = DHCP).
