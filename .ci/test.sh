@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what a fresh machine lacks, checks formatting and lints,
-# builds the fixtures (cached in $REVIRT_FIXTURE_CACHE), and runs every test including the boot matrix.
+# fuzzes every parser for a short budget, builds the fixtures (cached in $REVIRT_FIXTURE_CACHE),
+# and runs every test including the boot matrix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Built fixture images live outside the clone, keyed by recipe hashes, so a fresh clone on the
@@ -10,6 +11,7 @@ bash .ci/deps.sh
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
+echo "== fuzz";   cargo xtask fuzz --ci
 echo "== fixtures"
 time cargo xtask fixtures
 echo "== tests"

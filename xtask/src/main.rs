@@ -1,4 +1,4 @@
-//! Developer tasks: fixture images, the boot harness, benchmarks.
+//! Developer tasks: fixture images, the boot harness, benchmarks, fuzzing.
 //!
 //! `cargo xtask fixtures [--only NAME]` builds every fixture recipe under fixtures/images/ into the
 //! cache (target/fixtures/, or $REVIRT_FIXTURE_CACHE), reusing what is already built and current.
@@ -9,6 +9,7 @@ use std::process::Command;
 
 mod bench;
 mod boot;
+mod fuzz;
 mod phony;
 mod real;
 mod skeleton;
@@ -34,6 +35,8 @@ enum Cmd {
     },
     /// Boot an image under qemu and classify the outcome from the serial console.
     Boot(boot::BootArgs),
+    /// Fuzz the parsers: seeds, cargo-fuzz build, a run per target (issue #12).
+    Fuzz(fuzz::FuzzArgs),
     /// Print wall time and peak RSS of `revirt inspect` on the fixture images.
     Bench {
         /// Only the real (bootable) guests.
@@ -127,6 +130,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Boot(args) => boot::run(args),
+        Cmd::Fuzz(args) => fuzz::run_fuzz(args),
         Cmd::Bench {
             real_only,
             repair_guests,
