@@ -43,6 +43,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("lvm_metadata", lvm_metadata),
     ("ext4", ext4),
     ("xfs", xfs),
+    ("xfs_log", xfs_log),
     ("ntfs", ntfs),
     ("fat", fat),
     ("jbd2", jbd2),
@@ -584,6 +585,7 @@ fn sample_volumes() -> Vec<VolumeReport> {
         disk_index: disk,
         part_number: part,
         journal_recovery: None,
+        xfs_log: None,
     };
     vec![
         v(
@@ -818,7 +820,20 @@ pub fn ext4(data: &[u8]) {
 /// XFS v4/v5 ([`crate::fs::xfs::Xfs`]): short-form, block, leaf and node directories, extent
 /// lists and bmbt trees, symlinks.
 pub fn xfs(data: &[u8]) {
-    fs_target(data, crate::fs::xfs::Xfs::open);
+    fs_target(data, |dev| {
+        let fs = crate::fs::xfs::Xfs::open(dev)?;
+        let _ = fs.log_state();
+        Ok(fs)
+    });
+}
+
+/// Whether an XFS log needs recovery ([`crate::fs::xfs_log::Log::state`]): the input is the
+/// log itself (raw or sparse), so head search, record headers and wrap-around get all of it.
+pub fn xfs_log(data: &[u8]) {
+    let dev: Dev = Arc::new(Image::decode(data));
+    if let Ok(log) = crate::fs::xfs_log::Log::new(&dev, 0, dev.size()) {
+        let _ = log.state();
+    }
 }
 
 /// NTFS through the ntfs crate ([`crate::fs::ntfs::Ntfs`]), with its dirty and $LogFile checks.

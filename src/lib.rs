@@ -17,6 +17,7 @@ pub mod native;
 pub mod part;
 pub mod pending;
 pub mod plan;
+pub mod recover;
 pub mod repair;
 pub mod report;
 pub mod types;

@@ -266,7 +266,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
     match cli.cmd {
         Cmd::Inspect(c) => {
-            let guest = revirt::inspect::inspect_with(&c.images, &policy)?;
+            let guest = revirt::recover::inspect_recovered(&c.images, &policy)?;
             let ins = &guest.inspection;
             if c.json {
                 println!("{}", serde_json::to_string_pretty(ins)?);
@@ -307,7 +307,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Cmd::Verify(c) => {
-            let g = revirt::inspect::inspect_with(&c.images, &policy)?;
+            let g = revirt::recover::inspect_recovered(&c.images, &policy)?;
             revirt::repair::no_os_is_an_error(&g, &c.images)?;
             let os = match revirt::repair::choose_os(&g) {
                 Ok(os) => os,

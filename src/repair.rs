@@ -202,36 +202,136 @@ pub fn no_os_is_an_error(g: &Guest, inputs: &[PathBuf]) -> Result<(), InspectErr
     Err(InspectError::NoOs(format!("{}{extra}", names.join(", "))))
 }
 
-/// Plans without writing (for `revirt plan`).
+/// Plans without writing (for `revirt plan`); dirty XFS logs are read through a throwaway
+/// recovery ([`crate::recover`]).
 pub fn plan_only(
     inputs: &[PathBuf],
     opts: &PlanOptions,
     policy: &OpenPolicy,
 ) -> Result<(Guest, Result<RepairPlan, String>)> {
-    let g = inspect_with(inputs, policy)?;
+    let g = crate::recover::inspect_recovered(inputs, policy)?;
     no_os_is_an_error(&g, inputs)?;
-    let plan = match choose_os(&g) {
-        Ok(os) if os.kind == "windows" => {
-            let w = os.windows.as_ref().expect("windows");
-            let vfs = root_vfs(&g, os)?;
-            let opts = with_env(opts);
-            let inp = crate::plan::windows::collect_windows_inputs(&vfs, w, &opts)?;
-            Ok(crate::plan::windows::plan_windows(
-                os,
-                &g.inspection,
-                &inp,
-                &opts,
-            ))
-        }
-        Ok(os) => {
-            let l = os.linux.as_ref().expect("linux");
-            let vfs = crate::inspect::linux::guest_vfs(&g.volumes, l)?;
-            let inp = collect_inputs(&vfs, l)?;
-            Ok(plan_linux(os, &g.inspection, &inp, opts))
-        }
-        Err(e) => Err(e),
-    };
+    let plan = plan_guest(&g, opts)?;
     Ok((g, plan))
+}
+
+/// The plan for the OS [`choose_os`] picks, or why there is none.
+fn plan_guest(g: &Guest, opts: &PlanOptions) -> Result<Result<RepairPlan, String>> {
+    let os = match choose_os(g) {
+        Ok(os) => os,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Some(why) = unrecovered_log(g, os) {
+        return Ok(Err(why));
+    }
+    if os.kind == "windows" {
+        let w = os.windows.as_ref().expect("windows");
+        let vfs = root_vfs(g, os)?;
+        let opts = with_env(opts);
+        let inp = crate::plan::windows::collect_windows_inputs(&vfs, w, &opts)?;
+        return Ok(Ok(crate::plan::windows::plan_windows(
+            os,
+            &g.inspection,
+            &inp,
+            &opts,
+        )));
+    }
+    let l = os.linux.as_ref().expect("linux");
+    let vfs = crate::inspect::linux::guest_vfs(&g.volumes, l)?;
+    let inp = collect_inputs(&vfs, l)?;
+    Ok(Ok(plan_linux(os, &g.inspection, &inp, opts)))
+}
+
+/// A filesystem of `os` whose XFS log needs recovery nobody did: a plan from it would be made
+/// from blocks the guest's kernel overwrites from the log at boot.
+fn unrecovered_log(g: &Guest, os: &OsReport) -> Option<String> {
+    let mounted: Vec<&str> = match &os.linux {
+        Some(l) => l.mounts.values().map(String::as_str).collect(),
+        None => vec![os.root.device.as_str()],
+    };
+    let v = g.volumes.iter().find(|v| {
+        mounted.contains(&v.report.device.as_str())
+            && v.report
+                .xfs_log
+                .as_ref()
+                .is_some_and(|l| l.needs_recovery && l.recovered_into.is_none())
+    })?;
+    let why = v
+        .report
+        .xfs_log
+        .as_ref()
+        .and_then(|l| l.error.clone())
+        .unwrap_or_else(|| "not recovered".into());
+    Some(format!(
+        "{}: the XFS log needs recovery (a snapshot of a mounted filesystem) and was {why}",
+        v.report.device
+    ))
+}
+
+/// The run's output overlays (`--output`, or the in-place pending overlays) while it runs: a
+/// run that fails or refuses removes them again, so nothing half-written is left.
+struct Outputs {
+    pending: Option<crate::pending::Pending>,
+    made: Vec<PathBuf>,
+}
+
+impl Outputs {
+    fn create(req: &RepairRequest, g: &Guest, run_id: &str) -> Result<Self> {
+        if req.outputs.is_empty() {
+            let p = crate::pending::Pending::begin(&req.inputs, run_id, |ovs| {
+                apply::create_overlays(&g.images(), ovs)
+            })?;
+            return Ok(Outputs {
+                pending: Some(p),
+                made: vec![],
+            });
+        }
+        apply::create_overlays(&g.images(), &req.outputs)?;
+        Ok(Outputs {
+            pending: None,
+            made: req.outputs.clone(),
+        })
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        match &self.pending {
+            Some(p) => p.overlays(),
+            None => self.made.clone(),
+        }
+    }
+
+    /// Keeps the `--output` overlays; returns the in-place pending overlays to commit or discard.
+    fn keep(mut self) -> Option<crate::pending::Pending> {
+        self.made.clear();
+        self.pending.take()
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let _ = p.discard();
+        }
+        for f in &self.made {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Recovers the dirty XFS logs of `g` into its outputs (created here) before anything is
+/// planned; returns the guest as read from them and the appliance, which writes the plan next.
+fn recover_into_outputs(
+    req: &RepairRequest,
+    g: &Guest,
+    dirty: &[String],
+    run_id: &str,
+) -> Result<(Guest, Outputs, crate::guestfs::Appliance)> {
+    let outputs = Outputs::create(req, g, run_id)?;
+    let paths = outputs.paths();
+    let app = apply::launch_rw(g, &Target::Overlays(paths.clone()))?;
+    crate::recover::recover_logs(&app, dirty)?;
+    let g = crate::recover::reinspect(g, &paths, dirty, "output", &req.policy)?;
+    Ok((g, outputs, app))
 }
 
 /// Runs a full repair. `progress(phase, message)` is called at each phase.
@@ -243,7 +343,32 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
     let _locks = crate::lock::lock_disks(&req.inputs)?;
     let settled = crate::pending::settle(&req.inputs, &req.policy)?;
     progress("inspect", "reading the disks");
-    let (g, plan) = plan_only(&req.inputs, &req.opts, &req.policy)?;
+    let g = inspect_with(&req.inputs, &req.policy)?;
+    // A dirty XFS log is recovered into the outputs first, so the plan is made from what the
+    // guest will mount (issue #7); the same appliance session then writes.
+    let dirty = crate::recover::dirty_xfs(&g);
+    let (g, mut outputs, session) = if dirty.is_empty() {
+        (g, None, None)
+    } else {
+        progress(
+            "recover",
+            &format!(
+                "recovering the XFS log of {} into the output",
+                dirty.join(", ")
+            ),
+        );
+        match recover_into_outputs(req, &g, &dirty, &run_id) {
+            Ok((g, o, app)) => (g, Some(o), Some(app)),
+            Err(e) => {
+                // The plan refuses (unrecovered_log); the outputs are gone again.
+                let mut g = g;
+                crate::recover::mark_unrecovered(&mut g, &dirty, &format!("{e:#}"));
+                (g, None, None)
+            }
+        }
+    };
+    no_os_is_an_error(&g, &req.inputs)?;
+    let plan = plan_guest(&g, &req.opts)?;
     timings.insert("inspect+plan".to_string(), t.elapsed().as_secs_f64());
     let mut report = RepairReport {
         schema_version: REPORT_SCHEMA_VERSION,
@@ -287,14 +412,24 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
     if plan.actions.is_empty() {
         // Already repaired (or nothing needed): verify what is there, write nothing.
         progress("verify", "nothing to change; verifying");
+        drop(session);
         let t = Instant::now();
-        let paths = if req.outputs.is_empty() {
-            req.inputs.clone()
-        } else {
-            apply::create_overlays(&g.images(), &req.outputs)?;
-            req.outputs.clone()
+        let paths = match (&outputs, req.outputs.is_empty()) {
+            // In place: the disk keeps its bytes (its log is the guest's to replay at boot).
+            (Some(o), _) => o.paths(),
+            (None, true) => req.inputs.clone(),
+            (None, false) => {
+                outputs = Some(Outputs::create(req, &g, &run_id)?);
+                req.outputs.clone()
+            }
         };
         report.verify = Some(verify_paths(&paths, &os, &req.opts, &after)?);
+        // -o: the overlays (with any recovered log) are the result; in place: nothing changes.
+        if let Some(o) = outputs {
+            if let Some(p) = o.keep() {
+                p.discard()?;
+            }
+        }
         report
             .timings
             .insert("verify".into(), t.elapsed().as_secs_f64());
@@ -306,20 +441,11 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         return Ok(report);
     }
     // In place is an overlay beside each input, committed only once verified (crate::pending).
-    let pending = if req.outputs.is_empty() {
-        Some(crate::pending::Pending::begin(
-            &req.inputs,
-            &run_id,
-            |ovs| apply::create_overlays(&g.images(), ovs),
-        )?)
-    } else {
-        apply::create_overlays(&g.images(), &req.outputs)?;
-        None
+    let outputs = match outputs {
+        Some(o) => o,
+        None => Outputs::create(req, &g, &run_id)?,
     };
-    let result_paths: Vec<PathBuf> = match &pending {
-        Some(p) => p.overlays(),
-        None => req.outputs.clone(),
-    };
+    let result_paths = outputs.paths();
     let target = Target::Overlays(result_paths.clone());
     progress(
         "apply",
@@ -344,18 +470,28 @@ pub fn repair(req: &RepairRequest, progress: &mut dyn FnMut(&str, &str)) -> Resu
         verdict = Some(v);
         Ok(rec)
     };
-    let done = match apply::apply(&g, &target, &os, &plan, &run_id, req.writer, &mut verify_cb) {
-        Ok(d) => d,
-        Err(e) => {
-            // Nothing half-written is left: the overlays were made by this run (validate
-            // checked that no output existed), the in-place disks were never touched.
-            match pending {
-                Some(p) => p.discard().ok(),
-                None => req.outputs.iter().try_for_each(std::fs::remove_file).ok(),
-            };
-            return Err(e);
-        }
-    };
+    let session = session.map(|app| apply::Session {
+        app,
+        why: format!(
+            "the appliance recovered the XFS log of {} in this session and writes too",
+            dirty.join(", ")
+        ),
+    });
+    // On an error `outputs` drops here and removes what this run created; the in-place disks
+    // were never touched.
+    let done = apply::apply(
+        &g,
+        &target,
+        &os,
+        &plan,
+        &run_id,
+        apply::WriteWith {
+            pref: req.writer,
+            session,
+        },
+        &mut verify_cb,
+    )?;
+    let pending = outputs.keep();
     report
         .timings
         .insert("apply".into(), done.secs - verify_secs);

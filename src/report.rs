@@ -7,6 +7,28 @@ fn gib(b: u64) -> String {
 }
 
 /// A short, readable summary of an inspection (the `--json` output has everything).
+/// What a crash-consistent volume needed before it could be read (issue #7).
+fn recovery_note(v: &crate::types::VolumeReport) -> Option<String> {
+    if let Some(j) = &v.journal_recovery {
+        return Some(match &j.error {
+            Some(e) => format!("journal needs recovery, not replayed: {e}"),
+            None => "journal replayed in memory (needs_recovery)".into(),
+        });
+    }
+    let l = v.xfs_log.as_ref()?;
+    match (&l.recovered_into, &l.error) {
+        (_, Some(e)) => Some(format!("XFS log: {e}")),
+        (Some(into), None) if into == "output" => {
+            Some("dirty XFS log, recovered into the output before any edit".into())
+        }
+        (Some(_), None) => {
+            Some("dirty XFS log, read through a throwaway recovery (the input is unchanged)".into())
+        }
+        (None, None) if l.needs_recovery => Some("dirty XFS log, not recovered".into()),
+        _ => None,
+    }
+}
+
 pub fn summary(ins: &Inspection) -> String {
     let mut s = String::new();
     for d in &ins.disks {
@@ -35,6 +57,9 @@ pub fn summary(ins: &Inspection) -> String {
             v.uuid.as_deref().unwrap_or(""),
             v.reader
         );
+        if let Some(note) = recovery_note(v) {
+            let _ = writeln!(s, "  {:<28} {note}", "");
+        }
     }
     for os in &ins.operating_systems {
         let _ = writeln!(

@@ -75,6 +75,26 @@ pub struct VolumeReport {
     /// replay did. Inspection, plan and verify read the replayed state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_recovery: Option<JournalRecovery>,
+    /// XFS: whether its log needs recovery, and how reads got past a dirty one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xfs_log: Option<XfsLogReport>,
+}
+
+/// The log of one XFS volume (issue #7).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct XfsLogReport {
+    /// A snapshot of a mounted XFS: committed transactions not yet in their home blocks.
+    pub needs_recovery: bool,
+    /// Head and tail (basic blocks from the log's start) and the cycle at the head.
+    pub head_block: u64,
+    pub tail_block: u64,
+    pub cycle: u32,
+    /// Where the log was recovered so that reads see the mounted state: "throwaway-overlay"
+    /// (inspect, plan, verify: a temporary overlay over the input, which stays unchanged) or
+    /// "output" (repair: into the output, before any edit). None while not recovered.
+    pub recovered_into: Option<String>,
+    /// Why the log could not be read or recovered; reads then see the state before the log.
+    pub error: Option<String>,
 }
 
 /// The journal replay of one volume.

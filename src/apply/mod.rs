@@ -187,6 +187,20 @@ pub struct Applied {
     pub writer_reason: Option<String>,
 }
 
+/// An appliance already running on the write targets (it recovered dirty XFS logs into them
+/// before the plan was made, see `crate::recover`): it writes the plan too, one session.
+pub struct Session {
+    pub app: Appliance,
+    /// What the report says about the writer choice.
+    pub why: String,
+}
+
+/// How [`apply`] writes: the `--writer` preference, and the session to write in if one runs.
+pub struct WriteWith {
+    pub pref: WriterPref,
+    pub session: Option<Session>,
+}
+
 /// Applies `plan` to the guest. `verify` runs once the changes are flushed (filesystems
 /// closed, disks synced), still inside the one write session, and reads the result with the
 /// pure readers; the readiness record it returns is written into the guest at [`READY_PATH`].
@@ -196,10 +210,12 @@ pub fn apply(
     os: &OsReport,
     plan: &RepairPlan,
     run_id: &str,
-    pref: WriterPref,
+    with: WriteWith,
     verify: &mut dyn FnMut(&[ActionRecord]) -> Result<serde_json::Value>,
 ) -> Result<Applied> {
+    let WriteWith { pref, session } = with;
     if os.kind == "windows" {
+        drop(session);
         if pref == WriterPref::Native {
             bail!("only native writes were allowed, but Windows guests are written by the appliance so far");
         }
@@ -301,7 +317,8 @@ pub fn apply(
         Change::RunInitramfsTool { command, .. } => Some(command.join(" ")),
         _ => None,
     });
-    let (mut w, writer_reason) = open_writer(guest, target, l, &touched, tool.as_deref(), pref)?;
+    let (mut w, writer_reason) =
+        open_writer(guest, target, l, &touched, tool.as_deref(), pref, session)?;
     let mut records = vec![];
     let mut journal = Journal {
         run_id: run_id.into(),
@@ -404,7 +421,15 @@ fn open_writer(
     touched: &[String],
     tool: Option<&str>,
     pref: WriterPref,
+    session: Option<Session>,
 ) -> Result<(Box<dyn GuestWriter>, Option<String>)> {
+    if let Some(Session { app, why }) = session {
+        if pref == WriterPref::Native {
+            bail!("only native writes were allowed, but {why}");
+        }
+        let mounts = mount_guest(&app, l)?;
+        return Ok((Box::new(ApplianceWriter { app, mounts }), Some(why)));
+    }
     match native::choose(guest, target, l, touched, tool, pref)? {
         native::Choice::Native(w) => Ok((w, None)),
         native::Choice::Appliance(why) if pref == WriterPref::Native => {

@@ -10,6 +10,7 @@ pub mod jbd2;
 pub mod ntfs;
 pub mod probe;
 pub mod xfs;
+pub mod xfs_log;
 
 /// Kind of a directory entry or inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

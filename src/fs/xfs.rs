@@ -13,8 +13,9 @@
 //! [`FsError`]s that name the inode and byte offset. The on-disk format below is the documented
 //! XFS layout (xfs_format.h / xfs_da_format.h field offsets).
 //!
-//! Not handled (reported as errors, never guessed): realtime file data, a dirty log (the log is
-//! not replayed, so recently written metadata may be missing), v1 directories.
+//! Not handled (reported as errors, never guessed): realtime file data, v1 directories. A dirty
+//! log is not replayed here: [`Xfs::log_state`] finds it, and `crate::recover` has the kernel
+//! recover it before anything is read for a plan.
 use super::{DirEntry, FileType, GuestFs, Meta};
 use crate::error::FsError;
 use crate::image::Dev;
@@ -104,6 +105,9 @@ struct Sb {
     rootino: u64,
     dirblklog: u8,
     ftype: bool,
+    /// The internal log: first filesystem block (0: an external log device) and length.
+    logstart: u64,
+    logblocks: u32,
 }
 
 impl Sb {
@@ -239,6 +243,8 @@ impl Sb {
             rootino: be64(b, 56),
             dirblklog,
             ftype,
+            logstart: be64(b, 48),
+            logblocks: be32(b, 96),
         })
     }
 }
@@ -368,6 +374,24 @@ impl Xfs {
         } else {
             "v4"
         }
+    }
+
+    /// Whether the internal log needs recovery (see [`super::xfs_log`]); None for a log on
+    /// an external device, which revirt is not given.
+    pub fn log_state(&self) -> Result<Option<super::xfs_log::LogState>, FsError> {
+        if self.sb.logstart == 0 {
+            return Ok(None);
+        }
+        let start = self.fsb_to_byte(self.sb.logstart).ok_or_else(|| {
+            self.corrupt(format!(
+                "log start block {} outside the filesystem",
+                self.sb.logstart
+            ))
+        })?;
+        let len = u64::from(self.sb.logblocks) << self.sb.blocklog;
+        super::xfs_log::Log::new(&self.dev, start, len)?
+            .state()
+            .map(Some)
     }
 
     fn corrupt(&self, what: String) -> FsError {

@@ -59,6 +59,14 @@ pub fn for_target(name: &str) -> Vec<(String, Vec<u8>)> {
                 ("old-format".into(), hivelog_input(&old2, &log_old, &[])),
             ]
         }
+        "xfs_log" => {
+            use crate::fs::xfs_log::synthetic;
+            vec![
+                ("mkfs".into(), synthetic(16, &[], &[(0, 1, 1, 1, true)])),
+                ("dirty".into(), synthetic(16, &[], &[(0, 1, 1, 1, true), (2, 1, 3, 5, false)])),
+                ("wrapped".into(), synthetic(32, &[(0, 32, 2), (0, 10, 3)], &[(10, 3, 6, 4, false), (17, 3, 1, 1, true)])),
+            ]
+        }
         "bcd" => one("bios", ctl_prefix(0xff, &bcd_hive())),
         "linux_tree" => one("debian12", linux_tree()),
         // Filesystems, ISO and whole disks need mkfs/xorriso: `cargo xtask fuzz` makes them.

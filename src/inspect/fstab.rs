@@ -284,6 +284,7 @@ mod tests {
             disk_index: Some(disk),
             part_number: part,
             journal_recovery: None,
+            xfs_log: None,
         }
     }
 

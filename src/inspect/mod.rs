@@ -175,6 +175,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
                         disk_index: None,
                         part_number: None,
                         journal_recovery: None,
+                        xfs_log: None,
                     },
                     dev: None,
                     appliance_fs: None,
@@ -204,6 +205,10 @@ fn new_volume(
     });
     let raw = dev.clone();
     let (dev, journal_recovery) = replay_journal(dev, ident.as_ref());
+    let xfs_log = ident
+        .as_ref()
+        .filter(|i| i.fstype == "xfs")
+        .and_then(|_| xfs_log(&dev));
     let mut ident = ident;
     if let Some(i) = ident
         .as_mut()
@@ -217,6 +222,7 @@ fn new_volume(
     Volume {
         report: VolumeReport {
             journal_recovery,
+            xfs_log,
             device,
             aliases: vec![],
             size: dev.size(),
@@ -233,6 +239,25 @@ fn new_volume(
         dev: Some(dev),
         appliance_fs: None,
         raw: Some(raw),
+    }
+}
+
+/// The state of an XFS volume's internal log (None: an external log, not given to revirt).
+fn xfs_log(dev: &Dev) -> Option<crate::types::XfsLogReport> {
+    let state = crate::fs::xfs::Xfs::open(dev.clone()).and_then(|x| x.log_state());
+    match state {
+        Ok(None) => None,
+        Ok(Some(s)) => Some(crate::types::XfsLogReport {
+            needs_recovery: !s.clean,
+            head_block: s.head_block,
+            tail_block: s.tail_block,
+            cycle: s.cycle,
+            ..Default::default()
+        }),
+        Err(e) => Some(crate::types::XfsLogReport {
+            error: Some(format!("log unreadable: {e}")),
+            ..Default::default()
+        }),
     }
 }
 

@@ -81,6 +81,24 @@ pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verd
             format!("{}: the ext journal still needs recovery", v.device),
         ));
     }
+    // Likewise a dirty XFS log read through a throwaway recovery (repair recovers its output).
+    for v in ins
+        .volumes
+        .iter()
+        .filter(|v| l.mounts.values().any(|d| *d == v.device))
+        .filter(|v| {
+            v.xfs_log
+                .as_ref()
+                .is_some_and(|x| x.needs_recovery && x.recovered_into.as_deref() != Some("output"))
+        })
+    {
+        f.push(finding(
+            "filesystem",
+            None,
+            None,
+            format!("{}: the XFS log still needs recovery", v.device),
+        ));
+    }
     let bl = &l.bootloader;
     let entry = bl.default_entry.and_then(|i| bl.entries.get(i));
     // Bootloader default entry -> kernel and initramfs.

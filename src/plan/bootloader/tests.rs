@@ -100,6 +100,7 @@ fn vol(dev: &str, disk: Option<usize>, part: Option<u32>, fs: &str, uuid: &str) 
         disk_index: disk,
         part_number: part,
         journal_recovery: None,
+        xfs_log: None,
     }
 }
 
