@@ -23,29 +23,31 @@ fn guestfish() -> Command {
     gf
 }
 
-/// The skeleton under a copy-on-write overlay, root changed and crashed as described above.
-fn crashed_alma(tmp: &Path) -> PathBuf {
-    let img = tmp.join("crashed.qcow2");
+/// Skeleton `name` under a copy-on-write overlay; guestfish `mounts` it (device, mountpoint),
+/// runs `script` (guestfish commands), fsyncs `sync` (guest paths), then crashes the kernel.
+fn crashed(
+    tmp: &Path,
+    name: &str,
+    mounts: &[(&str, &str)],
+    script: &str,
+    sync: &[&str],
+) -> PathBuf {
+    let img = tmp.join(format!("crashed-{name}.qcow2"));
     run(Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(skeleton("alma9"))
+        .arg(skeleton(name))
         .arg(&img));
-    let prof = tmp.join("ens192.nmconnection");
-    std::fs::write(&prof, PROFILE).unwrap();
-    let dir = "/etc/NetworkManager/system-connections";
-    let sync = [
-        "/etc/hostname",
-        &format!("{dir}/ens192.nmconnection"),
-        dir,
-        "/etc",
-    ]
-    .map(|p| format!("xfs_io -c fsync /sysroot{p}"))
-    .join("; ");
+    let sync = sync
+        .iter()
+        .map(|p| format!("xfs_io -c fsync /sysroot{p}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mounts: String = mounts
+        .iter()
+        .map(|(dev, at)| format!("mount {dev} {at}\n"))
+        .collect();
     let script = format!(
-        "run\nmount /dev/sda2 /\nwrite /etc/hostname \"crashed-new.example.com\\n\"\n\
-         upload {} {dir}/ens192.nmconnection\nchmod 0600 {dir}/ens192.nmconnection\n\
-         debug sh \"{sync}; echo 1 > /proc/sys/kernel/sysrq; echo b > /proc/sysrq-trigger\"\n",
-        prof.display()
+        "run\n{mounts}{script}debug sh \"{sync}; echo 1 > /proc/sys/kernel/sysrq; echo b > /proc/sysrq-trigger\"\n"
     );
     let mut gf = guestfish()
         .args(["--rw", "--format=qcow2", "-a"])
@@ -61,9 +63,29 @@ fn crashed_alma(tmp: &Path) -> PathBuf {
         .unwrap()
         .write_all(script.as_bytes())
         .unwrap();
-    // The crash ends the session with an error; the log below says whether it happened.
+    // The crash ends the session with an error; the logs say whether it happened.
     let _ = gf.wait();
     img
+}
+
+/// AlmaLinux 9 (root on /dev/sda2) with a new hostname and NM profile only in the log.
+fn crashed_alma(tmp: &Path) -> PathBuf {
+    let prof = tmp.join("ens192.nmconnection");
+    std::fs::write(&prof, PROFILE).unwrap();
+    let dir = "/etc/NetworkManager/system-connections";
+    let script = format!(
+        "write /etc/hostname \"crashed-new.example.com\\n\"\n\
+         upload {} {dir}/ens192.nmconnection\nchmod 0600 {dir}/ens192.nmconnection\n",
+        prof.display()
+    );
+    let profile = format!("{dir}/ens192.nmconnection");
+    crashed(
+        tmp,
+        "alma9",
+        &[("/dev/sda2", "/")],
+        &script,
+        &["/etc/hostname", &profile, dir, "/etc"],
+    )
 }
 
 /// Partition 2 (the root) of `img` as a raw file, for the host's XFS tools.
@@ -269,4 +291,62 @@ fn dirty_xfs_log_is_found_read_recovered_and_repaired_from() {
     );
     let aside = ls("/var/lib/revirt/backup/network/etc/NetworkManager/system-connections");
     assert!(aside.contains("ens192.nmconnection"), "{aside}");
+}
+
+fn volume<'a>(v: &'a serde_json::Value, dev: &str) -> &'a serde_json::Value {
+    v["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["device"] == dev)
+        .unwrap_or_else(|| panic!("no {dev} volume: {v:#}"))
+}
+
+/// The same on a root LV and a separate /boot, both dirty at once (Rocky 8: GPT, /boot xfs on
+/// sda2, LVM rl/root xfs): inspect recovers both and reads what only their logs hold.
+#[test]
+fn dirty_logs_on_a_root_lv_and_a_separate_boot_are_both_recovered() {
+    if Command::new("guestfish").arg("--version").output().is_err() {
+        eprintln!("SKIP: guestfish is not installed (run .ci/deps.sh)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = "/boot/loader/entries";
+    let script = format!(
+        "write /etc/hostname \"crashed-lvm.example.com\\n\"\n\
+         write {entries}/crash.conf \"title Crash Entry\\nversion 9.9.9\\nlinux /vmlinuz-9.9.9\\n\"\n"
+    );
+    let conf = format!("{entries}/crash.conf");
+    let img = crashed(
+        tmp.path(),
+        "rocky8",
+        &[("/dev/rl/root", "/"), ("/dev/sda2", "/boot")],
+        &script,
+        &["/etc/hostname", "/etc", &conf, entries],
+    );
+    let before = std::fs::read(&img).unwrap();
+    let (code, out, err) = inspect(&img, tmp.path());
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for dev in ["/dev/mapper/rl-root", "/dev/sda2"] {
+        let log = &volume(&v, dev)["xfs_log"];
+        assert_eq!(log["needs_recovery"], true, "{dev}: {log:#}");
+        assert_eq!(log["recovered_into"], "throwaway-overlay", "{dev}: {log:#}");
+    }
+    let os = &v["operating_systems"][0];
+    assert_eq!(
+        os["identity"]["hostname"], "crashed-lvm.example.com",
+        "{os:#}"
+    );
+    let titles: Vec<&str> = os["linux"]["bootloader"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["title"].as_str())
+        .collect();
+    assert!(titles.contains(&"Crash Entry"), "{titles:?}");
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "inspect changed the input"
+    );
 }
