@@ -105,3 +105,9 @@ impl FsError {
         FsError::NotFound { path: path.into() }
     }
 }
+
+/// What revirt will not do safely (exit 6, refused), found before or instead of a write: the
+/// message says what and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);

@@ -99,6 +99,9 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     if e.chain().any(|c| c.is::<revirt::error::ImageError>()) {
         return exit::UNREADABLE_IMAGE;
     }
+    if e.chain().any(|c| c.is::<revirt::error::Refused>()) {
+        return exit::REFUSED;
+    }
     exit::INTERNAL
 }
 

@@ -756,7 +756,7 @@ fn native_writer_refuses_ext_metadata_that_lies() {
             case,
             &img,
             &["repair", "--writer", "native", "-o", out.to_str().unwrap()],
-            1,
+            6,
         );
         assert!(o.err.contains(why), "{case}: {}", o.err);
         assert!(!out.exists(), "{case}: a failed repair left its output");
@@ -767,7 +767,7 @@ fn native_writer_refuses_ext_metadata_that_lies() {
         "journal-free-in-place",
         &img,
         &["repair", "--writer", "native"],
-        1,
+        6,
     );
     assert!(o.err.contains("marks block"), "{}", o.err);
     let left: Vec<_> = std::fs::read_dir(d.path())

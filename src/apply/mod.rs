@@ -195,6 +195,12 @@ pub struct Session {
     pub why: String,
 }
 
+/// `--writer native` was asked for and this repair needs the appliance: refused (exit 6)
+/// before anything is written.
+fn native_refused(why: &str) -> anyhow::Error {
+    crate::error::Refused(format!("only native writes were allowed, but {why}")).into()
+}
+
 /// How [`apply`] writes: the `--writer` preference, and the session to write in if one runs.
 pub struct WriteWith {
     pub pref: WriterPref,
@@ -217,7 +223,9 @@ pub fn apply(
     if os.kind == "windows" {
         drop(session);
         if pref == WriterPref::Native {
-            bail!("only native writes were allowed, but Windows guests are written by the appliance so far");
+            return Err(native_refused(
+                "Windows guests are written by the appliance so far",
+            ));
         }
         let (records, secs) = windows::apply_windows(guest, target, os, plan, run_id, verify)?;
         return Ok(Applied {
@@ -425,16 +433,14 @@ fn open_writer(
 ) -> Result<(Box<dyn GuestWriter>, Option<String>)> {
     if let Some(Session { app, why }) = session {
         if pref == WriterPref::Native {
-            bail!("only native writes were allowed, but {why}");
+            return Err(native_refused(&why));
         }
         let mounts = mount_guest(&app, l)?;
         return Ok((Box::new(ApplianceWriter { app, mounts }), Some(why)));
     }
     match native::choose(guest, target, l, touched, tool, pref)? {
         native::Choice::Native(w) => Ok((w, None)),
-        native::Choice::Appliance(why) if pref == WriterPref::Native => {
-            bail!("only native writes were allowed, but {why}")
-        }
+        native::Choice::Appliance(why) if pref == WriterPref::Native => Err(native_refused(&why)),
         native::Choice::Appliance(why) => {
             tracing::info!("writing through the appliance: {why}");
             let app = launch_rw(guest, target)?;

@@ -222,7 +222,11 @@ impl Helper {
                 b'A' => {
                     let (a, data): (Answer, &[u8]) = split_json(&p)?;
                     if let Some(e) = &a.error {
-                        bail!("{}: {e}", self.vol.name);
+                        let msg = format!("{}: {e}", self.vol.name);
+                        if a.refused {
+                            return Err(crate::error::Refused(msg).into());
+                        }
+                        bail!(msg);
                     }
                     return Ok((a.clone(), data.to_vec()));
                 }

@@ -131,6 +131,26 @@ pub enum ExtError {
     TooManyLinks { path: String },
 }
 
+impl ExtError {
+    /// A refusal rather than a failure: metadata revirt will not edit, or no room for the edit
+    /// (the repair exits "refused", and nothing it wrote is kept).
+    pub fn is_refusal(&self) -> bool {
+        const FULL: [u32; 4] = [
+            ffi::EXT2_ET_BLOCK_ALLOC_FAIL,
+            ffi::EXT2_ET_INODE_ALLOC_FAIL,
+            ffi::EXT2_ET_DIR_NO_SPACE,
+            ffi::EXT2_ET_DIR_NO_SPACE_FOR_CSUM,
+        ];
+        match self {
+            ExtError::Corrupt { .. } | ExtError::Unsupported { .. } | ExtError::NoSpace { .. } => {
+                true
+            }
+            ExtError::Lib { code, .. } => FULL.iter().any(|&c| i64::from(c) == *code),
+            _ => false,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The io_manager: libext2fs's block I/O routed to a BlockIo.
 

@@ -128,8 +128,15 @@ impl BlockIo for PipeIo {
 
 fn answer(r: Result<Option<String>>, data: &[u8]) -> std::io::Result<()> {
     let a = match r {
-        Ok(value) => Answer { error: None, value },
+        Ok(value) => Answer {
+            error: None,
+            refused: false,
+            value,
+        },
         Err(e) => Answer {
+            refused: e
+                .downcast_ref::<super::ext2fs::ExtError>()
+                .is_some_and(super::ext2fs::ExtError::is_refusal),
             error: Some(format!("{e:#}")),
             value: None,
         },

@@ -69,6 +69,9 @@ pub enum Request {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Answer {
     pub error: Option<String>,
+    /// The error is a refusal (corrupt or unsupported metadata, no space), not a failure.
+    #[serde(default)]
+    pub refused: bool,
     pub value: Option<String>,
 }
 
