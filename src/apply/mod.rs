@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 pub use native::WriterPref;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use writer::{ApplianceWriter, GuestWriter};
 
@@ -87,39 +87,49 @@ pub fn create_overlays(disks: &[&ImageInfo], outputs: &[PathBuf]) -> Result<()> 
             outputs.len()
         );
     }
-    for (d, out) in disks.iter().zip(outputs) {
-        if out.exists() {
-            bail!(
-                "{}: already exists; revirt will not overwrite an output",
-                out.display()
-            );
-        }
-        let abs = std::path::Path::new(&d.path)
-            .canonicalize()
-            .with_context(|| format!("resolving {}", d.path))?;
-        let st = std::process::Command::new("qemu-img")
-            .args([
-                "create",
-                "-q",
-                "-u",
-                "-f",
-                "qcow2",
-                "-F",
-                d.format.as_str(),
-                "-b",
-            ])
-            .arg(&abs)
-            .arg(out)
-            .arg(d.virtual_size.to_string())
-            .status()
-            .context("running qemu-img (bash .ci/deps.sh installs it)")?;
-        if !st.success() {
-            bail!(
-                "qemu-img create overlay {} over {} failed",
-                out.display(),
-                abs.display()
-            );
-        }
+    if let Some(out) = outputs.iter().find(|o| o.exists()) {
+        bail!(
+            "{}: already exists; revirt will not overwrite an output",
+            out.display()
+        );
+    }
+    for (i, (d, out)) in disks.iter().zip(outputs).enumerate() {
+        // All or none: a failure on a later disk removes the overlays made before it.
+        create_overlay(d, out).inspect_err(|_| {
+            for made in &outputs[..i] {
+                let _ = std::fs::remove_file(made);
+            }
+        })?;
+    }
+    Ok(())
+}
+
+fn create_overlay(d: &ImageInfo, out: &Path) -> Result<()> {
+    let abs = std::path::Path::new(&d.path)
+        .canonicalize()
+        .with_context(|| format!("resolving {}", d.path))?;
+    let st = std::process::Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-u",
+            "-f",
+            "qcow2",
+            "-F",
+            d.format.as_str(),
+            "-b",
+        ])
+        .arg(&abs)
+        .arg(out)
+        .arg(d.virtual_size.to_string())
+        .status()
+        .context("running qemu-img (bash .ci/deps.sh installs it)")?;
+    if !st.success() {
+        bail!(
+            "qemu-img create overlay {} over {} failed",
+            out.display(),
+            abs.display()
+        );
     }
     Ok(())
 }
