@@ -173,6 +173,10 @@ fn plan_binds_viostor_per_windows_version() {
             && v.contains("4")));
 }
 
+/// Tests that repair w10-22h2 itself take turns: a repair locks its input disk, and a second
+/// run on a locked disk fails at once (exit 8) rather than waiting.
+static W10_22H2: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Repairs `name` into an overlay and checks it is refused with nothing written.
 fn assert_refused(name: &str, o: &PlanOptions, why: &str) {
     let img = guest(name);
@@ -203,8 +207,8 @@ fn assert_refused(name: &str, o: &PlanOptions, why: &str) {
 
 #[test]
 fn trouble_cases_are_refused_with_nothing_written() {
+    let _w10 = W10_22H2.lock().unwrap_or_else(|e| e.into_inner());
     assert_refused("w10-hibernated", &opts(), "Fast Startup");
-    assert_refused("w10-dirty", &opts(), "NTFS dirty flag");
     // A dirty SYSTEM whose log is garbage: no entry can be replayed; the refusal names the hive
     // and what is wrong with its log.
     assert_refused(
@@ -235,6 +239,42 @@ fn trouble_cases_are_refused_with_nothing_written() {
         ..Default::default()
     };
     assert_refused("2k8r2", &o, "has no viostor for");
+}
+
+/// The NTFS dirty flag alone (its journal clean, as a crash-consistent snapshot leaves it) is
+/// repaired, the report says so, and the flag stays set so that Windows checks the volume.
+#[test]
+fn the_ntfs_dirty_flag_alone_is_repaired_and_kept() {
+    let img = guest("w10-dirty");
+    let before = sha(&img);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.qcow2");
+    let req = RepairRequest {
+        inputs: vec![img.clone()],
+        policy: revirt::image::OpenPolicy::default().also_folders_of(&[img.clone()]),
+        writer: Default::default(),
+        outputs: vec![out.clone()],
+        opts: opts(),
+    };
+    let r = repair(&req, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        r.readiness,
+        Readiness::Ready,
+        "{:?} {:?}",
+        r.refusals,
+        r.verify
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("NTFS dirty flag is set") && n.contains("chkdsk")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(sha(&img), before, "input changed");
+    let g = revirt::inspect::inspect_with(&[out], &req.policy).unwrap();
+    let w = g.inspection.operating_systems[0].windows.clone().unwrap();
+    assert!(w.ntfs_dirty && !w.ntfs_log_unclean, "the flag was cleared");
 }
 
 fn hive_export(overlay: &Path, hive: &str) -> String {
@@ -274,6 +314,7 @@ fn hive_export(overlay: &Path, hive: &str) -> String {
 
 #[test]
 fn w10_repair_through_the_appliance_reads_back_and_is_idempotent() {
+    let _w10 = W10_22H2.lock().unwrap_or_else(|e| e.into_inner());
     let img = guest("w10-22h2");
     let before = sha(&img);
     let dir = tempfile::tempdir().unwrap();

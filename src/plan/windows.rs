@@ -486,7 +486,7 @@ pub fn refusals(
         });
     }
     if w.ntfs_log_unclean {
-        r.push(format!("{}: the NTFS journal ($LogFile) holds metadata changes not yet written to the volume (unclean shutdown or crash-consistent snapshot); only Windows replays it, and mounting it for writing would discard them: boot the source and shut it down cleanly, or take an application-consistent snapshot", os.root.device));
+        r.push(format!("{}: the NTFS journal ($LogFile) holds metadata changes not yet written to the volume (unclean shutdown or crash-consistent snapshot); only Windows replays it, and mounting it for writing would discard them: boot the source and shut it down cleanly, or snapshot through VSS (an application-consistent snapshot)", os.root.device));
     }
     // A dirty hive is recovered from its logs (see plan_windows); refused only when no log
     // gives a usable entry: editing the stale primary would lose or corrupt settings.
@@ -512,9 +512,7 @@ pub fn refusals(
         };
         r.push(format!("registry hive {h} ({path}) has unflushed changes (primary and secondary sequence numbers differ; its newest data is only in its .LOG1/.LOG2 transaction logs) and its logs cannot be replayed: {why}; editing the stale hive could lose or corrupt settings: boot the source and shut it down cleanly (not Fast Startup), or snapshot a cleanly shut down machine"));
     }
-    if w.ntfs_dirty {
-        r.push(format!("{}: the NTFS dirty flag is set (unclean shutdown or crash-consistent snapshot): run chkdsk on the source or take a consistent snapshot", os.root.device));
-    }
+    // The dirty flag alone (its journal clean) is repaired: see plan_windows.
     for v in &ins.volumes {
         if v.fstype.as_deref() == Some("BitLocker") {
             r.push(format!("{}: BitLocker-encrypted volume; revirt cannot repair it without the key (decrypt or suspend BitLocker on the source)", v.device));
@@ -602,6 +600,11 @@ pub fn plan_windows(
     };
     if !plan.refusals.is_empty() {
         return plan;
+    }
+    if w.ntfs_dirty {
+        // Its journal is clean (else refused above): nothing is lost by writing, and the flag
+        // stays set, so Windows checks the volume (autochk) before its first boot completes.
+        plan.notes.push(format!("{}: the NTFS dirty flag is set (unclean shutdown or crash-consistent snapshot) but its journal is clean: repaired; the flag is kept, so Windows checks the volume (chkdsk) at its first boot", os.root.device));
     }
     let dirs = inp.source.as_deref().unwrap_or_default();
     let mut p = Planner {

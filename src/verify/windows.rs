@@ -148,13 +148,8 @@ pub fn verify_windows(w: &WindowsInfo, vfs: &Vfs, opts: &PlanOptions) -> anyhow:
         };
         f.push(finding(check, Some(path), what));
     }
-    if w.ntfs_dirty {
-        f.push(finding(
-            "refused",
-            None,
-            "the NTFS dirty flag is set".into(),
-        ));
-    }
+    // The dirty flag alone is not a finding: Windows' own chkdsk at boot handles it (an unclean
+    // journal is, above).
     for t in &w.guest_tools {
         if t.start != Some(4) {
             f.push(finding(

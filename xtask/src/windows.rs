@@ -231,7 +231,6 @@ fn describe(dir: &Path, name: &str) -> Result<GuestEntry> {
     let refusal = nonempty(get("EXPECT_REFUSAL"));
     let trouble = nonempty(get("TROUBLE"))
         .or_else(|| nonempty(get("HIBERFIL")).map(|_| "hibernated".into()))
-        .or_else(|| nonempty(get("DIRTY")).map(|_| "dirty".into()))
         .or_else(|| {
             nonempty(get("HIVE_DIRTY"))
                 .filter(|h| h != "new-log")
@@ -374,6 +373,9 @@ mod tests {
             ),
             ("Windows 11 Pro", "Windows 10 Pro", "uefi")
         );
+        // The NTFS dirty flag alone is repaired, not a trouble case.
+        let dirty_ntfs = describe(&dir, "w10-dirty").unwrap();
+        assert_eq!((dirty_ntfs.trouble, dirty_ntfs.refusal), (None, None));
         // A hive whose newest data is only in its log is repaired; one with a garbage log not.
         let dirty = describe(&dir, "w10-dirty-hive").unwrap();
         assert_eq!(
