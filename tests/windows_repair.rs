@@ -251,7 +251,7 @@ fn the_ntfs_dirty_flag_alone_is_repaired_and_kept() {
     let out = dir.path().join("out.qcow2");
     let req = RepairRequest {
         inputs: vec![img.clone()],
-        policy: revirt::image::OpenPolicy::default().also_folders_of(&[img.clone()]),
+        policy: revirt::image::OpenPolicy::default().also_folders_of(std::slice::from_ref(&img)),
         writer: Default::default(),
         outputs: vec![out.clone()],
         opts: opts(),
