@@ -82,13 +82,7 @@ fn killed_mid_write_repaired_natively_boots_and_keeps_what_was_synced() {
         w.display(),
         u.display()
     );
-    let mut gf = Command::new("guestfish");
-    if !revirt::guestfs::kvm_works() {
-        // As revirt's own appliance does on a host whose KVM is broken.
-        gf.env("LIBGUESTFS_BACKEND", "direct")
-            .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
-    }
-    let mut gf = gf
+    let mut gf = guestfish()
         .args(["--rw", "--format=qcow2", "-a"])
         .arg(&crashed)
         .args(["-m", "/dev/sda1"])

@@ -13,16 +13,6 @@ use std::process::Command;
 const PROFILE: &str = "[connection]\nid=ens192\ntype=ethernet\ninterface-name=ens192\n\n\
 [ipv4]\naddress1=10.9.8.7/24,10.9.8.1\nmethod=manual\n";
 
-fn guestfish() -> Command {
-    let mut gf = Command::new("guestfish");
-    if !revirt::guestfs::kvm_works() {
-        // As revirt's own appliance does on a host whose KVM is broken.
-        gf.env("LIBGUESTFS_BACKEND", "direct")
-            .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
-    }
-    gf
-}
-
 /// Skeleton `name` under a copy-on-write overlay; guestfish `mounts` it (device, mountpoint),
 /// runs `script` (guestfish commands), fsyncs `sync` (guest paths), then crashes the kernel.
 fn crashed(

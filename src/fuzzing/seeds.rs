@@ -879,31 +879,10 @@ fn bcd_hive() -> Vec<u8> {
     hive_file(&root, 3, 3)
 }
 
-/// Marvin32 with the seed of hive log entries (82 EF 4D 88 7A 4E 55 C5), as (hi << 32) | lo.
+/// Marvin32 with the seed of hive log entries, as the hive log reader checks it.
 pub fn marvin32(data: &[u8]) -> u64 {
-    fn mix(lo: &mut u32, hi: &mut u32) {
-        *hi ^= *lo;
-        *lo = lo.rotate_left(20).wrapping_add(*hi);
-        *hi = hi.rotate_left(9) ^ *lo;
-        *lo = lo.rotate_left(27).wrapping_add(*hi);
-        *hi = hi.rotate_left(19);
-    }
-    let seed: u64 = 0x82EF_4D88_7A4E_55C5;
-    let (mut lo, mut hi) = (seed as u32, (seed >> 32) as u32);
-    let mut words = data.chunks_exact(4);
-    for w in &mut words {
-        lo = lo.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-        mix(&mut lo, &mut hi);
-    }
-    let tail = words.remainder();
-    let mut last = 0x80u32 << (8 * tail.len());
-    for (i, &b) in tail.iter().enumerate() {
-        last |= u32::from(b) << (8 * i);
-    }
-    lo = lo.wrapping_add(last);
-    mix(&mut lo, &mut hi);
-    mix(&mut lo, &mut hi);
-    (u64::from(hi) << 32) | u64::from(lo)
+    use crate::inspect::windows::hivelog;
+    hivelog::marvin32(data, hivelog::MARVIN_SEED)
 }
 
 /// A log's 512-byte base block copy: `file_type` 6 (new) or 1 (old), sequence `seq`.

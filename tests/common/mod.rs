@@ -187,3 +187,13 @@ pub fn skeleton(name: &str) -> PathBuf {
     assert!(st.success(), "building skeleton {name}");
     fixture_cache().join(format!("skeletons/{name}.qcow2"))
 }
+
+/// guestfish, run under TCG when KVM is broken, as revirt's own appliance is.
+pub fn guestfish() -> Command {
+    let mut gf = Command::new("guestfish");
+    if !revirt::guestfs::kvm_works() {
+        gf.env("LIBGUESTFS_BACKEND", "direct")
+            .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+    }
+    gf
+}

@@ -34,7 +34,7 @@ const HBIN_ALIGN: u32 = 4096;
 /// A log entry is at least 512 bytes, so this bounds work on absurd input long before memory.
 const MAX_ENTRIES_PER_LOG: usize = 1 << 20;
 /// Seed of the Marvin32 hashes in new-format log entries (spec: bytes 82 EF 4D 88 7A 4E 55 C5).
-const MARVIN_SEED: u64 = 0x82EF_4D88_7A4E_55C5;
+pub const MARVIN_SEED: u64 = 0x82EF_4D88_7A4E_55C5;
 /// Header of a new-format log entry: signature .. Hash-2.
 const ENTRY_HEADER: usize = 40;
 
@@ -197,7 +197,7 @@ pub fn invalidated_log() -> Vec<u8> {
 
 /// Marvin32 (the keyed hash of .NET / the Windows kernel) of `data` with a 64-bit `seed`,
 /// returned as (high state << 32) | low state, the order used in log entries.
-fn marvin32(data: &[u8], seed: u64) -> u64 {
+pub fn marvin32(data: &[u8], seed: u64) -> u64 {
     fn mix(lo: &mut u32, hi: &mut u32) {
         *hi ^= *lo;
         *lo = lo.rotate_left(20).wrapping_add(*hi);
