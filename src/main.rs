@@ -319,20 +319,7 @@ fn run(cli: Cli) -> Result<i32> {
                     return Ok(exit::REFUSED);
                 }
             };
-            let v = match &os.windows {
-                Some(w) => revirt::verify::windows::verify_windows(
-                    w,
-                    &revirt::repair::root_vfs(&g, os)?,
-                    &c.target.plan_options(),
-                )?,
-                None => revirt::verify::verify_linux(
-                    os.linux
-                        .as_ref()
-                        .expect("choose_os returns Linux or Windows"),
-                    &g.inspection,
-                    &c.target.plan_options(),
-                ),
-            };
+            let v = revirt::repair::verify_guest(&g, os, &c.target.plan_options())?;
             if c.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {

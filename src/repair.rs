@@ -548,10 +548,24 @@ pub fn verify_paths(
                 os.root.device
             )
         })?;
-    if let Some(w) = &again.windows {
-        let vfs = root_vfs(&g, again)?;
+    verify_guest(&g, again, opts)
+}
+
+/// Verifies `os` of `g`; for Linux with the guest files the planner reads, so that every cause
+/// `plan` repairs is a finding (without them, what the inspection alone shows, and a warning).
+pub fn verify_guest(g: &Guest, os: &OsReport, opts: &PlanOptions) -> Result<Verdict> {
+    if let Some(w) = &os.windows {
+        let vfs = root_vfs(g, os)?;
         return crate::verify::windows::verify_windows(w, &vfs, &with_env(opts));
     }
-    let l = again.linux.as_ref().context("not Linux any more")?;
-    Ok(verify_linux(l, &g.inspection, opts))
+    let l = os.linux.as_ref().context("not a Linux or Windows OS")?;
+    let inputs =
+        crate::inspect::linux::guest_vfs(&g.volumes, l).and_then(|v| collect_inputs(&v, l));
+    Ok(match inputs {
+        Ok(inputs) => crate::verify::verify_linux_files(l, &g.inspection, &inputs, opts),
+        Err(e) => {
+            tracing::warn!("guest files not read ({e:#}); verifying from the inspection only");
+            verify_linux(l, &g.inspection, opts)
+        }
+    })
 }

@@ -24,7 +24,7 @@ mod tests;
 pub use edit::{fix_cmdline, missing_args, CmdlineFix, CONSOLE_ARGS};
 
 use super::templates::render;
-use super::{Action, Change, PlanInputs, PlanOptions};
+use super::{Action, BlockBus, Change, PlanInputs, PlanOptions};
 use crate::inspect::fstab::resolve_spec;
 use crate::plan::fstab::stable_spec;
 use crate::types::{Inspection, LinuxInfo, SpecKind, VolumeReport};
@@ -192,6 +192,12 @@ fn cmdline_files(l: &LinuxInfo) -> Vec<(String, Kind)> {
         v.extend(b.config.iter().map(|c| (c.clone(), Kind::Legacy)));
     }
     v
+}
+
+/// Files holding kernel command lines that the planner edits (the sources of the boot entries
+/// it repairs).
+pub fn cmdline_file_paths(l: &LinuxInfo) -> Vec<String> {
+    cmdline_files(l).into_iter().map(|(p, _)| p).collect()
 }
 
 /// Guest path where the ESP is mounted: from the config path on it, else /etc/fstab.
@@ -408,6 +414,45 @@ pub fn plan_bootloader(
         )),
     }
 
+    actions.extend(plan_cmdline_files(l, ins, inputs, opts, notes));
+    actions.extend(plan_device_maps(l, inputs, opts.block));
+
+    if b.kind == "grub2" && !actions.is_empty() && inputs.text(DEFAULT_GRUB).is_some() {
+        if let Some(cfg) = &b.config {
+            let tool = if l.family == "debian" {
+                "grub-mkconfig"
+            } else {
+                "grub2-mkconfig"
+            };
+            actions.push(Action {
+                area: "bootloader".into(),
+                change: Change::RunBootloaderTool {
+                    config: cfg.clone(),
+                    command: vec![tool.into(), "-o".into(), cfg.clone()],
+                },
+                reason: format!(
+                    "regenerate {cfg} from the edited {DEFAULT_GRUB} so the guest's own tool agrees with the fixes; the direct edits above already boot if {tool} cannot run"
+                ),
+                diff: None,
+            });
+        }
+    }
+
+    actions.extend(plan_efi_fallback(l, ins, inputs, notes));
+    actions
+}
+
+/// Edits of the files holding kernel command lines: root=/resume= that depend on the bus (or
+/// name no volume here) become stable names, and the arguments the repair needs are added
+/// (serial console, the network planner's `kernel_args`). Pure; verify reports each edit.
+pub fn plan_cmdline_files(
+    l: &LinuxInfo,
+    ins: &Inspection,
+    inputs: &PlanInputs,
+    opts: &PlanOptions,
+    notes: &mut Vec<String>,
+) -> Vec<Action> {
+    let mut actions = vec![];
     // The files that exist, with the words of their command lines.
     let files: Vec<(String, Kind, &str, Vec<String>)> = {
         let mut grubenv_done = false;
@@ -502,10 +547,16 @@ pub fn plan_bootloader(
         actions.push(action);
     }
 
-    if b.kind.starts_with("grub") {
+    actions
+}
+
+/// device.map edits: (hdN) names the disks as the old bus did.
+pub fn plan_device_maps(l: &LinuxInfo, inputs: &PlanInputs, bus: BlockBus) -> Vec<Action> {
+    let mut actions = vec![];
+    if l.bootloader.kind.starts_with("grub") {
         for m in DEVICE_MAPS {
             if let Some(text) = inputs.text(m) {
-                let after = edit::edit_device_map(text, opts.block);
+                let after = edit::edit_device_map(text, bus);
                 if after != text {
                     actions.push(Action::edit(
                         "bootloader",
@@ -519,29 +570,13 @@ pub fn plan_bootloader(
         }
     }
 
-    if b.kind == "grub2" && !actions.is_empty() && inputs.text(DEFAULT_GRUB).is_some() {
-        if let Some(cfg) = &b.config {
-            let tool = if l.family == "debian" {
-                "grub-mkconfig"
-            } else {
-                "grub2-mkconfig"
-            };
-            actions.push(Action {
-                area: "bootloader".into(),
-                change: Change::RunBootloaderTool {
-                    config: cfg.clone(),
-                    command: vec![tool.into(), "-o".into(), cfg.clone()],
-                },
-                reason: format!(
-                    "regenerate {cfg} from the edited {DEFAULT_GRUB} so the guest's own tool agrees with the fixes; the direct edits above already boot if {tool} cannot run"
-                ),
-                diff: None,
-            });
-        }
-    }
-
-    actions.extend(plan_efi_fallback(l, ins, inputs, notes));
     actions
+}
+
+/// The stable replacement the planner writes for a `root=`/`resume=` word, or None when the
+/// word is fine (or cannot be fixed). Pure; the verify check of every boot entry.
+pub fn cmdline_word_fix(l: &LinuxInfo, ins: &Inspection, word: &str) -> Option<String> {
+    Resolver::new(l, ins).resolve(word, &mut vec![])
 }
 
 /// Name of the removable-media directory as the ESP spells it (FAT ignores case).
@@ -564,33 +599,39 @@ fn boot_dir_name(l: &LinuxInfo) -> String {
 /// and MokManager, which shim starts when a MOK request is pending.
 const SHIM_COMPANIONS: [&str; 4] = ["grubx64.efi", "grub.efi", "mmx64.efi", "MokManager.efi"];
 
-/// UEFI: a fresh NVRAM has no boot entry for the vendor path (\EFI\debian\shimx64.efi), so
-/// the firmware only tries the removable-media path \EFI\BOOT\BOOTX64.EFI. When that is
-/// missing, copy the vendor loader there. Not copied: fbx64.efi (shim would run it instead of
-/// grub and reboot after writing NVRAM entries).
-fn plan_efi_fallback(
-    l: &LinuxInfo,
-    ins: &Inspection,
-    inputs: &PlanInputs,
-    notes: &mut Vec<String>,
-) -> Vec<Action> {
+/// The loader a UEFI guest without the removable-media fallback gets copied there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EfiFallback {
+    /// Guest path where the ESP is mounted, without a trailing slash ("/boot/efi").
+    pub mp: String,
+    /// 0 shim, 1 grub, 2 systemd-boot.
+    pub class: usize,
+    /// Directory under /EFI and file name as the ESP spells them.
+    pub vendor: String,
+    pub loader: String,
+    /// Files shim loads from its own directory, copied beside it.
+    pub companions: Vec<String>,
+}
+
+/// Whether a UEFI guest needs `\EFI\BOOT\BOOTX64.EFI` and what to copy there: Ok(None) when
+/// it is not UEFI or has the fallback, Err(why) when it needs one but nothing can be copied.
+/// Pure; the planner copies it and verify reports the same guests.
+pub fn efi_fallback(l: &LinuxInfo) -> Result<Option<EfiFallback>, String> {
     let b = &l.bootloader;
     if b.firmware != "uefi" {
-        return vec![];
+        return Ok(None);
     }
     let Some(esp) = &b.esp else {
-        notes.push("UEFI guest, but no EFI system partition was found".into());
-        return vec![];
+        return Err("UEFI guest, but no EFI system partition was found".into());
     };
     if esp.has_fallback {
-        return vec![];
+        return Ok(None);
     }
     let Some(mp) = esp_mountpoint(l) else {
-        notes.push(format!(
+        return Err(format!(
             "EFI system partition {} is not mounted in /etc/fstab; no \\EFI\\BOOT fallback loader added",
             esp.device
         ));
-        return vec![];
     };
     let mp = mp.trim_end_matches('/');
     // Files per vendor directory: (dir, name as on the ESP).
@@ -647,12 +688,51 @@ fn plan_efi_fallback(
             .find_map(|d| find(d, names).map(|f| (i, d.to_string(), f)))
     });
     let Some((class, vendor, loader)) = pick else {
-        notes.push(format!(
+        return Err(format!(
             "EFI system partition {} has no \\EFI\\BOOT\\BOOTX64.EFI and no shim, grub or systemd-boot loader to copy there",
             esp.device
         ));
+    };
+    let companions = if class == 0 {
+        SHIM_COMPANIONS
+            .iter()
+            .filter_map(|c| find(&vendor, &[c]))
+            .collect()
+    } else {
+        vec![]
+    };
+    Ok(Some(EfiFallback {
+        mp: mp.to_string(),
+        class,
+        vendor,
+        loader,
+        companions,
+    }))
+}
+
+/// UEFI: a fresh NVRAM has no boot entry for the vendor path (\EFI\debian\shimx64.efi), so
+/// the firmware only tries the removable-media path \EFI\BOOT\BOOTX64.EFI. When that is
+/// missing, copy the vendor loader there. Not copied: fbx64.efi (shim would run it instead of
+/// grub and reboot after writing NVRAM entries).
+fn plan_efi_fallback(
+    l: &LinuxInfo,
+    ins: &Inspection,
+    inputs: &PlanInputs,
+    notes: &mut Vec<String>,
+) -> Vec<Action> {
+    let b = &l.bootloader;
+    let fb = match efi_fallback(l) {
+        Ok(Some(fb)) => fb,
+        Ok(None) => return vec![],
+        Err(why) => {
+            notes.push(why);
+            return vec![];
+        }
+    };
+    let Some(esp) = &b.esp else {
         return vec![];
     };
+    let (mp, class, vendor, loader) = (fb.mp.as_str(), fb.class, fb.vendor, fb.loader);
     let boot = boot_dir_name(l);
     let vdir = format!("{mp}/EFI/{vendor}");
     let bdir = format!("{mp}/EFI/{boot}");
@@ -667,22 +747,18 @@ fn plan_efi_fallback(
         ),
         diff: None,
     }];
-    if class == 0 {
-        for c in SHIM_COMPANIONS {
-            if let Some(f) = find(&vendor, &[c]) {
-                actions.push(Action {
-                    area: "bootloader".into(),
-                    change: Change::CopyFile {
-                        from: format!("{vdir}/{f}"),
-                        to: format!("{bdir}/{f}"),
-                    },
-                    reason: format!(
-                        "shim loads {f} from its own directory, so the \\EFI\\{boot} copy of {loader} needs it beside it"
-                    ),
-                    diff: None,
-                });
-            }
-        }
+    for f in &fb.companions {
+        actions.push(Action {
+            area: "bootloader".into(),
+            change: Change::CopyFile {
+                from: format!("{vdir}/{f}"),
+                to: format!("{bdir}/{f}"),
+            },
+            reason: format!(
+                "shim loads {f} from its own directory, so the \\EFI\\{boot} copy of {loader} needs it beside it"
+            ),
+            diff: None,
+        });
     }
     // Distro grub builds look for grub.cfg beside the binary ($cmdpath, Fedora's and SUSE's
     // patches) or in their built-in prefix (/EFI/<vendor>). When the vendor directory has a

@@ -13,6 +13,23 @@ pub fn stable_spec(v: &VolumeReport) -> Option<String> {
         .map(|l| format!("LABEL={}", l.replace(' ', "\\040")))
 }
 
+/// The spec a bus-dependent fstab/crypttab entry gets: the stable spec of the volume it
+/// resolves to. None when the entry is not bus dependent or its volume has no UUID or label.
+pub fn stable_replacement(
+    bus_dependent: bool,
+    resolves_to: Option<&str>,
+    ins: &Inspection,
+) -> Option<String> {
+    if !bus_dependent {
+        return None;
+    }
+    let d = resolves_to?;
+    ins.volumes
+        .iter()
+        .find(|v| v.device == d)
+        .and_then(stable_spec)
+}
+
 /// Replaces field `idx` (0-based, whitespace separated) of a line, keeping its spacing.
 fn replace_field(line: &str, idx: usize, new: &str) -> String {
     let mut out = String::new();
@@ -78,18 +95,15 @@ pub fn plan_fstab(
     notes: &mut Vec<String>,
 ) -> Vec<Action> {
     let mut actions = vec![];
-    let vol = |d: &str| ins.volumes.iter().find(|v| v.device == d);
     if let Some(text) = inputs.text("/etc/fstab") {
         let mut specs = vec![];
         let mut nofail = vec![];
         let mut why = vec![];
         for e in &l.fstab {
-            if e.bus_dependent {
-                if let Some(new) = e.resolves_to.as_deref().and_then(vol).and_then(stable_spec) {
-                    why.push(format!("line {}: {} -> {new}", e.line, e.spec));
-                    specs.push((e.line, new));
-                    continue;
-                }
+            if let Some(new) = stable_replacement(e.bus_dependent, e.resolves_to.as_deref(), ins) {
+                why.push(format!("line {}: {} -> {new}", e.line, e.spec));
+                specs.push((e.line, new));
+                continue;
             }
             if !e.present && !e.nofail {
                 nofail.push(e.line);
@@ -118,12 +132,10 @@ pub fn plan_fstab(
         let mut specs = vec![];
         let mut why = vec![];
         for e in &l.crypttab {
-            if e.bus_dependent {
-                if let Some(new) = e.resolves_to.as_deref().and_then(vol).and_then(stable_spec) {
-                    why.push(format!("line {}: {} -> {new}", e.line, e.spec));
-                    // crypttab's device is its second field.
-                    specs.push((e.line, new));
-                }
+            if let Some(new) = stable_replacement(e.bus_dependent, e.resolves_to.as_deref(), ins) {
+                why.push(format!("line {}: {} -> {new}", e.line, e.spec));
+                // crypttab's device is its second field.
+                specs.push((e.line, new));
             }
         }
         if !specs.is_empty() {

@@ -54,6 +54,28 @@ pub fn kernel_needs_virtio(k: &KernelInfo, bus: BlockBus) -> bool {
         .any(|d| !k.drivers.get(*d).is_some_and(|s| s.in_initramfs))
 }
 
+/// The drivers of [`boot_drivers`] that `k` has as modules on disk (not built in): what an
+/// initramfs repair adds.
+pub fn modules_to_add(k: &KernelInfo, bus: BlockBus) -> Vec<&'static str> {
+    boot_drivers(bus)
+        .into_iter()
+        .filter(|d| {
+            !k.drivers.get(*d).is_some_and(|s| s.builtin)
+                && k.drivers.get(*d).is_some_and(|s| s.module_on_disk)
+        })
+        .collect()
+}
+
+/// Whether the initramfs planner acts on `k`: it lacks a boot driver, has an initramfs and a
+/// modules directory, and the drivers are modules on disk. Verify flags the same kernels, so a
+/// kernel the repair cannot fix (only noted) does not keep a repaired guest "not ready".
+pub fn kernel_repairable(k: &KernelInfo, bus: BlockBus) -> bool {
+    kernel_needs_virtio(k, bus)
+        && k.initramfs.is_some()
+        && k.modules_dir.is_some()
+        && !modules_to_add(k, bus).is_empty()
+}
+
 /// Resolves `names` and all their dependencies to paths relative to the modules dir, from
 /// modules.dep text. Modules missing from modules.dep (built in) are skipped.
 pub fn module_closure(dep: &str, names: &[&str]) -> Vec<String> {
@@ -120,14 +142,7 @@ pub fn plan_initramfs(
             ));
             continue;
         };
-        let missing: Vec<&str> = drivers
-            .iter()
-            .copied()
-            .filter(|d| {
-                !k.drivers.get(*d).is_some_and(|s| s.builtin)
-                    && k.drivers.get(*d).is_some_and(|s| s.module_on_disk)
-            })
-            .collect();
+        let missing = modules_to_add(k, opts.block);
         let Some(mdir) = &k.modules_dir else {
             notes.push(format!(
                 "kernel {}: no /lib/modules/{} directory; cannot add virtio drivers",

@@ -4,7 +4,7 @@
 //! removes itself. Also SELinux: a relabel at next boot when files were changed.
 use super::templates::render;
 use super::{Action, Change, PlanInputs};
-use crate::types::LinuxInfo;
+use crate::types::{GuestTool, LinuxInfo};
 
 struct ToolSpec {
     name: &'static str,
@@ -126,9 +126,10 @@ fn sysv_name(link: &str) -> &str {
     l.trim_start_matches(|c: char| c.is_ascii_digit())
 }
 
-pub fn plan_tools(l: &LinuxInfo, inputs: &PlanInputs, notes: &mut Vec<String>) -> Vec<Action> {
-    let mut actions = vec![];
-    let mut steps = vec![];
+/// Enablement links (systemd wants, SysV rc start links) of the known guest tools, with the
+/// tool each one starts: what the planner moves aside. Pure.
+pub fn enabled_links<'a>(l: &'a LinuxInfo, inputs: &PlanInputs) -> Vec<(&'a GuestTool, String)> {
+    let mut v = vec![];
     for t in &l.guest_tools {
         let Some(spec) = TOOLS.iter().find(|s| s.name == t.name) else {
             continue;
@@ -140,22 +141,52 @@ pub fn plan_tools(l: &LinuxInfo, inputs: &PlanInputs, notes: &mut Vec<String>) -
                     && name.starts_with('S')
                     && spec.sysv.contains(&sysv_name(name));
                 if is_unit || is_sysv {
-                    let from = format!("{dir}/{name}");
-                    actions.push(Action {
-                        area: "guest-tools".into(),
-                        change: Change::Rename {
-                            to: format!("{BACKUP}{from}"),
-                            from,
-                        },
-                        reason: format!(
-                            "{} ({}) only works on the old hypervisor: do not start it on KVM",
-                            t.name, t.evidence
-                        ),
-                        diff: None,
-                    });
+                    v.push((t, format!("{dir}/{name}")));
                 }
             }
         }
+    }
+    v
+}
+
+fn has_systemd(inputs: &PlanInputs) -> bool {
+    inputs.existing.contains("/lib/systemd/systemd")
+        || inputs.existing.contains("/usr/lib/systemd/systemd")
+}
+
+/// Known guest tools whose first-boot uninstall the planner queues (systemd guests where
+/// revirt's first-boot unit is not there yet). Pure.
+pub fn uninstall_to_queue<'a>(l: &'a LinuxInfo, inputs: &PlanInputs) -> Vec<&'a GuestTool> {
+    if inputs.existing.contains(SERVICE) || !has_systemd(inputs) {
+        return vec![];
+    }
+    l.guest_tools
+        .iter()
+        .filter(|t| TOOLS.iter().any(|s| s.name == t.name))
+        .collect()
+}
+
+pub fn plan_tools(l: &LinuxInfo, inputs: &PlanInputs, notes: &mut Vec<String>) -> Vec<Action> {
+    let mut actions = vec![];
+    let mut steps = vec![];
+    for (t, from) in enabled_links(l, inputs) {
+        actions.push(Action {
+            area: "guest-tools".into(),
+            change: Change::Rename {
+                to: format!("{BACKUP}{from}"),
+                from,
+            },
+            reason: format!(
+                "{} ({}) only works on the old hypervisor: do not start it on KVM",
+                t.name, t.evidence
+            ),
+            diff: None,
+        });
+    }
+    for t in &l.guest_tools {
+        let Some(spec) = TOOLS.iter().find(|s| s.name == t.name) else {
+            continue;
+        };
         let mut ctx = tera::Context::new();
         ctx.insert("name", spec.name);
         steps.push(serde_json::json!({
@@ -165,10 +196,8 @@ pub fn plan_tools(l: &LinuxInfo, inputs: &PlanInputs, notes: &mut Vec<String>) -
             "uninstaller_args": spec.uninstaller.map(|u| u.1).unwrap_or(""),
         }));
     }
-    let systemd = inputs.existing.contains("/lib/systemd/systemd")
-        || inputs.existing.contains("/usr/lib/systemd/systemd");
     if !steps.is_empty() && !inputs.existing.contains(SERVICE) {
-        if !systemd {
+        if !has_systemd(inputs) {
             notes.push(
                 "guest tools found but no systemd: their uninstall is not queued for first boot"
                     .into(),

@@ -1,15 +1,19 @@
 //! Verify: a static boot-readiness check of a Linux guest on virtio, in pure Rust over an
 //! inspection (of the repaired overlay, or of any disk). Each finding names the file and line.
+#[cfg(test)]
+mod covers_plan;
 pub mod windows;
 
 use crate::inspect::fstab::resolve_spec;
-use crate::plan::{BlockBus, NetworkMode, PlanOptions};
-use crate::types::{Inspection, LinuxInfo, SpecKind};
+use crate::plan::{bootloader, fstab, initramfs, network, tools};
+use crate::plan::{BlockBus, NetworkMode, PlanInputs, PlanOptions};
+use crate::types::{BootEntry, Inspection, KernelInfo, LinuxInfo, SpecKind};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Finding {
-    /// "initramfs", "root", "fstab", "bootloader", "network", "net-rules".
+    /// "initramfs", "root", "fstab", "crypttab", "bootloader", "network", "net-rules",
+    /// "guest-tools", "filesystem", "inspection".
     pub check: String,
     pub file: Option<String>,
     pub line: Option<usize>,
@@ -56,7 +60,30 @@ fn binds_any_nic(name: Option<&str>, mac: Option<&str>, cmdline: &str) -> bool {
     }
 }
 
+/// Verifies from the inspection alone: kernel command lines only as the inspected boot entries
+/// show them; guest-tool links, device.map and the serial console need the guest files (see
+/// [`verify_linux_files`]).
 pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verdict {
+    verify(l, ins, None, opts)
+}
+
+/// Verifies with the guest files the planner reads (from [`crate::plan::collect_inputs`]):
+/// every condition `plan_linux` would repair is a finding.
+pub fn verify_linux_files(
+    l: &LinuxInfo,
+    ins: &Inspection,
+    inputs: &PlanInputs,
+    opts: &PlanOptions,
+) -> Verdict {
+    verify(l, ins, Some(inputs), opts)
+}
+
+fn verify(
+    l: &LinuxInfo,
+    ins: &Inspection,
+    inputs: Option<&PlanInputs>,
+    opts: &PlanOptions,
+) -> Verdict {
     let mut f = vec![];
     for u in &l.unreadable {
         f.push(finding(
@@ -280,9 +307,263 @@ pub fn verify_linux(l: &LinuxInfo, ins: &Inspection, opts: &PlanOptions) -> Verd
             format!("pins {} to MAC {}", r.name, r.mac.as_deref().unwrap_or("?")),
         ));
     }
+    // What else the planner repairs, each decided by the planner's own helper.
+    check_other_kernels(l, kernel, opts, &mut f);
+    check_fstab_nofail(l, ins, &mut f);
+    check_crypttab(l, ins, &mut f);
+    check_efi_fallback(l, &mut f);
+    match inputs {
+        Some(inputs) => {
+            check_cmdline_files(l, ins, inputs, opts, &mut f);
+            check_device_maps(l, inputs, opts, &mut f);
+            check_guest_tools(l, inputs, &mut f);
+        }
+        None => check_entry_cmdlines(l, ins, entry, opts, &mut f),
+    }
+    check_old_nic_bindings(l, opts, &mut f);
+    check_mac_pins(l, &mut f);
     Verdict {
         ready: f.is_empty(),
         findings: f,
+    }
+}
+
+/// Kernels besides the one checked above whose initramfs the planner extends.
+fn check_other_kernels(
+    l: &LinuxInfo,
+    checked: Option<&KernelInfo>,
+    opts: &PlanOptions,
+    f: &mut Vec<Finding>,
+) {
+    for k in l
+        .kernels
+        .iter()
+        .filter(|k| checked.is_none_or(|c| c.vmlinuz != k.vmlinuz))
+        .filter(|k| initramfs::kernel_repairable(k, opts.block))
+    {
+        let missing: Vec<&str> = initramfs::modules_to_add(k, opts.block)
+            .into_iter()
+            .filter(|d| !k.drivers.get(*d).is_some_and(|s| s.in_initramfs))
+            .collect();
+        f.push(finding(
+            "initramfs",
+            k.initramfs.as_deref(),
+            None,
+            format!(
+                "kernel {} (not the default entry's): its initramfs lacks {}",
+                k.version,
+                missing.join(", ")
+            ),
+        ));
+    }
+}
+
+/// nofail entries are not boot-critical, but one named by the bus may mount the wrong volume.
+fn check_fstab_nofail(l: &LinuxInfo, ins: &Inspection, f: &mut Vec<Finding>) {
+    for e in l.fstab.iter().filter(|e| e.nofail) {
+        if let Some(new) = fstab::stable_replacement(e.bus_dependent, e.resolves_to.as_deref(), ins)
+        {
+            f.push(finding(
+                "fstab",
+                Some("/etc/fstab"),
+                Some(e.line),
+                format!(
+                    "{} ({}, nofail) depends on the disk bus; it should be {new}",
+                    e.spec, e.mountpoint
+                ),
+            ));
+        }
+    }
+}
+
+fn check_crypttab(l: &LinuxInfo, ins: &Inspection, f: &mut Vec<Finding>) {
+    for e in &l.crypttab {
+        if let Some(new) = fstab::stable_replacement(e.bus_dependent, e.resolves_to.as_deref(), ins)
+        {
+            f.push(finding(
+                "crypttab",
+                Some("/etc/crypttab"),
+                Some(e.line),
+                format!(
+                    "{} ({}) depends on the disk bus; it should be {new}",
+                    e.spec, e.name
+                ),
+            ));
+        }
+    }
+}
+
+/// A new VM's NVRAM has no boot entry for the vendor loader.
+fn check_efi_fallback(l: &LinuxInfo, f: &mut Vec<Finding>) {
+    if let Ok(Some(fb)) = bootloader::efi_fallback(l) {
+        f.push(finding(
+            "bootloader",
+            Some(&format!("{}/EFI/{}/{}", fb.mp, fb.vendor, fb.loader)),
+            None,
+            format!(
+                "UEFI: no \\EFI\\BOOT\\BOOTX64.EFI, only the vendor loader \\EFI\\{}\\{}, and a new VM's NVRAM has no boot entry for it",
+                fb.vendor, fb.loader
+            ),
+        ));
+    }
+}
+
+/// Without the guest files: root=/resume= of every boot entry in a file the planner edits
+/// (the default entry's root= is checked above), and the arguments the network repair needs.
+fn check_entry_cmdlines(
+    l: &LinuxInfo,
+    ins: &Inspection,
+    default: Option<&BootEntry>,
+    opts: &PlanOptions,
+    f: &mut Vec<Finding>,
+) {
+    let edited = bootloader::cmdline_file_paths(l);
+    for e in &l.bootloader.entries {
+        let (file, line) = file_line(&e.source);
+        if !file.is_some_and(|p| edited.iter().any(|x| x == p)) {
+            continue;
+        }
+        let is_default = default.is_some_and(|d| std::ptr::eq(d, e));
+        for w in e.cmdline.split_whitespace() {
+            let root = w.starts_with("root=");
+            if (!root && !w.starts_with("resume=")) || (root && is_default) {
+                continue;
+            }
+            if let Some(new) = bootloader::cmdline_word_fix(l, ins, w) {
+                f.push(finding(
+                    "bootloader",
+                    file,
+                    line,
+                    format!(
+                        "entry '{}': {w} changes on virtio; it should be {new}",
+                        e.title
+                    ),
+                ));
+            }
+        }
+    }
+    let args = network::kernel_args(l, opts);
+    if !args.is_empty() {
+        f.push(finding(
+            "bootloader",
+            l.bootloader.config.as_deref(),
+            None,
+            format!(
+                "the network config names eth0, but not every boot entry passes {}",
+                args.join(" ")
+            ),
+        ));
+    }
+}
+
+/// With the guest files: every edit the planner makes to a kernel command line file (bus names
+/// in root=/resume=, GRUB_DISABLE_LINUX_UUID=true, missing net.ifnames=0 or serial console).
+fn check_cmdline_files(
+    l: &LinuxInfo,
+    ins: &Inspection,
+    inputs: &PlanInputs,
+    opts: &PlanOptions,
+    f: &mut Vec<Finding>,
+) {
+    for a in bootloader::plan_cmdline_files(l, ins, inputs, opts, &mut vec![]) {
+        let path = a.target();
+        let why = a
+            .reason
+            .strip_prefix(&format!("{path}: "))
+            .unwrap_or(&a.reason);
+        f.push(finding(
+            "bootloader",
+            Some(path),
+            None,
+            format!("kernel command line to fix: {why}"),
+        ));
+    }
+}
+
+fn check_device_maps(l: &LinuxInfo, inputs: &PlanInputs, opts: &PlanOptions, f: &mut Vec<Finding>) {
+    for a in bootloader::plan_device_maps(l, inputs, opts.block) {
+        f.push(finding(
+            "bootloader",
+            Some(a.target()),
+            None,
+            "names the disks by the old bus (grub-install and grub-probe stop on them)".into(),
+        ));
+    }
+}
+
+/// Hypervisor tools that start on KVM, or whose uninstall is not queued yet.
+fn check_guest_tools(l: &LinuxInfo, inputs: &PlanInputs, f: &mut Vec<Finding>) {
+    for (t, link) in tools::enabled_links(l, inputs) {
+        f.push(finding(
+            "guest-tools",
+            Some(&link),
+            None,
+            format!(
+                "{} ({}) is enabled and only works on the old hypervisor",
+                t.name, t.evidence
+            ),
+        ));
+    }
+    let queue = tools::uninstall_to_queue(l, inputs);
+    if !queue.is_empty() {
+        let names: Vec<&str> = queue.iter().map(|t| t.name.as_str()).collect();
+        f.push(finding(
+            "guest-tools",
+            queue.first().map(|t| t.evidence.as_str()),
+            None,
+            format!(
+                "{} installed and no first-boot uninstall queued",
+                names.join(", ")
+            ),
+        ));
+    }
+}
+
+/// Configs the network planner replaces, even when another one already serves any NIC.
+fn check_old_nic_bindings(l: &LinuxInfo, opts: &PlanOptions, f: &mut Vec<Finding>) {
+    for (c, i) in network::old_nic_bindings(l, opts) {
+        let what = match (&i.name, &i.mac) {
+            (_, Some(m)) => format!("MAC {m}"),
+            (Some(n), None) => format!("name {n}"),
+            (None, None) => "no name".into(),
+        };
+        let static_in_dhcp = opts.network == NetworkMode::Dhcp && !i.dhcp;
+        f.push(finding(
+            "network",
+            Some(&c.file),
+            i.line,
+            format!(
+                "{} interface {} is bound to the old NIC ({what}){}",
+                c.flavor,
+                i.name.as_deref().unwrap_or("(any)"),
+                if static_in_dhcp {
+                    ", or static where DHCP is wanted"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+}
+
+/// MAC pins besides the persistent-net rules: the generator and systemd .link files.
+fn check_mac_pins(l: &LinuxInfo, f: &mut Vec<Finding>) {
+    if l.network.persistent_net_generator {
+        f.push(finding(
+            "net-rules",
+            None,
+            None,
+            "75-persistent-net-generator.rules pins the new NIC's MAC to a name at first boot"
+                .into(),
+        ));
+    }
+    for (file, what) in network::mac_link_files(l) {
+        f.push(finding(
+            "net-rules",
+            Some(file),
+            None,
+            format!("systemd .link file names an interface by the old MAC: {what}"),
+        ));
     }
 }
 

@@ -368,8 +368,6 @@ struct Planner<'a> {
     l: &'a LinuxInfo,
     inputs: &'a PlanInputs,
     opts: &'a PlanOptions,
-    /// Names the new NIC may get.
-    expected: Vec<&'static str>,
     ifnames0: bool,
     actions: Vec<Action>,
     notes: &'a mut Vec<String>,
@@ -383,16 +381,10 @@ pub fn plan_network(
     notes: &mut Vec<String>,
 ) -> Vec<Action> {
     let ifnames0 = needs_ifnames0(l);
-    let expected = if ifnames0 || boots_with_ifnames0(l) {
-        vec!["eth0"]
-    } else {
-        PREDICTABLE_NAMES.to_vec()
-    };
     let mut p = Planner {
         l,
         inputs,
         opts,
-        expected,
         ifnames0,
         actions: vec![],
         notes,
@@ -410,6 +402,75 @@ pub fn plan_network(
         );
     }
     p.actions
+}
+
+/// Names the new NIC may get: eth0 when the repair (or the guest) boots with net.ifnames=0.
+fn expected_names(l: &LinuxInfo) -> Vec<&'static str> {
+    if needs_ifnames0(l) || boots_with_ifnames0(l) {
+        vec!["eth0"]
+    } else {
+        PREDICTABLE_NAMES.to_vec()
+    }
+}
+
+/// Interfaces bound to the old NIC (by MAC, by a name the new NIC will not get, or static in
+/// `dhcp` mode): the configs the planner replaces. Pure; verify reports each one.
+pub fn old_nic_bindings<'a>(
+    l: &'a LinuxInfo,
+    opts: &PlanOptions,
+) -> Vec<(&'a NetConfigInfo, &'a IfaceInfo)> {
+    let expected = expected_names(l);
+    let mut v = vec![];
+    for c in &l.network.configs {
+        let Some(flavor) = Flavor::parse(&c.flavor) else {
+            continue;
+        };
+        v.extend(
+            nic_ifaces(c)
+                .filter(|i| !portable(i, flavor, &expected, opts))
+                .map(|i| (c, i)),
+        );
+    }
+    v
+}
+
+/// systemd .link files naming an interface by a MAC, with what they pin.
+pub fn mac_link_files(l: &LinuxInfo) -> Vec<(&str, String)> {
+    l.network
+        .configs
+        .iter()
+        .filter(|c| c.flavor == "systemd-link")
+        .filter_map(|c| {
+            let i = c.interfaces.iter().find(|i| i.mac.is_some())?;
+            Some((c.file.as_str(), describe(i)))
+        })
+        .collect()
+}
+
+/// A config that keeps working on the new NIC, whose name is one of `expected`.
+fn portable(i: &IfaceInfo, f: Flavor, expected: &[&str], opts: &PlanOptions) -> bool {
+    if i.mac.is_some() {
+        return false;
+    }
+    let name_ok = match i.name.as_deref() {
+        None => true,
+        Some(LOGICAL) if f == Flavor::Ifupdown => true,
+        // interfaces(5) pattern `[VAR]/VALUE[/N][=LOGICAL]`, as the inspection reports a
+        // stanza mapped from `auto`: a name glob is checked, any other selector (mac/...)
+        // is a pin.
+        Some(n) if f == Flavor::Ifupdown && n.starts_with('/') => {
+            let sel = n.rsplit_once('=').map_or(n, |(s, _)| s);
+            let value = sel[1..].split('/').next().unwrap_or_default();
+            expected.iter().all(|e| glob_match(value, e))
+        }
+        Some(n) => {
+            let pats: Vec<&str> = n.split_whitespace().collect();
+            expected
+                .iter()
+                .all(|e| pats.iter().any(|p| glob_match(p, e)))
+        }
+    };
+    name_ok && (opts.network == NetworkMode::KeepStatic || i.dhcp)
 }
 
 fn describe(i: &IfaceInfo) -> String {
@@ -484,32 +545,6 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// A config that keeps working on the new NIC.
-    fn portable(&self, i: &IfaceInfo, f: Flavor) -> bool {
-        if i.mac.is_some() {
-            return false;
-        }
-        let name_ok = match i.name.as_deref() {
-            None => true,
-            Some(LOGICAL) if f == Flavor::Ifupdown => true,
-            // interfaces(5) pattern `[VAR]/VALUE[/N][=LOGICAL]`, as the inspection reports a
-            // stanza mapped from `auto`: a name glob is checked, any other selector (mac/...)
-            // is a pin.
-            Some(n) if f == Flavor::Ifupdown && n.starts_with('/') => {
-                let sel = n.rsplit_once('=').map_or(n, |(s, _)| s);
-                let value = sel[1..].split('/').next().unwrap_or_default();
-                self.expected.iter().all(|e| glob_match(value, e))
-            }
-            Some(n) => {
-                let pats: Vec<&str> = n.split_whitespace().collect();
-                self.expected
-                    .iter()
-                    .all(|e| pats.iter().any(|p| glob_match(p, e)))
-            }
-        };
-        name_ok && (self.opts.network == NetworkMode::KeepStatic || i.dhcp)
-    }
-
     // ---- udev and .link MAC pins ------------------------------------------------------------
 
     fn plan_udev(&mut self) {
@@ -574,16 +609,7 @@ impl<'a> Planner<'a> {
                     .into(),
             );
         }
-        let links: Vec<(&str, String)> = l
-            .network
-            .configs
-            .iter()
-            .filter(|c| c.flavor == "systemd-link")
-            .filter_map(|c| {
-                let i = c.interfaces.iter().find(|i| i.mac.is_some())?;
-                Some((c.file.as_str(), describe(i)))
-            })
-            .collect();
+        let links = mac_link_files(l);
         for (file, what) in links {
             if self.ours(file) {
                 continue;
@@ -601,19 +627,14 @@ impl<'a> Planner<'a> {
     fn plan_configs(&mut self) {
         let l = self.l;
         let mut touched: Vec<Touched<'a>> = vec![];
-        for c in &l.network.configs {
-            let Some(flavor) = Flavor::parse(&c.flavor) else {
-                continue;
-            };
-            let ifaces: Vec<&IfaceInfo> = nic_ifaces(c)
-                .filter(|i| !self.portable(i, flavor))
-                .collect();
-            if !ifaces.is_empty() {
-                touched.push(Touched {
+        for (c, i) in old_nic_bindings(l, self.opts) {
+            match touched.last_mut() {
+                Some(t) if std::ptr::eq(t.cfg, c) => t.ifaces.push(i),
+                _ => touched.push(Touched {
                     cfg: c,
-                    flavor,
-                    ifaces,
-                });
+                    flavor: Flavor::parse(&c.flavor).expect("old_nic_bindings parses the flavor"),
+                    ifaces: vec![i],
+                }),
             }
         }
         if touched.is_empty() {
