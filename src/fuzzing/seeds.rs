@@ -369,30 +369,14 @@ fn lvm_disk() -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // initramfs
 
-/// A newc cpio archive of regular files (mode 0644), with the trailer.
+/// A newc cpio archive of regular files and their parent directories, with the trailer: the
+/// writer revirt appends initramfs segments with ([`crate::apply::cpio::newc_archive`]).
 pub fn newc(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = vec![];
-    let mut entry = |name: &str, mode: u32, data: &[u8], ino: usize| {
-        let hdr = format!(
-            "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0
-        );
-        out.extend_from_slice(hdr.as_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-        out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-    };
-    for (i, (name, data)) in files.iter().enumerate() {
-        entry(name, 0o100644, data, i + 1);
-    }
-    entry("TRAILER!!!", 0, b"", 0);
-    out
+    let files: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.to_vec()))
+        .collect();
+    crate::apply::cpio::newc_archive(&files)
 }
 
 fn sample_cpio() -> Vec<u8> {
