@@ -121,7 +121,7 @@ pub fn probe(dev: &dyn BlockDevice) -> Result<Option<FsIdent>, ImageError> {
         return Ok(id("crypto_LUKS", cstr(&head[168..208]), None, vec![]));
     }
     if &head[0..4] == b"XFSB" {
-        let version = be32(&head, 100) as u16 & 0xf; // sb_versionnum low nibble
+        let version = (be32(&head, 100) >> 16) & 0xf; // sb_versionnum (be16 at 100), low nibble
         return Ok(id(
             "xfs",
             Some(uuid_str(&head[32..48])),
