@@ -145,7 +145,19 @@ pub fn choose_os(g: &Guest) -> Result<&OsReport, String> {
                 .filter(|v| v.fstype.as_deref() == Some("BitLocker"))
                 .map(|v| v.device.as_str())
                 .collect();
-            Err(if locked.is_empty() {
+            let missing: Vec<String> = g
+                .inspection
+                .volume_groups
+                .iter()
+                .filter(|vg| !vg.missing_pvs.is_empty())
+                .map(|vg| format!("VG {} lacks PV {}", vg.name, vg.missing_pvs.join(", ")))
+                .collect();
+            Err(if !missing.is_empty() {
+                format!(
+                    "no operating system found; {}: give every disk of the guest",
+                    missing.join("; ")
+                )
+            } else if locked.is_empty() {
                 "no operating system found".into()
             } else {
                 format!("no operating system found; {} is BitLocker-encrypted and cannot be read without its key (decrypt or suspend BitLocker on the source)", locked.join(", "))

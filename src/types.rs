@@ -130,6 +130,23 @@ pub struct LvReport {
     pub segment_types: Vec<String>,
     /// False when revirt cannot map it in pure Rust (striped/thin/raid): the appliance serves it.
     pub pure: bool,
+    /// A PV it has extents on is not among the given disks: nothing can read it (not even the
+    /// appliance, which sees the same disks).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
+    /// Where its bytes are, in LV order (pure LVs only): an LV spanning disks has a segment
+    /// on each PV.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<LvSegment>,
+}
+
+/// `length` bytes of an LV from `start` on, at `pv_offset` bytes into the PV `pv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LvSegment {
+    pub start: u64,
+    pub length: u64,
+    pub pv: String,
+    pub pv_offset: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -168,7 +168,12 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
                         fstype: None,
                         uuid: None,
                         label: None,
-                        flags: vec![],
+                        // needs_appliance: no use sending an LV with a PV missing there.
+                        flags: if lv.incomplete {
+                            vec![MISSING_PV.into()]
+                        } else {
+                            vec![]
+                        },
                         reader: "none".into(),
                         part_uuid: None,
                         part_label: None,
@@ -391,8 +396,14 @@ fn detect_oses(
     oses
 }
 
+/// Volume flag of an LV with extents on a PV that is not among the given disks.
+pub const MISSING_PV: &str = "missing-pv";
+
 /// Filesystems revirt has no pure reader for, which the appliance can serve.
 fn needs_appliance(v: &Volume) -> bool {
+    if v.report.flags.iter().any(|f| f == MISSING_PV) {
+        return false;
+    }
     match v.report.fstype.as_deref() {
         Some("btrfs") | Some("jfs") | Some("reiserfs") | Some("f2fs") | Some("zfs_member") => true,
         None => v.dev.is_none() && v.report.disk_index.is_none(), // an LV not mapped in pure Rust

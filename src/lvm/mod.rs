@@ -364,6 +364,7 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
             ));
         }
         let mut pv_map: BTreeMap<String, (&Pv, u64)> = BTreeMap::new();
+        let mut missing_keys: Vec<String> = Vec::new();
         let mut report = VgReport {
             name: vgname.clone(),
             uuid: vg.str("id").unwrap_or("").to_string(),
@@ -385,6 +386,7 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                         pv_map.insert(key.clone(), (found, pe_start));
                     }
                     (None, _) => {
+                        missing_keys.push(key.clone());
                         let hint = p.str("device").unwrap_or("?");
                         report.missing_pvs.push(format!("{id} (was {hint})"));
                         warnings.push(format!(
@@ -404,7 +406,9 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                 let device = mapper_name(&vgname, lvname);
                 let mut types = vec![];
                 let mut extents = vec![];
+                let mut segments = vec![];
                 let mut pure = true;
+                let mut incomplete = false;
                 let mut size = 0u64;
                 for (_, seg) in lv.sections() {
                     let ty = seg.str("type").unwrap_or("?").to_string();
@@ -440,14 +444,24 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                     };
                     let at =
                         |pe_start: u64| extent.and_then(|x| bytes(pe, x)?.checked_add(pe_start));
+                    if !pv_map.contains_key(&pvkey) && missing_keys.contains(&pvkey) {
+                        incomplete = true;
+                    }
                     match pv_map.get(&pvkey).and_then(|(pv, s)| Some((pv, at(*s)?))) {
                         Some((pv, dev_off)) => {
+                            segments.push(crate::types::LvSegment {
+                                start: seg_start,
+                                length: seg_len,
+                                pv: pv.device.clone(),
+                                pv_offset: dev_off,
+                            });
                             extents.push((seg_start, seg_len, pv.dev.clone(), dev_off))
                         }
                         None => pure = false,
                     }
                 }
                 extents.sort_by_key(|e| e.0);
+                segments.sort_by_key(|s| s.start);
                 let contiguous = extents.iter().try_fold(0u64, |at, e| {
                     (e.0 == at).then(|| e.0.checked_add(e.1)).flatten()
                 }) == Some(size);
@@ -457,7 +471,11 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                     ));
                     pure = false;
                 }
-                if !pure {
+                if incomplete {
+                    warnings.push(format!(
+                        "{device}: a PV it uses is not on the given disks (give every disk of the guest)"
+                    ));
+                } else if !pure {
                     warnings.push(format!(
                         "{device}: {} LV not mapped in pure Rust; the appliance serves it",
                         types.join("+")
@@ -485,7 +503,9 @@ pub fn assemble(pvs: &[Pv]) -> Vec<Vg> {
                     device,
                     size,
                     segment_types: types,
+                    segments: if pure { segments } else { vec![] },
                     pure,
+                    incomplete,
                 });
             }
         }
@@ -657,6 +677,15 @@ stripes = [
         };
         let vgs = assemble(&[a, b]);
         assert_eq!(vgs[0].report.pvs, vec!["/dev/sda2", "/dev/sdb"]);
+        let seg: Vec<(u64, u64, &str, u64)> = vgs[0].report.lvs[0]
+            .segments
+            .iter()
+            .map(|s| (s.start, s.length, s.pv.as_str(), s.pv_offset))
+            .collect();
+        assert_eq!(
+            seg,
+            vec![(0, 8192, "/dev/sda2", 8192), (8192, 4096, "/dev/sdb", 4096)]
+        );
         let (_, _, lv) = &vgs[0].lv_devs[0];
         assert_eq!(lv.size(), 3 * 4096);
         let mut buf = vec![0u8; 3 * 4096];
@@ -676,6 +705,11 @@ stripes = [
         let vgs = assemble(&[a2]);
         assert_eq!(vgs[0].report.missing_pvs.len(), 1);
         assert!(vgs[0].lv_devs.is_empty() && !vgs[0].report.lvs[0].pure);
+        assert!(
+            vgs[0].report.lvs[0].incomplete,
+            "a PV is missing: nothing can read it"
+        );
+        assert!(vgs[0].report.lvs[0].segments.is_empty());
     }
 
     #[test]
