@@ -4,6 +4,8 @@
 //! Then `repair`: revirt repair natively and through the appliance, and virt-v2v-in-place, on
 //! the same real guests (each into a fresh overlay); wall time and peak RSS (wait4 reports the
 //! largest of the process and the descendants it waited for: revirt's helpers and daemons).
+//! Then the crash table ([`crash`]): what recovery adds on crash-consistent snapshots.
+pub mod crash;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -53,8 +55,11 @@ fn images() -> Vec<PathBuf> {
         if let Ok(rd) = std::fs::read_dir(crate::cache_dir().join(set)) {
             for e in rd.flatten() {
                 let p = e.path();
+                // `<guest>.<disk>.qcow2` is a further disk of `<guest>`, not a guest.
                 if p.extension().is_some_and(|x| x == "qcow2")
-                    && !p.to_string_lossy().contains(".tmp")
+                    && !p
+                        .file_stem()
+                        .is_some_and(|s| s.to_string_lossy().contains('.'))
                 {
                     v.push(p);
                 }
@@ -98,8 +103,13 @@ pub fn run(only_real: bool) -> Result<()> {
             (name.clone(), img.clone()),
             (format!("{name} (100G)"), big.clone()),
         ] {
+            let disks = crash::disks_of(&path)?;
             let r = best_of(3, || {
-                measure(Command::new(&revirt).args(["inspect", "--json"]).arg(&path))
+                measure(
+                    Command::new(&revirt)
+                        .args(["inspect", "--json"])
+                        .args(&disks),
+                )
             })?;
             let (vs, vr, ratio) = match &v2v {
                 Some(v) if img.to_string_lossy().contains("/real/") => {

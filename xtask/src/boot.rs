@@ -9,7 +9,7 @@
 //! Platforms: `source` is what the guest came from (IDE or AHCI disk, e1000 NIC with the guest's
 //! old MAC, optional VMware-like disk model/serial so /dev/disk/by-id names match);
 //! `virtio-blk` / `virtio-scsi` are the KVM targets (virtio-net with a fresh MAC).
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,21 @@ pub struct BootInfo {
     pub source: SourceSpec,
     /// The verdict expected on the source platform ("booted-address" / "booted-no-network").
     pub expect_source: String,
+    /// The guest's further disks, in bus order: `<image stem>.<name>.qcow2` beside the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_disks: Vec<String>,
+}
+
+/// The further disks of `image` its sidecar names (`<stem>.<name>.qcow2` beside it).
+pub fn extra_disks_of(image: &Path, info: &BootInfo) -> Vec<PathBuf> {
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    info.extra_disks
+        .iter()
+        .map(|n| image.with_file_name(format!("{stem}.{n}.qcow2")))
+        .collect()
 }
 
 #[derive(clap::Args)]
@@ -81,6 +96,9 @@ pub struct BootArgs {
     /// verdict is then `killed`.
     #[arg(long)]
     pub kill_after: Option<String>,
+    /// Further disks, in bus order (default: the ones the image's .boot.json names).
+    #[arg(long = "disk")]
+    pub disks: Vec<PathBuf>,
 }
 
 /// What a boot came to.
@@ -354,6 +372,24 @@ fn sidecar(image: &Path) -> Option<BootInfo> {
     serde_json::from_str(&text).ok()
 }
 
+/// A qcow2 overlay over `image` at `overlay`, so a boot never writes the image.
+fn throwaway_overlay(image: &Path, overlay: &Path) -> Result<PathBuf> {
+    let o = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(image)
+        .arg(overlay)
+        .output()
+        .context("running qemu-img create")?;
+    if !o.status.success() {
+        bail!(
+            "qemu-img create over {}: {}",
+            image.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(overlay.to_path_buf())
+}
+
 /// Boots `image` and classifies the console. Never writes to `image`.
 pub fn boot(args: &BootArgs) -> Result<BootReport> {
     let image = fs::canonicalize(&args.image)
@@ -378,25 +414,25 @@ pub fn boot(args: &BootArgs) -> Result<BootReport> {
         }
     }
     let tmp = TempDir::new()?;
-    let overlay = if args.in_place {
-        image.clone()
-    } else {
-        let overlay = tmp.0.join("overlay.qcow2");
-        let o = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-            .arg(&image)
-            .arg(&overlay)
-            .output()
-            .context("running qemu-img create")?;
-        if !o.status.success() {
-            bail!(
-                "qemu-img create over {}: {}",
-                image.display(),
-                String::from_utf8_lossy(&o.stderr)
+    let mut disks = vec![image.clone()];
+    if !args.disks.is_empty() {
+        for d in &args.disks {
+            disks.push(
+                fs::canonicalize(d).with_context(|| format!("opening disk {}", d.display()))?,
             );
         }
-        overlay
-    };
+    } else if let Some(i) = &info {
+        disks.extend(extra_disks_of(&image, i));
+    }
+    ensure!(disks.len() <= 4, "at most 4 disks (IDE has 4 places)");
+    let mut drives = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        drives.push(if args.in_place {
+            d.clone()
+        } else {
+            throwaway_overlay(d, &tmp.0.join(format!("overlay{i}.qcow2")))?
+        });
+    }
     let console = tmp.0.join("console.log");
     let accel = pick_accel();
 
@@ -428,42 +464,51 @@ pub fn boot(args: &BootArgs) -> Result<BootReport> {
             vars.display()
         ));
     }
-    cmd.arg("-drive").arg(format!(
-        "file={},format=qcow2,if=none,id=d0,cache=writeback",
-        overlay.display()
-    ));
+    for (i, d) in drives.iter().enumerate() {
+        cmd.arg("-drive").arg(format!(
+            "file={},format=qcow2,if=none,id=d{i},cache=writeback",
+            d.display()
+        ));
+    }
     cmd.args(["-netdev", "user,id=n0"]);
     match args.platform {
         Platform::Source => {
-            let mut disk = String::from("ide-hd,drive=d0");
-            match source.bus.as_str() {
-                "ide" => disk.push_str(",bus=ide.0"),
-                "sata" => {
-                    cmd.args(["-device", "ahci,id=ahci0"]);
-                    disk.push_str(",bus=ahci0.0");
+            if source.bus == "sata" {
+                cmd.args(["-device", "ahci,id=ahci0"]);
+            }
+            for i in 0..drives.len() {
+                let mut disk = format!("ide-hd,drive=d{i}");
+                match source.bus.as_str() {
+                    // Two IDE buses, master then slave: sda, sdb on ide.0, sdc, sdd on ide.1.
+                    "ide" => disk.push_str(&format!(",bus=ide.{},unit={}", i / 2, i % 2)),
+                    "sata" => disk.push_str(&format!(",bus=ahci0.{i}")),
+                    other => bail!("unknown source bus {other:?} (ide or sata)"),
                 }
-                other => bail!("unknown source bus {other:?} (ide or sata)"),
+                if i == 0 {
+                    if let Some(m) = &source.disk_model {
+                        disk.push_str(&format!(",model={m}"));
+                    }
+                    if let Some(s) = &source.disk_serial {
+                        disk.push_str(&format!(",serial={s}"));
+                    }
+                }
+                cmd.arg("-device").arg(disk);
             }
-            if let Some(m) = &source.disk_model {
-                disk.push_str(&format!(",model={m}"));
-            }
-            if let Some(s) = &source.disk_serial {
-                disk.push_str(&format!(",serial={s}"));
-            }
-            cmd.arg("-device").arg(disk);
             cmd.arg("-device")
                 .arg(format!("e1000,netdev=n0,mac={},romfile=", source.mac));
         }
         Platform::VirtioBlk | Platform::VirtioScsi => {
-            if args.platform == Platform::VirtioBlk {
-                cmd.args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"]);
-            } else {
-                cmd.args([
-                    "-device",
-                    "virtio-scsi-pci,id=scsi0",
-                    "-device",
-                    "scsi-hd,drive=d0,bus=scsi0.0,bootindex=0",
-                ]);
+            if args.platform == Platform::VirtioScsi {
+                cmd.args(["-device", "virtio-scsi-pci,id=scsi0"]);
+            }
+            for i in 0..drives.len() {
+                let boot = if i == 0 { ",bootindex=0" } else { "" };
+                let dev = if args.platform == Platform::VirtioBlk {
+                    format!("virtio-blk-pci,drive=d{i}{boot}")
+                } else {
+                    format!("scsi-hd,drive=d{i},bus=scsi0.0,scsi-id={i}{boot}")
+                };
+                cmd.arg("-device").arg(dev);
             }
             cmd.arg("-device").arg(format!(
                 "virtio-net-pci,netdev=n0,mac={VIRTIO_MAC},romfile="

@@ -49,6 +49,9 @@ enum Cmd {
         /// Only the repair table.
         #[arg(long)]
         repair_only: bool,
+        /// Only the crash table (recovery cost on crash-consistent snapshots).
+        #[arg(long)]
+        crash_only: bool,
     },
 }
 
@@ -135,11 +138,19 @@ fn main() -> Result<()> {
             real_only,
             repair_guests,
             repair_only,
+            crash_only,
         } => {
+            if crash_only {
+                return bench::crash::run();
+            }
             if !repair_only {
                 bench::run(real_only)?;
             }
-            bench::repair(repair_guests)
+            bench::repair(repair_guests)?;
+            if !repair_only {
+                bench::crash::run()?;
+            }
+            Ok(())
         }
     }
 }

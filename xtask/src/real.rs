@@ -3,8 +3,9 @@
 //! ```text
 //! manifest.json ─┬─ base: debootstrap minbase + base.sh ──▶ real/base-<key>.tar  (shared, cached)
 //!                └─ guests[i]: untar base, chroot setup.sh (lib.sh helpers)
-//!                     ─▶ split the tree per partition ─▶ mkfs.ext4 -d / mkfs.vfat + mcopy
-//!                     ─▶ sfdisk + copy at partition offsets ─▶ grub boot.img/core.img patched in
+//!                     ─▶ sfdisk, LVM metadata ─▶ split the tree per volume (partition or LV)
+//!                     ─▶ mkfs.ext4 -d / mkfs.xfs -p protofile / mkswap / mkfs.vfat + mcopy
+//!                     ─▶ copy at volume offsets ─▶ grub boot.img/core.img patched in
 //!                     ─▶ qemu-img convert ─▶ real/<name>.qcow2 + <name>.boot.json + <name>.key
 //! ```
 //! Keys are hashes of the recipe text, so a rebuild happens only when a recipe changes. Builds take
@@ -50,8 +51,19 @@ struct GuestSpec {
     table: Table,
     disk_mib: u64,
     partitions: Vec<PartSpec>,
+    /// Further disks (the same partition table type), attached after the first in bus order.
+    #[serde(default)]
+    extra_disks: Vec<DiskSpec>,
     source: crate::boot::SourceSpec,
     expect_source: String,
+}
+
+#[derive(Deserialize, Clone)]
+struct DiskSpec {
+    /// Built as `<guest>.<name>.qcow2`.
+    name: String,
+    disk_mib: u64,
+    partitions: Vec<PartSpec>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -68,6 +80,12 @@ struct PartSpec {
     kind: PartKind,
     fs: Option<String>,
     mount: Option<String>,
+    /// kind `lvm`: the volume group this partition is the first PV of, with its LVs.
+    #[serde(default)]
+    vg: Option<VgSpec>,
+    /// kind `lvm`: a further PV of the named VG (its LVs continue onto it, in disk order).
+    #[serde(default)]
+    pv_of: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +94,34 @@ enum PartKind {
     Linux,
     Esp,
     BiosBoot,
+    Lvm,
+}
+
+#[derive(Deserialize, Clone)]
+struct VgSpec {
+    name: String,
+    /// LVs placed one after the other from the first extent of the first PV, each running on
+    /// into the next PV when one is full (an LV spanning disks).
+    lvs: Vec<LvSpec>,
+}
+
+#[derive(Deserialize, Clone)]
+struct LvSpec {
+    name: String,
+    /// 0 = every extent left (last LV only).
+    size_mib: u64,
+    fs: String,
+    mount: Option<String>,
+}
+
+/// A filesystem to make: where its bytes go once the layout is known.
+struct FsVol {
+    what: String,
+    fs: String,
+    mount: Option<String>,
+    bytes: u64,
+    /// (disk index, byte offset on that disk, length), in filesystem order.
+    pieces: Vec<(usize, u64, u64)>,
 }
 
 /// Folder holding the recipes.
@@ -147,6 +193,9 @@ fn check_tools() -> Result<()> {
         "sfdisk",
         "mkfs.ext4",
         "mkfs.vfat",
+        "mkfs.xfs",
+        "xfs_db",
+        "mkswap",
         "mcopy",
         "qemu-img",
         "tar",
@@ -220,9 +269,16 @@ fn guest_key(dir: &Path, base_key: &str, g: &GuestSpec, raw: &serde_json::Value)
 
 fn is_current(out: &Path, name: &str, key: &str) -> bool {
     let keyfile = out.join(format!("{name}.key"));
+    let info: Option<BootInfo> = fs::read_to_string(out.join(format!("{name}.boot.json")))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     fs::read_to_string(keyfile).is_ok_and(|k| k.trim() == key)
         && out.join(format!("{name}.qcow2")).is_file()
-        && out.join(format!("{name}.boot.json")).is_file()
+        && info.is_some_and(|i| {
+            crate::boot::extra_disks_of(&out.join(format!("{name}.qcow2")), &i)
+                .iter()
+                .all(|d| d.is_file())
+        })
 }
 
 /// An exclusive lock held while the file handle lives.
@@ -544,12 +600,28 @@ fn build_guest(
     };
     fs::remove_dir_all(&rdir)?;
 
-    // Split the tree: each mounted partition's folder moves out, deepest mount first.
-    let mut order: Vec<usize> = (0..g.partitions.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(g.partitions[i].mount.as_deref().map_or(0, str::len)));
-    let mut trees = vec![None; g.partitions.len()];
+    // Partition the raw images, then place every filesystem (partitions and LVs).
+    let mut raws = Vec::new();
+    let mut placed = Vec::new();
+    let mut imgs = Vec::new();
+    for (i, (mib, parts)) in std::iter::once((g.disk_mib, &g.partitions))
+        .chain(g.extra_disks.iter().map(|d| (d.disk_mib, &d.partitions)))
+        .enumerate()
+    {
+        let raw = scratch.join(format!("disk{i}.raw"));
+        File::create(&raw)?.set_len(mib << 20)?;
+        placed.push(partition(&raw, g.table, parts, &g.name)?);
+        imgs.push(File::options().read(true).write(true).open(&raw)?);
+        raws.push(raw);
+    }
+    let vols = place_volumes(g, &placed, &mut imgs)?;
+
+    // Split the tree: each mounted volume's folder moves out, deepest mount first.
+    let mut order: Vec<usize> = (0..vols.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(vols[i].mount.as_deref().map_or(0, str::len)));
+    let mut trees = vec![None; vols.len()];
     for &i in &order {
-        let Some(m) = g.partitions[i].mount.as_deref() else {
+        let Some(m) = vols[i].mount.as_deref() else {
             continue;
         };
         if m == "/" {
@@ -557,7 +629,7 @@ fn build_guest(
             continue;
         }
         let src = root.join(m.trim_start_matches('/'));
-        let dst = scratch.join(format!("part{i}"));
+        let dst = scratch.join(format!("vol{i}"));
         if src.exists() {
             fs::rename(&src, &dst)
                 .with_context(|| format!("moving {} out of the root", src.display()))?;
@@ -568,116 +640,30 @@ fn build_guest(
         trees[i] = Some(dst);
     }
 
-    // Partition the raw image.
-    let raw = scratch.join("disk.raw");
-    File::create(&raw)?.set_len(g.disk_mib << 20)?;
-    let mut script = String::from(match g.table {
-        Table::Mbr => "label: dos\nunit: sectors\n",
-        Table::Gpt => "label: gpt\nunit: sectors\n",
-    });
-    for (i, p) in g.partitions.iter().enumerate() {
-        let ty = match (g.table, p.kind) {
-            (Table::Mbr, PartKind::Linux) => "83",
-            (Table::Mbr, PartKind::Esp) => "ef",
-            (Table::Gpt, PartKind::Linux) => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-            (Table::Gpt, PartKind::Esp) => "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-            (Table::Gpt, PartKind::BiosBoot) => "21686148-6449-6E6F-744E-656564454649",
-            (Table::Mbr, PartKind::BiosBoot) => {
-                bail!("{}: a BIOS boot partition needs GPT", g.name)
-            }
-        };
-        let size = if p.size_mib == 0 {
-            String::new()
-        } else {
-            format!(", size={}", p.size_mib * 2048)
-        };
-        let boot = if g.table == Table::Mbr && i == 0 {
-            ", bootable"
-        } else {
-            ""
-        };
-        script.push_str(&format!("{}: type={ty}{size}{boot}\n", i + 1));
-    }
-    let mut child = Command::new("sfdisk")
-        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
-        .arg(&raw)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running sfdisk")?;
-    child
-        .stdin
-        .take()
-        .context("sfdisk stdin")?
-        .write_all(script.as_bytes())?;
-    let o = child.wait_with_output()?;
-    ensure!(
-        o.status.success(),
-        "sfdisk on {} failed: {}",
-        raw.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let placed = read_layout(&raw)?;
-    ensure!(
-        placed.len() == g.partitions.len(),
-        "{}: sfdisk made {} partitions",
-        g.name,
-        placed.len()
-    );
-
     // Filesystems as files, copied in at their offsets.
-    let mut img = File::options().read(true).write(true).open(&raw)?;
-    for (i, p) in g.partitions.iter().enumerate() {
-        let Some(fs_kind) = p.fs.as_deref() else {
-            continue;
+    let empty = scratch.join("empty");
+    fs::create_dir_all(&empty)?;
+    for (i, v) in vols.iter().enumerate() {
+        let tree = trees[i].as_deref().unwrap_or(&empty);
+        let fsimg = scratch.join(format!("vol{i}.img"));
+        File::create(&fsimg)?.set_len(v.bytes)?;
+        let (uuid, label) = match v.mount.as_deref() {
+            Some("/") => (root_uuid.clone(), "root"),
+            Some("/boot") => (boot_uuid.clone(), "boot"),
+            _ => (derived_uuid(key, &v.what), ""),
         };
-        let tree = trees[i]
-            .as_ref()
-            .with_context(|| format!("{}: partition {} has no mount", g.name, i + 1))?;
-        let bytes = placed[i].sectors * 512;
-        let fsimg = scratch.join(format!("part{i}.img"));
-        File::create(&fsimg)?.set_len(bytes)?;
-        match fs_kind {
-            "ext4" => {
-                let uuid = if p.mount.as_deref() == Some("/boot") {
-                    &boot_uuid
-                } else {
-                    &root_uuid
-                };
-                let label = if p.mount.as_deref() == Some("/boot") {
-                    "boot"
-                } else {
-                    "root"
-                };
-                run(Command::new("mkfs.ext4")
-                    .args(["-q", "-F", "-U", uuid, "-L", label, "-d"])
-                    .arg(tree)
-                    .arg(&fsimg))?;
-            }
-            "vfat" => {
-                run(Command::new("mkfs.vfat")
-                    .args(["-F", "32", "-n", "EFI", "-i", &esp_serial])
-                    .arg(&fsimg))?;
-                for e in fs::read_dir(tree)?.flatten() {
-                    run(Command::new("mcopy")
-                        .args(["-s", "-p", "-Q", "-i"])
-                        .arg(&fsimg)
-                        .arg(e.path())
-                        .arg("::/"))?;
-                }
-            }
-            other => bail!("{}: unknown filesystem {other:?}", g.name),
-        }
-        copy_sparse(&fsimg, &mut img, placed[i].start * 512)
-            .with_context(|| format!("copying {} into {}", fsimg.display(), raw.display()))?;
+        mkfs(v, &uuid, label, &esp_serial, tree, &fsimg, scratch)
+            .with_context(|| format!("{}: making {} on {}", g.name, v.fs, v.what))?;
+        copy_pieces(&fsimg, &v.pieces, &mut imgs)
+            .with_context(|| format!("copying {} into the disks", fsimg.display()))?;
         fs::remove_file(&fsimg)?;
     }
 
     if g.firmware == Firmware::Bios {
+        let first = &placed[0];
         let core_lba = match g.table {
             Table::Mbr => {
-                let gap = placed.iter().map(|p| p.start).min().unwrap_or(0);
+                let gap = first.iter().map(|p| p.start).min().unwrap_or(0);
                 ensure!(gap > 1, "{}: no post-MBR gap", g.name);
                 (1, gap - 1)
             }
@@ -689,34 +675,48 @@ fn build_guest(
                     .with_context(|| {
                         format!("{}: BIOS boot on GPT needs a bios-boot partition", g.name)
                     })?;
-                (placed[i].start, placed[i].sectors)
+                (first[i].start, first[i].sectors)
             }
         };
-        install_bios_grub(&mut img, &bootimg, &core, core_lba.0, core_lba.1)
-            .with_context(|| format!("installing grub into {}", raw.display()))?;
+        install_bios_grub(&mut imgs[0], &bootimg, &core, core_lba.0, core_lba.1)
+            .with_context(|| format!("installing grub into {}", raws[0].display()))?;
     }
-    img.sync_all()?;
-    drop(img);
+    for img in imgs {
+        img.sync_all()?;
+    }
 
-    let qcow = scratch.join("disk.qcow2");
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "qcow2"])
-        .arg(&raw)
-        .arg(&qcow))?;
-    fs::remove_file(&raw)?;
+    // Disk i > 0 is `<name>.<disk name>.qcow2`.
+    let names: Vec<String> = std::iter::once(g.name.clone())
+        .chain(
+            g.extra_disks
+                .iter()
+                .map(|d| format!("{}.{}", g.name, d.name)),
+        )
+        .collect();
+    for (raw, name) in raws.iter().zip(&names) {
+        run(Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(raw)
+            .arg(scratch.join(format!("{name}.qcow2"))))?;
+        fs::remove_file(raw)?;
+    }
 
     let info = BootInfo {
         name: g.name.clone(),
         firmware: g.firmware,
         source: g.source.clone(),
         expect_source: g.expect_source.clone(),
+        extra_disks: g.extra_disks.iter().map(|d| d.name.clone()).collect(),
     };
     let info_tmp = scratch.join("boot.json");
     fs::write(&info_tmp, serde_json::to_string_pretty(&info)?)?;
     let key_tmp = scratch.join("key");
     fs::write(&key_tmp, format!("{key}\n"))?;
     // The key goes last: a crash between the renames leaves a stale key, i.e. a rebuild next time.
-    fs::rename(&qcow, out.join(format!("{}.qcow2", g.name)))?;
+    for name in &names {
+        let f = format!("{name}.qcow2");
+        fs::rename(scratch.join(&f), out.join(&f))?;
+    }
     fs::rename(&info_tmp, out.join(format!("{}.boot.json", g.name)))?;
     fs::rename(&key_tmp, out.join(format!("{}.key", g.name)))?;
     Ok(())
@@ -750,35 +750,289 @@ fn read_layout(raw: &Path) -> Result<Vec<Placed>> {
         .collect()
 }
 
-/// Copies `src` into `dst` at `offset`, skipping all-zero blocks (the destination is sparse).
-fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
+/// Writes the partition table with sfdisk and reads back where each partition landed.
+fn partition(raw: &Path, table: Table, parts: &[PartSpec], guest: &str) -> Result<Vec<Placed>> {
+    let mut script = String::from(match table {
+        Table::Mbr => "label: dos\nunit: sectors\n",
+        Table::Gpt => "label: gpt\nunit: sectors\n",
+    });
+    for (i, p) in parts.iter().enumerate() {
+        let ty = match (table, p.kind) {
+            (Table::Mbr, PartKind::Linux) => "83",
+            (Table::Mbr, PartKind::Esp) => "ef",
+            (Table::Mbr, PartKind::Lvm) => "8e",
+            (Table::Gpt, PartKind::Linux) => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+            (Table::Gpt, PartKind::Esp) => "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+            (Table::Gpt, PartKind::BiosBoot) => "21686148-6449-6E6F-744E-656564454649",
+            (Table::Gpt, PartKind::Lvm) => "E6D6D379-F507-44C2-A23C-238F2A3DF928",
+            (Table::Mbr, PartKind::BiosBoot) => {
+                bail!("{guest}: a BIOS boot partition needs GPT")
+            }
+        };
+        let size = if p.size_mib == 0 {
+            String::new()
+        } else {
+            format!(", size={}", p.size_mib * 2048)
+        };
+        let boot = if table == Table::Mbr && i == 0 {
+            ", bootable"
+        } else {
+            ""
+        };
+        script.push_str(&format!("{}: type={ty}{size}{boot}\n", i + 1));
+    }
+    let mut child = Command::new("sfdisk")
+        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+        .arg(raw)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running sfdisk")?;
+    child
+        .stdin
+        .take()
+        .context("sfdisk stdin")?
+        .write_all(script.as_bytes())?;
+    let o = child.wait_with_output()?;
+    ensure!(
+        o.status.success(),
+        "sfdisk on {} failed: {}",
+        raw.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let placed = read_layout(raw)?;
+    ensure!(
+        placed.len() == parts.len(),
+        "{guest}: sfdisk made {} partitions",
+        placed.len()
+    );
+    Ok(placed)
+}
+
+/// A PV partition while the VGs are laid out.
+struct PvAt {
+    disk: usize,
+    part: usize,
+    start: u64,
+    bytes: u64,
+}
+
+/// Every filesystem of the guest with its place on the disks; writes the LVM metadata of each
+/// PV. A VG's first PV is the partition giving its `vg`, then come its `pv_of` partitions in
+/// disk order; LVs are linear, one after the other, running on into the next PV when one is
+/// full (as `lvcreate` allocates on a VG whose first PV is too small).
+fn place_volumes(g: &GuestSpec, placed: &[Vec<Placed>], imgs: &mut [File]) -> Result<Vec<FsVol>> {
+    use crate::skeleton::{ids, lvm};
+    let disks: Vec<&[PartSpec]> = std::iter::once(g.partitions.as_slice())
+        .chain(g.extra_disks.iter().map(|d| d.partitions.as_slice()))
+        .collect();
+    let mut vols = Vec::new();
+    let mut vgs: Vec<(&VgSpec, Vec<PvAt>)> = Vec::new();
+    for (d, parts) in disks.iter().enumerate() {
+        for (i, (p, at)) in parts.iter().zip(&placed[d]).enumerate() {
+            let (start, bytes) = (at.start * 512, at.sectors * 512);
+            let what = format!("disk {} partition {}", d + 1, i + 1);
+            if let Some(fs_kind) = &p.fs {
+                vols.push(FsVol {
+                    what: what.clone(),
+                    fs: fs_kind.clone(),
+                    mount: p.mount.clone(),
+                    bytes,
+                    pieces: vec![(d, start, bytes)],
+                });
+            }
+            let pv = PvAt {
+                disk: d,
+                part: i,
+                start,
+                bytes,
+            };
+            let lvm_part = p.kind == PartKind::Lvm;
+            match (&p.vg, &p.pv_of) {
+                (None, None) if !lvm_part => {}
+                (Some(vg), None) if lvm_part => vgs.push((vg, vec![pv])),
+                (None, Some(name)) if lvm_part => vgs
+                    .iter_mut()
+                    .find(|(v, _)| &v.name == name)
+                    .with_context(|| {
+                        format!("{}: {what}: pv_of {name:?} names no earlier vg", g.name)
+                    })?
+                    .1
+                    .push(pv),
+                _ => bail!(
+                    "{}: {what}: vg or pv_of (exactly one) on kind lvm partitions only",
+                    g.name
+                ),
+            }
+        }
+    }
+    for (vg, pvs) in &vgs {
+        let mut free: Vec<(usize, u64, u64)> = pvs
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (k, 0, lvm::pe_count(p.bytes)))
+            .collect();
+        let left = |f: &[(usize, u64, u64)]| f.iter().map(|(_, used, n)| n - used).sum::<u64>();
+        let mut lvs = Vec::new();
+        for (k, lv) in vg.lvs.iter().enumerate() {
+            let want = if lv.size_mib == 0 {
+                ensure!(
+                    k + 1 == vg.lvs.len(),
+                    "{}: only the last LV may take the rest",
+                    g.name
+                );
+                left(&free)
+            } else {
+                (lv.size_mib << 20).div_ceil(lvm::EXTENT)
+            };
+            ensure!(
+                want > 0 && want <= left(&free),
+                "{}: LV {}/{} does not fit its PVs ({} extents free)",
+                g.name,
+                vg.name,
+                lv.name,
+                left(&free)
+            );
+            let (mut segments, mut pieces, mut need) = (Vec::new(), Vec::new(), want);
+            for (pv, used, n) in free.iter_mut() {
+                let take = need.min(*n - *used);
+                if take == 0 {
+                    continue;
+                }
+                let at = &pvs[*pv];
+                pieces.push((
+                    at.disk,
+                    at.start + lvm::extent_offset(*used),
+                    take * lvm::EXTENT,
+                ));
+                segments.push(lvm::Segment {
+                    pv: *pv,
+                    pv_start_extent: *used,
+                    extent_count: take,
+                });
+                *used += take;
+                need -= take;
+                if need == 0 {
+                    break;
+                }
+            }
+            vols.push(FsVol {
+                what: format!("lv {}/{}", vg.name, lv.name),
+                fs: lv.fs.clone(),
+                mount: lv.mount.clone(),
+                bytes: want * lvm::EXTENT,
+                pieces,
+            });
+            lvs.push(lvm::LvSegments {
+                name: lv.name.clone(),
+                uuid: ids::lvm_uuid(&g.name, &format!("lv:{}/{}", vg.name, lv.name)),
+                segments,
+            });
+        }
+        let spec = lvm::VgSpec {
+            guest: &g.name,
+            vg: &vg.name,
+            vg_uuid: ids::lvm_uuid(&g.name, &format!("vg:{}", vg.name)),
+            pvs: pvs
+                .iter()
+                .map(|p| lvm::Pv {
+                    // The first disk's PVs keep the ids they had before disks were added.
+                    uuid: if p.disk == 0 {
+                        ids::lvm_uuid(&g.name, &format!("pv:{}", p.part + 1))
+                    } else {
+                        ids::lvm_uuid(&g.name, &format!("pv:{}:{}", p.disk + 1, p.part + 1))
+                    },
+                    device_hint: format!("/dev/sd{}{}", (b'a' + p.disk as u8) as char, p.part + 1),
+                    size: p.bytes,
+                })
+                .collect(),
+            lvs,
+        };
+        for (k, p) in pvs.iter().enumerate() {
+            lvm::write_vg_pv(&mut imgs[p.disk], p.start, &spec, k)
+                .with_context(|| format!("{}: writing PV {} of {}", g.name, k + 1, vg.name))?;
+        }
+    }
+    Ok(vols)
+}
+
+/// Copies the filesystem image `src` into its pieces on the disks, skipping all-zero MiBs
+/// (the raw disks stay sparse).
+fn copy_pieces(src: &Path, pieces: &[(usize, u64, u64)], imgs: &mut [File]) -> Result<()> {
     let mut f = File::open(src)?;
     let mut buf = vec![0u8; 1 << 20];
-    let mut pos = offset;
-    loop {
-        let n = read_full(&mut f, &mut buf)?;
-        if n == 0 {
-            break;
+    for &(disk, offset, len) in pieces {
+        let mut done = 0;
+        while done < len {
+            let n = ((len - done) as usize).min(buf.len());
+            f.read_exact(&mut buf[..n])?;
+            if buf[..n].iter().any(|&b| b != 0) {
+                imgs[disk].seek(SeekFrom::Start(offset + done))?;
+                imgs[disk].write_all(&buf[..n])?;
+            }
+            done += n as u64;
         }
-        if buf[..n].iter().any(|&b| b != 0) {
-            dst.seek(SeekFrom::Start(pos))?;
-            dst.write_all(&buf[..n])?;
-        }
-        pos += n as u64;
     }
     Ok(())
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        let r = f.read(&mut buf[n..])?;
-        if r == 0 {
-            break;
+/// Makes one filesystem from `tree` into the file `fsimg`, sized already.
+fn mkfs(
+    v: &FsVol,
+    uuid: &str,
+    label: &str,
+    esp_serial: &str,
+    tree: &Path,
+    fsimg: &Path,
+    scratch: &Path,
+) -> Result<()> {
+    let with_label = |flag: &str| -> Vec<String> {
+        if label.is_empty() {
+            vec![]
+        } else {
+            vec![flag.into(), label.into()]
         }
-        n += r;
+    };
+    match v.fs.as_str() {
+        "ext4" => run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-U", uuid])
+            .args(with_label("-L"))
+            .arg("-d")
+            .arg(tree)
+            .arg(fsimg)),
+        "xfs" => {
+            // Owners kept: a real guest's tree has files of other users and groups (shadow, ...).
+            let (proto, sticky) = crate::skeleton::disk::protofile(tree, true)?;
+            let pf = scratch.join("xfs.proto");
+            fs::write(&pf, proto)?;
+            run(Command::new("mkfs.xfs")
+                .args(["-q", "-f", "-m", &format!("uuid={uuid}")])
+                .args(with_label("-L"))
+                .arg("-p")
+                .arg(&pf)
+                .arg(fsimg))?;
+            crate::skeleton::disk::set_sticky(fsimg, &sticky, scratch)
+        }
+        "swap" => run(Command::new("mkswap")
+            .args(["-q", "-U", uuid])
+            .args(with_label("-L"))
+            .arg(fsimg)),
+        "vfat" => {
+            run(Command::new("mkfs.vfat")
+                .args(["-F", "32", "-n", "EFI", "-i", esp_serial])
+                .arg(fsimg))?;
+            for e in fs::read_dir(tree)?.flatten() {
+                run(Command::new("mcopy")
+                    .args(["-s", "-p", "-Q", "-i"])
+                    .arg(fsimg)
+                    .arg(e.path())
+                    .arg("::/"))?;
+            }
+            Ok(())
+        }
+        other => bail!("unknown filesystem {other:?}"),
     }
-    Ok(n)
 }
 
 // Offsets in grub 2.06's i386-pc boot.img and diskboot.img (include/grub/i386/pc/boot.h).

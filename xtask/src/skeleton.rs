@@ -24,7 +24,7 @@ use std::time::Instant;
 pub mod disk;
 pub mod ids;
 pub mod layout;
-mod lvm;
+pub mod lvm;
 pub mod recipe;
 pub mod tree;
 

@@ -9,7 +9,7 @@ use super::run_sh;
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 const SECTOR: u64 = 512;
@@ -78,7 +78,7 @@ fn sfdisk_script(layout: &Layout) -> String {
 
 /// Copies `src` into `dst` at `offset`, visiting only the data extents of `src` (SEEK_DATA /
 /// SEEK_HOLE) and skipping all-zero blocks inside them, so the target stays sparse.
-fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
+pub fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
     use std::os::unix::io::AsRawFd;
     static ZERO: [u8; 1 << 20] = [0; 1 << 20];
     let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
@@ -113,8 +113,10 @@ fn copy_sparse(src: &Path, dst: &mut File, offset: u64) -> Result<()> {
     Ok(())
 }
 
-/// An XFS protofile (mkfs.xfs -p) describing `dir`, files referenced by host path.
-fn protofile(dir: &Path) -> Result<String> {
+/// An XFS protofile (mkfs.xfs -p) describing `dir`, files referenced by host path, and the
+/// directories with the sticky bit (a protofile mode cannot hold it; see [`set_sticky`]).
+/// `owners`: keep each entry's uid/gid (a real guest's tree); otherwise everything is root's.
+pub fn protofile(dir: &Path, owners: bool) -> Result<(String, Vec<String>)> {
     fn mode_str(kind: char, mode: u32) -> String {
         format!(
             "{kind}{}{}{:03o}",
@@ -123,45 +125,101 @@ fn protofile(dir: &Path) -> Result<String> {
             mode & 0o777
         )
     }
-    fn rec(dir: &Path, out: &mut String) -> Result<()> {
-        let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.contains(char::is_whitespace) {
-                bail!("{}: protofile names cannot hold spaces", e.path().display());
-            }
-            let md = fs::symlink_metadata(e.path())?;
-            let mode = md.mode();
-            if md.file_type().is_symlink() {
-                let t = fs::read_link(e.path())?;
-                out.push_str(&format!(
-                    "{name} {} 0 0 {}\n",
-                    mode_str('l', 0o777),
-                    t.display()
-                ));
-            } else if md.is_dir() {
-                out.push_str(&format!("{name} {} 0 0\n", mode_str('d', mode)));
-                rec(&e.path(), out)?;
-                out.push_str("$\n");
+    struct Walk {
+        owners: bool,
+        out: String,
+        sticky: Vec<String>,
+    }
+    impl Walk {
+        fn ids(&self, md: &fs::Metadata) -> String {
+            if self.owners {
+                format!("{} {}", md.uid(), md.gid())
             } else {
-                out.push_str(&format!(
-                    "{name} {} 0 0 {}\n",
-                    mode_str('-', mode),
-                    e.path().display()
-                ));
+                "0 0".into()
             }
         }
-        Ok(())
+        fn rec(&mut self, dir: &Path, guest: &str) -> Result<()> {
+            let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.contains(char::is_whitespace) {
+                    bail!("{}: protofile names cannot hold spaces", e.path().display());
+                }
+                let md = fs::symlink_metadata(e.path())?;
+                let (mode, ids, ft) = (md.mode(), self.ids(&md), md.file_type());
+                let line = if ft.is_symlink() {
+                    let t = fs::read_link(e.path())?;
+                    format!("{name} {} {ids} {}\n", mode_str('l', 0o777), t.display())
+                } else if ft.is_dir() {
+                    self.out
+                        .push_str(&format!("{name} {} {ids}\n", mode_str('d', mode)));
+                    if mode & 0o1000 != 0 {
+                        self.sticky.push(format!("{guest}/{name}"));
+                    }
+                    self.rec(&e.path(), &format!("{guest}/{name}"))?;
+                    "$\n".into()
+                } else if ft.is_char_device() || ft.is_block_device() {
+                    let k = if ft.is_char_device() { 'c' } else { 'b' };
+                    let r = md.rdev();
+                    let (maj, min) = (libc::major(r), libc::minor(r));
+                    format!("{name} {} {ids} {maj} {min}\n", mode_str(k, mode))
+                } else if ft.is_fifo() {
+                    format!("{name} {} {ids}\n", mode_str('p', mode))
+                } else if ft.is_file() {
+                    format!(
+                        "{name} {} {ids} {}\n",
+                        mode_str('-', mode),
+                        e.path().display()
+                    )
+                } else {
+                    continue; // sockets: created by their daemons at run time
+                };
+                self.out.push_str(&line);
+            }
+            Ok(())
+        }
     }
-    let root_mode = fs::metadata(dir)?.permissions().mode();
-    let mut out = format!("/dev/null\n0 0\n{} 0 0\n", {
-        let m = root_mode & 0o777;
-        format!("d--{m:03o}")
-    });
-    rec(dir, &mut out)?;
-    out.push_str("$\n");
-    Ok(out)
+    let md = fs::metadata(dir)?;
+    let mut w = Walk {
+        owners,
+        out: String::new(),
+        sticky: Vec::new(),
+    };
+    w.out = format!(
+        "/dev/null\n0 0\n{} {}\n",
+        format_args!("d--{:03o}", md.mode() & 0o777),
+        w.ids(&md)
+    );
+    w.rec(dir, "")?;
+    w.out.push_str("$\n");
+    Ok((w.out, w.sticky))
+}
+
+/// Adds the sticky bit to directories of an XFS image made from a protofile (`/tmp`, `/var/tmp`).
+pub fn set_sticky(img: &Path, dirs: &[String], cwd: &Path) -> Result<()> {
+    for d in dirs {
+        let cmd = format!(
+            "xfs_db -x -c 'path {d}' -c 'print core.mode' '{}'",
+            img.display()
+        );
+        let out = String::from_utf8_lossy(&run_sh(&cmd, None, cwd)?).to_string();
+        let mode = out
+            .split('=')
+            .nth(1)
+            .and_then(|m| u32::from_str_radix(m.trim().trim_start_matches('0'), 8).ok())
+            .with_context(|| format!("xfs_db: no mode for {d}: {out}"))?;
+        run_sh(
+            &format!(
+                "xfs_db -x -c 'path {d}' -c 'write core.mode 0{:o}' '{}' >/dev/null",
+                mode | 0o1000,
+                img.display()
+            ),
+            None,
+            cwd,
+        )?;
+    }
+    Ok(())
 }
 
 /// Makes the filesystem of `v` into a new file of its size.
@@ -185,6 +243,7 @@ fn mkfs(v: &Volume, tree: Option<&Path>, img: &Path, scratch: &Path) -> Result<(
     let empty = scratch.join("empty");
     fs::create_dir_all(&empty)?;
     let tree = tree.unwrap_or(&empty);
+    let mut sticky_dirs = Vec::new();
     let cmd = match v.fs.as_str() {
         "ext4" => format!(
             "mkfs.ext4 -q -F -U {}{} -E root_owner=0:0{extra} -d {} {}",
@@ -195,7 +254,9 @@ fn mkfs(v: &Volume, tree: Option<&Path>, img: &Path, scratch: &Path) -> Result<(
         ),
         "xfs" => {
             let proto = scratch.join(format!("proto-{}", v.id));
-            fs::write(&proto, protofile(tree)?)?;
+            let (text, sticky) = protofile(tree, false)?;
+            fs::write(&proto, text)?;
+            sticky_dirs = sticky;
             // The TEST_* variables lift mkfs.xfs's 300 MB minimum (meant for fstests) so the
             // skeleton filesystems stay small.
             format!(
@@ -235,6 +296,7 @@ fn mkfs(v: &Volume, tree: Option<&Path>, img: &Path, scratch: &Path) -> Result<(
         f => bail!("volume {}: cannot make filesystem {f:?}", v.id),
     };
     run_sh(&cmd, None, scratch).with_context(|| format!("making {} on volume {}", v.fs, v.id))?;
+    set_sticky(img, &sticky_dirs, scratch)?;
     Ok(())
 }
 
@@ -340,7 +402,8 @@ mod tests {
         fs::create_dir_all(d.join("etc")).unwrap();
         fs::write(d.join("etc/hostname"), "x\n").unwrap();
         std::os::unix::fs::symlink("../usr/lib/os-release", d.join("etc/os-release")).unwrap();
-        let p = protofile(&d).unwrap();
+        let (p, sticky) = protofile(&d, false).unwrap();
+        assert!(sticky.is_empty());
         assert!(p.contains("etc d--"), "{p}");
         assert!(
             p.contains("os-release l--777 0 0 ../usr/lib/os-release"),

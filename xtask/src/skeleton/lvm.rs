@@ -44,6 +44,7 @@ pub struct LvPlace {
     pub extent_count: u64,
 }
 
+/// A VG whose only PV is one partition.
 pub struct PvSpec<'a> {
     pub guest: &'a str,
     pub vg: &'a str,
@@ -53,6 +54,66 @@ pub struct PvSpec<'a> {
     pub device_hint: String,
     pub size: u64,
     pub lvs: Vec<LvPlace>,
+}
+
+/// One PV of a VG.
+pub struct Pv {
+    pub uuid: String,
+    /// Device name the source host saw (kept in metadata as a hint only).
+    pub device_hint: String,
+    pub size: u64,
+}
+
+/// A run of extents of an LV on one PV.
+pub struct Segment {
+    /// Index into [`VgSpec::pvs`].
+    pub pv: usize,
+    pub pv_start_extent: u64,
+    pub extent_count: u64,
+}
+
+/// An LV made of linear segments, in LV order (several PVs: it spans their disks).
+pub struct LvSegments {
+    pub name: String,
+    pub uuid: String,
+    pub segments: Vec<Segment>,
+}
+
+/// A VG over any number of PVs; every PV carries the same metadata text.
+pub struct VgSpec<'a> {
+    pub guest: &'a str,
+    pub vg: &'a str,
+    pub vg_uuid: String,
+    pub pvs: Vec<Pv>,
+    pub lvs: Vec<LvSegments>,
+}
+
+impl PvSpec<'_> {
+    fn vg(&self) -> VgSpec<'_> {
+        VgSpec {
+            guest: self.guest,
+            vg: self.vg,
+            vg_uuid: self.vg_uuid.clone(),
+            pvs: vec![Pv {
+                uuid: self.pv_uuid.clone(),
+                device_hint: self.device_hint.clone(),
+                size: self.size,
+            }],
+            lvs: self
+                .lvs
+                .iter()
+                .map(|l| LvSegments {
+                    name: l.name.clone(),
+                    uuid: l.uuid.clone(),
+                    segments: vec![Segment {
+                        pv: 0,
+                        pv_start_extent: l.start_extent,
+                        extent_count: l.extent_count,
+                    }],
+                })
+                .collect(),
+        }
+    }
 }
 
 pub fn pe_count(size: u64) -> u64 {
@@ -65,20 +126,24 @@ pub fn extent_offset(extent: u64) -> u64 {
 }
 
 /// The VG metadata text in the shape `vgcfgbackup` writes.
-pub fn metadata_text(spec: &PvSpec) -> String {
+pub fn vg_metadata_text(spec: &VgSpec) -> String {
     let mut t = String::new();
     t += &format!("{} {{\n", spec.vg);
     t += &format!("id = \"{}\"\n", ids::lvm_uuid_dashed(&spec.vg_uuid));
     t += "seqno = 1\nformat = \"lvm2\"\n";
     t += "status = [\"RESIZEABLE\", \"READ\", \"WRITE\"]\nflags = []\n";
     t += &format!("extent_size = {}\n", EXTENT / SECTOR);
-    t += "max_lv = 0\nmax_pv = 0\nmetadata_copies = 0\n\nphysical_volumes {\n\npv0 {\n";
-    t += &format!("id = \"{}\"\n", ids::lvm_uuid_dashed(&spec.pv_uuid));
-    t += &format!("device = \"{}\"\n\n", spec.device_hint);
-    t += "status = [\"ALLOCATABLE\"]\nflags = []\n";
-    t += &format!("dev_size = {}\n", spec.size / SECTOR);
-    t += &format!("pe_start = {}\n", PE_START / SECTOR);
-    t += &format!("pe_count = {}\n}}\n}}\n\n", pe_count(spec.size));
+    t += "max_lv = 0\nmax_pv = 0\nmetadata_copies = 0\n\nphysical_volumes {\n";
+    for (i, pv) in spec.pvs.iter().enumerate() {
+        t += &format!("\npv{i} {{\n");
+        t += &format!("id = \"{}\"\n", ids::lvm_uuid_dashed(&pv.uuid));
+        t += &format!("device = \"{}\"\n\n", pv.device_hint);
+        t += "status = [\"ALLOCATABLE\"]\nflags = []\n";
+        t += &format!("dev_size = {}\n", pv.size / SECTOR);
+        t += &format!("pe_start = {}\n", PE_START / SECTOR);
+        t += &format!("pe_count = {}\n}}\n", pe_count(pv.size));
+    }
+    t += "}\n\n";
     if !spec.lvs.is_empty() {
         t += "logical_volumes {\n";
         for lv in &spec.lvs {
@@ -87,10 +152,16 @@ pub fn metadata_text(spec: &PvSpec) -> String {
             t += "status = [\"READ\", \"WRITE\", \"VISIBLE\"]\nflags = []\n";
             t += &format!("creation_time = {CTIME}\n");
             t += &format!("creation_host = \"{}\"\n", spec.guest);
-            t += "segment_count = 1\n\nsegment1 {\nstart_extent = 0\n";
-            t += &format!("extent_count = {}\n\n", lv.extent_count);
-            t += "type = \"striped\"\nstripe_count = 1\n\nstripes = [\n";
-            t += &format!("\"pv0\", {}\n]\n}}\n}}\n", lv.start_extent);
+            t += &format!("segment_count = {}\n", lv.segments.len());
+            let mut le = 0;
+            for (k, seg) in lv.segments.iter().enumerate() {
+                t += &format!("\nsegment{} {{\nstart_extent = {le}\n", k + 1);
+                t += &format!("extent_count = {}\n\n", seg.extent_count);
+                t += "type = \"striped\"\nstripe_count = 1\n\nstripes = [\n";
+                t += &format!("\"pv{}\", {}\n]\n}}\n", seg.pv, seg.pv_start_extent);
+                le += seg.extent_count;
+            }
+            t += "}\n";
         }
         t += "}\n";
     }
@@ -102,8 +173,14 @@ pub fn metadata_text(spec: &PvSpec) -> String {
     t
 }
 
-/// Writes label, pv_header and metadata into `f` for a PV starting at byte `base`.
+/// Writes label, pv_header and metadata into `f` for a one-PV VG starting at byte `base`.
 pub fn write_pv(f: &mut File, base: u64, spec: &PvSpec) -> Result<()> {
+    write_vg_pv(f, base, &spec.vg(), 0)
+}
+
+/// Writes label, pv_header and metadata of PV `index` of `spec` into `f` at byte `base`.
+pub fn write_vg_pv(f: &mut File, base: u64, spec: &VgSpec, index: usize) -> Result<()> {
+    let pv = &spec.pvs[index];
     // Label sector.
     let mut label = vec![0u8; SECTOR as usize];
     label[0..8].copy_from_slice(b"LABELONE");
@@ -111,13 +188,13 @@ pub fn write_pv(f: &mut File, base: u64, spec: &PvSpec) -> Result<()> {
     label[20..24].copy_from_slice(&32u32.to_le_bytes());
     label[24..32].copy_from_slice(b"LVM2 001");
     let mut o = 32;
-    label[o..o + 32].copy_from_slice(spec.pv_uuid.as_bytes());
+    label[o..o + 32].copy_from_slice(pv.uuid.as_bytes());
     o += 32;
     let put = |buf: &mut Vec<u8>, o: &mut usize, v: u64| {
         buf[*o..*o + 8].copy_from_slice(&v.to_le_bytes());
         *o += 8;
     };
-    put(&mut label, &mut o, spec.size);
+    put(&mut label, &mut o, pv.size);
     // Data areas: one from pe_start to the end (size 0), then terminator.
     put(&mut label, &mut o, PE_START);
     put(&mut label, &mut o, 0);
@@ -135,7 +212,7 @@ pub fn write_pv(f: &mut File, base: u64, spec: &PvSpec) -> Result<()> {
     label[16..20].copy_from_slice(&c.to_le_bytes());
 
     // Metadata text with its terminating NUL (lvm2 counts it in raw_locn.size).
-    let mut text = metadata_text(spec).into_bytes();
+    let mut text = vg_metadata_text(spec).into_bytes();
     text.push(0);
     let mut mda = vec![0u8; SECTOR as usize];
     mda[4..20].copy_from_slice(FMTT_MAGIC);
@@ -198,10 +275,49 @@ mod tests {
                 extent_count: 10,
             }],
         };
-        let t = metadata_text(&spec);
+        let t = vg_metadata_text(&spec.vg());
         assert!(t.starts_with("centos {\n"));
         assert!(t.contains("pe_count = 24\n"));
         assert!(t.contains("\"pv0\", 3\n"));
         assert!(t.contains("extent_count = 10\n"));
+    }
+
+    #[test]
+    fn an_lv_spanning_two_pvs_has_a_segment_on_each() {
+        let pv = |what: &str, mib: u64| Pv {
+            uuid: ids::lvm_uuid("g", what),
+            device_hint: format!("/dev/{what}"),
+            size: mib << 20,
+        };
+        let spec = VgSpec {
+            guest: "g",
+            vg: "vg",
+            vg_uuid: ids::lvm_uuid("g", "vg"),
+            pvs: vec![pv("sda2", 41), pv("sdb1", 101)],
+            lvs: vec![LvSegments {
+                name: "root".into(),
+                uuid: ids::lvm_uuid("g", "lv"),
+                segments: vec![
+                    Segment {
+                        pv: 0,
+                        pv_start_extent: 0,
+                        extent_count: 10,
+                    },
+                    Segment {
+                        pv: 1,
+                        pv_start_extent: 0,
+                        extent_count: 5,
+                    },
+                ],
+            }],
+        };
+        let t = vg_metadata_text(&spec);
+        assert!(t.contains("\npv1 {\n"), "{t}");
+        assert!(t.contains("segment_count = 2\n"), "{t}");
+        assert!(
+            t.contains("segment2 {\nstart_extent = 10\nextent_count = 5\n"),
+            "{t}"
+        );
+        assert!(t.contains("\"pv1\", 0\n"), "{t}");
     }
 }
