@@ -663,6 +663,29 @@ fn to_raw(qcow2: &Path) -> PathBuf {
     raw
 }
 
+/// A helper that keeps libext2fs busy for longer than its overall budget is stopped however
+/// chatty it stays (issue #8): with a budget of 0 s the first exchange is over budget, the
+/// repair fails naming the budget, and nothing is left at --output.
+#[test]
+fn native_helper_over_its_budget_is_stopped_and_leaves_nothing() {
+    require_tools(&["mkfs.ext4", "sfdisk", "qemu-img"]);
+    let (d, img) = repairable("budget", &[], |_| {});
+    let out = d.path().join("budget.qcow2");
+    let o = expect_env(
+        "helper-budget",
+        &img,
+        &["repair", "--writer", "native", "-o", out.to_str().unwrap()],
+        1,
+        &[("REVIRT_HELPER_BUDGET_SECS", Path::new("0"))],
+    );
+    assert!(
+        o.err.contains("used its whole budget") && o.err.contains("REVIRT_HELPER_BUDGET_SECS"),
+        "{}",
+        o.err
+    );
+    assert!(!out.exists(), "a failed repair left its output behind");
+}
+
 /// ext roots that inspect and plan but whose allocation metadata lies (issue #9): the native
 /// writer must refuse or fail before writing where the lie says it may, never hand back a disk
 /// that verify calls ready while file data sits in the journal or an inode table, and leave no

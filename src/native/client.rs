@@ -15,6 +15,16 @@ use std::time::{Duration, Instant};
 /// How long a helper may stay silent (no block request, no answer) before it is killed; also
 /// how long one frame may take to cross the pipe either way.
 const SILENCE: Duration = Duration::from_secs(120);
+/// How long one helper may work in all, however busy it keeps the pipe (a hostile filesystem
+/// can make libext2fs loop over block requests without ever going silent):
+/// `REVIRT_HELPER_BUDGET_SECS` seconds, by default ten minutes (a real repair takes seconds).
+fn budget() -> Duration {
+    std::env::var("REVIRT_HELPER_BUDGET_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(600), Duration::from_secs)
+}
+
 /// Largest block request served at once.
 const MAX_IO: usize = 64 << 20;
 
@@ -122,6 +132,9 @@ pub struct Helper {
     vol: MappedVolume,
     /// Why the helper says this filesystem must not be written natively (from `open`).
     pub unsupported: Option<String>,
+    /// When its [`budget`] runs out.
+    deadline: Instant,
+    budget: Duration,
 }
 
 /// The program to run as the helper: this revirt binary, or `$REVIRT_EXE` for programs that
@@ -156,12 +169,15 @@ impl Helper {
                 libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
             );
         }
+        let budget = budget();
         let mut h = Helper {
             child,
             stdin,
             stdout,
             vol,
             unsupported: None,
+            deadline: Instant::now() + budget,
+            budget,
         };
         let size = h.vol.size;
         let (a, _) = h.call(&Request::Open { size }, &[])?;
@@ -177,6 +193,9 @@ impl Helper {
     /// dies meanwhile (a crash in libext2fs) is reported as such.
     pub fn call(&mut self, req: &Request, data: &[u8]) -> Result<(Answer, Vec<u8>)> {
         let r = self.exchange(req, data);
+        if r.is_err() && Instant::now() >= self.deadline {
+            return Err(self.over_budget());
+        }
         if let Err(e) = &r {
             let pipe = e.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>().is_some_and(|io| {
@@ -195,10 +214,21 @@ impl Helper {
 
     fn exchange(&mut self, req: &Request, data: &[u8]) -> Result<(Answer, Vec<u8>)> {
         let what = || format!("helper for {}", self.vol.name);
-        write_json(&mut TimedWrite::new(&mut self.stdin), b'Q', req, data).with_context(what)?;
+        let until = self.deadline;
+        write_json(
+            &mut TimedWrite::new(&mut self.stdin, until),
+            b'Q',
+            req,
+            data,
+        )
+        .with_context(what)?;
         loop {
-            let (tag, p) = read_frame(&mut TimedRead::new(&mut self.stdout)).with_context(what)?;
-            let mut out = TimedWrite::new(&mut self.stdin);
+            if Instant::now() >= self.deadline {
+                return Err(self.over_budget());
+            }
+            let (tag, p) =
+                read_frame(&mut TimedRead::new(&mut self.stdout, until)).with_context(what)?;
+            let mut out = TimedWrite::new(&mut self.stdin, until);
             let sent = match tag {
                 b'R' => {
                     let (off, len) = parse_rw(&p, true)?;
@@ -234,6 +264,16 @@ impl Helper {
             };
             sent.with_context(what)?;
         }
+    }
+
+    /// Stops a helper whose budget ran out and says so.
+    fn over_budget(&mut self) -> anyhow::Error {
+        self.child.kill().ok();
+        anyhow::anyhow!(
+            "helper for {} used its whole budget of {:?} (REVIRT_HELPER_BUDGET_SECS) and was stopped: the filesystem keeps it busy far longer than any repair needs",
+            self.vol.name,
+            self.budget
+        )
     }
 
     /// How the helper ended, once its pipe closed under us: "died (signal 11, SIGSEGV)" or
@@ -355,11 +395,16 @@ struct TimedRead<'a> {
     until: Instant,
 }
 
+/// A frame's deadline: `SILENCE` from now, or the helper's overall deadline if sooner.
+fn frame_deadline(overall: Instant) -> Instant {
+    (Instant::now() + SILENCE).min(overall)
+}
+
 impl<'a> TimedRead<'a> {
-    fn new(r: &'a mut ChildStdout) -> Self {
+    fn new(r: &'a mut ChildStdout, overall: Instant) -> Self {
         TimedRead {
             r,
-            until: Instant::now() + SILENCE,
+            until: frame_deadline(overall),
         }
     }
 }
@@ -378,10 +423,10 @@ struct TimedWrite<'a> {
 }
 
 impl<'a> TimedWrite<'a> {
-    fn new(w: &'a mut ChildStdin) -> Self {
+    fn new(w: &'a mut ChildStdin, overall: Instant) -> Self {
         TimedWrite {
             w,
-            until: Instant::now() + SILENCE,
+            until: frame_deadline(overall),
         }
     }
 }
