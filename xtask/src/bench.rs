@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: wall time and peak RSS of `revirt inspect` on every cached real guest and
-//! on a 100 GiB sparse qcow2 holding the same guest, next to virt-v2v-inspector when installed.
+//! `cargo xtask bench`: wall time and peak RSS of `revirt inspect` on every cached real, skeleton
+//! and phony guest and on a 100 GiB sparse qcow2 holding the same guest, whether it needed the
+//! appliance, next to virt-v2v-inspector when installed.
 //! Prints figures; asserts nothing (targets: < 1 s, < 64 MB, no appliance, flat in disk size).
 //! Then `repair`: revirt repair natively and through the appliance, and virt-v2v-in-place, on
 //! the same real guests (each into a fresh overlay); wall time and peak RSS (wait4 reports the
@@ -51,7 +52,7 @@ fn best_of(n: usize, mut f: impl FnMut() -> Result<Sample>) -> Result<Sample> {
 
 fn images() -> Vec<PathBuf> {
     let mut v = vec![];
-    for set in ["real", "skeletons"] {
+    for set in ["real", "skeletons", "phony"] {
         if let Ok(rd) = std::fs::read_dir(crate::cache_dir().join(set)) {
             for e in rd.flatten() {
                 let p = e.path();
@@ -86,8 +87,8 @@ pub fn run(only_real: bool) -> Result<()> {
         crate::cache_dir().display()
     );
     println!(
-        "{:<34} {:>9} {:>9} {:>10} {:>10} {:>8}",
-        "image", "revirt s", "RSS MB", "v2v-insp s", "RSS MB", "ratio"
+        "{:<34} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8}",
+        "image", "revirt s", "RSS MB", "appliance", "v2v-insp s", "RSS MB", "ratio"
     );
     for img in &imgs {
         let name = img.file_stem().unwrap().to_string_lossy().to_string();
@@ -103,12 +104,16 @@ pub fn run(only_real: bool) -> Result<()> {
             (name.clone(), img.clone()),
             (format!("{name} (100G)"), big.clone()),
         ] {
-            let disks = crash::disks_of(&path)?;
+            // The 100G overlay stands for the first disk; further disks are the guest's own.
+            let mut disks = crash::disks_of(img)?;
+            disks[0] = path.clone();
+            let app = appliance_used(&revirt, &disks);
             let r = best_of(3, || {
                 measure(
                     Command::new(&revirt)
                         .args(["inspect", "--json"])
-                        .args(&disks),
+                        .args(&disks)
+                        .env("REVIRT_ALLOW_BACKING_DIR", crate::cache_dir()),
                 )
             })?;
             let (vs, vr, ratio) = match &v2v {
@@ -129,10 +134,11 @@ pub fn run(only_real: bool) -> Result<()> {
                 _ => ("-".into(), "-".into(), "-".into()),
             };
             println!(
-                "{:<34} {:>9.3} {:>9.1} {:>10} {:>10} {:>8}{}",
+                "{:<34} {:>9.3} {:>9.1} {:>9} {:>10} {:>10} {:>8}{}",
                 label,
                 r.secs,
                 r.rss_mb,
+                app,
                 vs,
                 vr,
                 ratio,
@@ -150,6 +156,24 @@ pub fn run(only_real: bool) -> Result<()> {
         println!("virt-v2v-inspector not installed: comparison column skipped (apt-get install virt-v2v)");
     }
     Ok(())
+}
+
+/// Whether `revirt inspect` needed the appliance on these disks ("yes"/"no", "?" if it failed).
+fn appliance_used(revirt: &Path, disks: &[PathBuf]) -> &'static str {
+    let out = Command::new(revirt)
+        .args(["inspect", "--json"])
+        .args(disks)
+        .env("REVIRT_ALLOW_BACKING_DIR", crate::cache_dir())
+        .stderr(Stdio::null())
+        .output();
+    let v: Option<serde_json::Value> = out
+        .ok()
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok());
+    match v.as_ref().and_then(|v| v["appliance_used"].as_bool()) {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "?",
+    }
 }
 
 /// Creates a fresh qcow2 overlay over `img` (absolute backing path, format pinned).
