@@ -65,6 +65,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("iso", iso),
     ("inspect", inspect),
     ("linux_tree", linux_tree),
+    ("rpmdb", rpmdb),
 ];
 
 /// The target called `name`.
@@ -1156,6 +1157,18 @@ pub fn hivelog(data: &[u8]) {
     let path = format!("{WIN_CONFIG}/SYSTEM");
     if let Ok((h, _)) = crate::inspect::windows::read_hive_logged(&fs.vfs(), &path, "SYSTEM") {
         walk_hive(&h);
+    }
+}
+
+/// rpm's SQLite database ([`crate::inspect::rpmdb::applications`]: the SQLite b-tree walk,
+/// records, overflow chains, header blobs), then the same bytes as one header blob on its own.
+pub fn rpmdb(data: &[u8]) {
+    use crate::inspect::rpmdb::header;
+    let _ = crate::inspect::rpmdb::applications(data);
+    if let Ok(h) = header::Header::parse(data) {
+        for tag in [header::NAME, header::EPOCH, header::SUMMARY, header::URL] {
+            let _ = (h.format(tag), h.number(tag));
+        }
     }
 }
 

@@ -235,6 +235,11 @@ pub struct LinuxInfo {
     /// The same guest as virt-inspector names it (reported as `OsReport::identity`).
     #[serde(skip)]
     pub identity: OsIdentity,
+    /// The filesystems libguestfs mounts for `identity` (mountpoint -> device): `mounts`, less
+    /// a /usr that only revirt finds (Flatcar's, issue #10). virt-inspector's `<mountpoints>`
+    /// for a guest with no fstab.
+    #[serde(skip)]
+    pub inspector_mounts: BTreeMap<String, String>,
 }
 
 /// How an fstab/crypttab device spec names its device.

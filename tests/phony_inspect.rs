@@ -136,6 +136,19 @@ const GUESTS: &[Expect] = &[
         revirt: Some(("rhel", "6.10", "rhel")),
     },
     Expect {
+        name: "fedora39",
+        root: "/dev/mapper/fedora-root",
+        distro: "fedora",
+        product_name: Some("Fedora Linux 39 (Server Edition)"),
+        version: (39, 0),
+        arch: "x86_64",
+        hostname: "fedora39.example.com",
+        package_format: Some("rpm"),
+        package_management: Some("yum"),
+        osinfo: "fedora39",
+        revirt: Some(("fedora", "39", "rhel")),
+    },
+    Expect {
         name: "sles11",
         root: "/dev/sda2",
         distro: "sles",
@@ -175,6 +188,10 @@ const GUESTS: &[Expect] = &[
         revirt: None,
     },
 ];
+
+/// Phony guests whose identity has a test of its own (virt-inspector's and revirt's facts differ,
+/// so no one `Expect` holds both); their XML is checked with the others'.
+const OWN_IDENTITY_TEST: [&str; 1] = ["flatcar"];
 
 fn expect(name: &str) -> &'static Expect {
     GUESTS
@@ -315,9 +332,81 @@ fn coreos_with_usr_on_its_own_partition() {
     );
 }
 
+/// Flatcar 3760.2.0: libguestfs 1.48 takes its root for a plain Linux root (/etc/hosts and the
+/// /bin link come before its CoreOS test), reads it alone, where os-release is a link into the
+/// unmounted /usr, and does not take USR-A for a CoreOS /usr (/usr/share/coreos is a link to
+/// flatcar). virt-inspector names no distro, version or arch, and so does `identity`; revirt's
+/// own facts come from the USR-A it finds and mounts.
+#[test]
+fn flatcar_identity_as_libguestfs_sees_it_and_facts_from_usr() {
+    let ins = inspect("flatcar");
+    assert_eq!(ins["warnings"], serde_json::json!([]), "{ins}");
+    let oses = ins["operating_systems"]
+        .as_array()
+        .expect("operating_systems");
+    assert_eq!(oses.len(), 1, "{ins}");
+    let os = &oses[0];
+    assert_eq!(
+        os["root"]["device"], "/dev/sda7",
+        "ROOT is partition 7: {os}"
+    );
+    let id = &os["identity"];
+    let want_id = serde_json::json!({
+        "os_type": "linux", "distro": "unknown", "product_name": null, "product_variant": null,
+        "major_version": 0, "minor_version": 0, "arch": null, "hostname": "flatcar-01",
+        "build_id": null, "package_format": null, "package_management": null,
+        "osinfo": "unknown",
+    });
+    assert_eq!(*id, want_id, "virt-inspector's identity");
+    let l = &os["linux"];
+    for (field, want) in [
+        ("distro", "flatcar"),
+        ("version", "3760.2.0"),
+        (
+            "product_name",
+            "Flatcar Container Linux by Kinvolk 3760.2.0 (Oklo)",
+        ),
+        ("family", "other"),
+        ("arch", "x86_64"),
+        ("hostname", "flatcar-01"),
+    ] {
+        assert_eq!(l[field], want, "linux.{field}");
+    }
+    assert_eq!(
+        l["mounts"],
+        serde_json::json!({"/": "/dev/sda7", "/usr": "/dev/sda3"}),
+        "USR-A (ext2) mounted at /usr, OEM (sda5) left alone"
+    );
+}
+
 #[test]
 fn fedora14_is_fedora_not_redhat_based() {
     check("fedora14");
+}
+
+#[test]
+fn fedora39_from_os_release_in_usr_lib() {
+    check("fedora39");
+}
+
+/// The rpm database in SQLite (at /usr/lib/sysimage/rpm, /var/lib/rpm a link to it), made by rpm
+/// itself, lists every package in the XML; the header spilling onto overflow pages is read whole.
+#[test]
+fn fedora39_applications_from_rpmdb_sqlite() {
+    let img = image("fedora39");
+    let (code, out, err) = golden::revirt(&["inspect".as_ref(), "--xml".as_ref(), img.as_os_str()]);
+    assert_eq!(code, 0, "revirt inspect --xml exit {code}: {err}");
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("<name>")?.strip_suffix("</name>"))
+        .filter(|n| *n != "linux")
+        .collect();
+    assert_eq!(
+        names,
+        ["bash", "fedora-release", "filesystem", "shadow-utils"],
+        "{out}"
+    );
+    assert!(out.contains("<epoch>2</epoch>"), "{out}");
 }
 
 #[test]
@@ -347,6 +436,7 @@ fn plan_refuses_distros_revirt_does_not_repair() {
         ("archlinux", "arch"),
         ("alpine", "alpine"),
         ("coreos", "coreos"),
+        ("flatcar", "flatcar"),
     ] {
         let img = image(name);
         let (code, out, err) = golden::revirt(&["plan".as_ref(), img.as_os_str()]);
@@ -425,8 +515,8 @@ fn check_xml(name: &str) {
 #[test]
 fn xml_is_virt_inspectors() {
     let mut failed = vec![];
-    for e in GUESTS {
-        if let Err(p) = std::panic::catch_unwind(|| check_xml(e.name)) {
+    for name in GUESTS.iter().map(|e| e.name).chain(OWN_IDENTITY_TEST) {
+        if let Err(p) = std::panic::catch_unwind(|| check_xml(name)) {
             let msg = p
                 .downcast_ref::<String>()
                 .cloned()

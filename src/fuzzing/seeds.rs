@@ -69,6 +69,10 @@ pub fn for_target(name: &str) -> Vec<(String, Vec<u8>)> {
         }
         "bcd" => one("bios", ctl_prefix(0xff, &bcd_hive())),
         "linux_tree" => one("debian12", linux_tree()),
+        "rpmdb" => vec![
+            ("packages".into(), rpm_sqlite()),
+            ("header".into(), rpm_header("bash", 0, 0)),
+        ],
         // Filesystems, ISO and whole disks need mkfs/xorriso: `cargo xtask fuzz` makes them.
         "inspect" => one("mbr-lvm", sparse(&lvm_disk())),
         _ => vec![],
@@ -87,6 +91,32 @@ pub fn write_from_env(target: &str) {
             let _ = std::fs::write(dir.join(format!("inproc-{name}")), data);
         }
     }
+}
+
+/// An rpm header blob as the database stores it; `pad` bytes of description make it big.
+fn rpm_header(name: &str, epoch: u32, pad: usize) -> Vec<u8> {
+    use crate::inspect::rpmdb::header::*;
+    let n = format!("{name}\0");
+    let desc = format!("{}\0", "x".repeat(pad));
+    blob(&[
+        (NAME, STRING, 1, n.as_bytes()),
+        (VERSION, STRING, 1, b"1.0\0"),
+        (RELEASE, STRING, 1, b"1.fc39\0"),
+        (SUMMARY, I18NSTRING, 1, b"summary\0"),
+        (DESCRIPTION, I18NSTRING, 1, desc.as_bytes()),
+        (ARCH, STRING, 1, b"noarch\0"),
+        (EPOCH, INT32, 1, &epoch.to_be_bytes()),
+    ])
+}
+
+/// rpmdb.sqlite with three packages, one spilling onto overflow pages.
+fn rpm_sqlite() -> Vec<u8> {
+    let rows = [
+        rpm_header("bash", 0, 0),
+        rpm_header("shadow-utils", 2, 1500),
+        rpm_header("zlib", 0, 10),
+    ];
+    crate::inspect::rpmdb::sqlite::synthetic("Packages", &rows)
 }
 
 fn ctl_prefix(c: u8, rest: &[u8]) -> Vec<u8> {
@@ -1057,6 +1087,16 @@ mod tests {
             (w.product_name.as_str(), w.major, w.arch.as_str()),
             ("Windows 10 Pro", 10, "x86_64")
         );
+    }
+
+    #[test]
+    fn rpmdb_seed_lists_its_packages() {
+        let (_, db) = &for_target("rpmdb")[0];
+        let a = crate::inspect::rpmdb::applications(db).unwrap();
+        let names: Vec<&str> = a.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["bash", "shadow-utils", "zlib"]);
+        assert_eq!(a[1].epoch, 2);
+        assert_eq!(a[1].description.len(), 1500);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Installed applications, as virt-inspector lists them (libguestfs `lib/inspect-apps.c`), from
 //! the package databases that are cheap to read in pure Rust: dpkg's status file, pacman's local
-//! database, apk's installed file, and the Windows Uninstall keys (native and WOW6432Node views).
-//! rpm keeps its database in SQLite (current releases) or Berkeley DB (RHEL <= 8, SLES <= 15):
-//! not read yet, so such a guest has no application list (`None`), which is not an error.
+//! database, apk's installed file, rpm's SQLite database ([`super::rpmdb`]), and the Windows
+//! Uninstall keys (native and WOW6432Node views). rpm's older Berkeley DB (RHEL <= 8, SLES <= 15)
+//! is not read, so such a guest has no application list (`None`), which is not an error.
 use super::windows::hive::{Hive, Key};
 use crate::fs::{FileType, Vfs};
 
@@ -30,7 +30,8 @@ fn sorted(mut v: Vec<Application>) -> Vec<Application> {
 }
 
 /// Applications of a Linux guest whose package format is `format` ("deb", "pacman", "apk",
-/// "rpm"...). `None`: a database revirt does not read (rpm); an unknown format is an empty list.
+/// "rpm"...). `None`: a database revirt does not read (rpm without rpmdb.sqlite); an unknown
+/// format is an empty list.
 pub fn linux_applications(
     vfs: &Vfs,
     format: Option<&str>,
@@ -45,9 +46,29 @@ pub fn linux_applications(
             Some(t) => parse_apk_installed(&t),
             None => vec![],
         },
-        Some("rpm") => return Ok(None),
+        Some("rpm") => match rpm_sqlite(vfs)? {
+            Some(v) => v,
+            None => return Ok(None),
+        },
         _ => vec![],
     })))
+}
+
+/// The packages of the first rpmdb.sqlite of [`super::rpmdb::DB_PATHS`]; None when there is
+/// none (a Berkeley DB guest). In reverse database order before the sort, as libguestfs's
+/// `Rpm.list_rpm_applications` builds its list, so packages of one name keep its order.
+fn rpm_sqlite(vfs: &Vfs) -> anyhow::Result<Option<Vec<Application>>> {
+    use anyhow::Context;
+    for path in super::rpmdb::DB_PATHS {
+        if !matches!(vfs.stat(path)?, Some(m) if m.ftype == FileType::File) {
+            continue;
+        }
+        let db = vfs.read_file_limited(path, super::rpmdb::DB_LIMIT)?;
+        let mut v = super::rpmdb::applications(&db).with_context(|| path.to_string())?;
+        v.reverse();
+        return Ok(Some(v));
+    }
+    Ok(None)
 }
 
 /// `[epoch:]version[-release]`, split at the first ':' and then the first '-', as libguestfs

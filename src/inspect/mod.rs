@@ -11,6 +11,7 @@ pub mod apps;
 pub mod fstab;
 pub mod identity;
 pub mod linux;
+pub mod rpmdb;
 pub mod windows;
 pub mod xml;
 

@@ -141,13 +141,13 @@ fn operating_system(w: &mut Xml, ins: &Inspection, os: &OsReport, apps: Option<&
     w.opt("hostname", id.hostname.as_deref());
     w.opt("osinfo", Some(id.osinfo.as_str()));
 
-    // Mount points and filesystems: fstab's (Linux), the root alone (Windows, or a root with
-    // no fstab: CoreOS, whose /usr inspection mounted).
+    // Mount points and filesystems: fstab's (Linux), the root alone (Windows), or for a root
+    // with no fstab what libguestfs mounted (CoreOS: / and its /usr; Flatcar: / alone).
     let root = canonical(ins, &os.root.device);
     let mut pairs = match &os.linux {
         Some(l) if !l.fstab.is_empty() => fstab_mounts(ins, os, &l.fstab),
         Some(l) => l
-            .mounts
+            .inspector_mounts
             .iter()
             .map(|(mp, d)| (canonical(ins, d), mp.clone()))
             .collect(),

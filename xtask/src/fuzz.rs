@@ -382,7 +382,7 @@ fn gen_seeds(dir: &Path) -> Result<()> {
         work: &scratch,
     };
     type Gen = fn(&Seeds) -> Result<()>;
-    let gens: [(&str, Gen); 10] = [
+    let gens: [(&str, Gen); 11] = [
         ("qcow2 (qemu-img)", qcow2),
         ("partitions (sfdisk)", partitions),
         ("ext4 + jbd2 (mkfs.ext4, debugfs)", ext4),
@@ -392,6 +392,7 @@ fn gen_seeds(dir: &Path) -> Result<()> {
         ("iso (xorriso)", iso),
         ("initramfs (cpio, compressors)", initramfs),
         ("hives (mkhive.py, hivexregedit)", hives),
+        ("rpmdb (rpmbuild, rpm)", rpmdb),
         ("configs (fixture recipes) and disks", recipes_and_disks),
     ];
     let mut skipped = vec![];
@@ -434,7 +435,12 @@ fn seeds_key() -> Result<String> {
     h.update(include_str!("fuzz.rs"));
     let root = crate::repo_root().join("fixtures/images");
     let mut files = vec![];
-    for sub in ["skeletons", "windows-mini", "windows/trouble.py"] {
+    for sub in [
+        "skeletons",
+        "windows-mini",
+        "windows/trouble.py",
+        "phony/fedora39/rpms",
+    ] {
         collect(&root.join(sub), &mut files);
     }
     files.sort();
@@ -920,6 +926,31 @@ fn hives(s: &Seeds) -> Result<()> {
         if let (Ok(h), Ok(l1), Ok(l2)) = (p(""), p(".LOG1"), p(".LOG2")) {
             s.put("hivelog", name, &hivelog_input(&h, &l1, &l2))?;
         }
+    }
+    Ok(())
+}
+
+/// rpm's SQLite database as rpm 4.18 writes it (4 KiB pages, index tables, a header on overflow
+/// pages) from the fedora39 phony guest's specs; where sqlite3 is installed, the same database
+/// rewritten with 1 KiB pages (deeper trees, every header on overflow pages).
+fn rpmdb(s: &Seeds) -> Result<()> {
+    let specs = crate::repo_root().join("fixtures/images/phony/fedora39/rpms");
+    s.sh(&format!(
+        "mkdir -p db
+         for f in {d}/*.spec; do
+           SOURCE_DATE_EPOCH=1700000000 rpmbuild -bb --quiet --define \"_topdir $PWD/rpm\" \"$f\"
+         done
+         rpm --dbpath \"$PWD/db\" --define '_db_backend sqlite' -i --justdb --nodeps --noscripts \\
+           --ignorearch --ignoreos rpm/RPMS/noarch/*.rpm 2>/dev/null
+         if command -v sqlite3 >/dev/null; then
+           cp db/rpmdb.sqlite small.sqlite
+           sqlite3 small.sqlite 'PRAGMA journal_mode=DELETE; PRAGMA page_size=1024; VACUUM;' >/dev/null
+         fi",
+        d = specs.display()
+    ))?;
+    s.put("rpmdb", "rpm-4096", &fs::read(s.path("db/rpmdb.sqlite"))?)?;
+    if let Ok(small) = fs::read(s.path("small.sqlite")) {
+        s.put("rpmdb", "sqlite3-1024", &small)?;
     }
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! make-*-img.sh`): just the files each distro lays out — release files, fstab, hostname, a
 //! binary header for the architecture, a package database — and no kernel or bootloader.
 //! They prove root detection and identity on guests revirt never built itself: Debian 5 with only
-//! /etc/debian_version, CoreOS with /usr on its own partition, a Windows 7 whose only binary is
-//! cmd.exe...
+//! /etc/debian_version, CoreOS and Flatcar with /usr on their own partition, a Windows 7 whose
+//! only binary is cmd.exe...
 //!
 //! ```text
 //! fixtures/images/phony/NAME/guest.toml + root/ ──stage──▶ tree ──skeleton::disk──▶ raw ──▶ NAME.qcow2
@@ -51,6 +51,8 @@ struct Phony {
     /// Registry hives built from .reg files of the recipe folder.
     #[serde(default)]
     hives: Vec<HiveSpec>,
+    /// An rpm database made by rpm itself from spec files of the recipe folder.
+    rpmdb: Option<RpmDbSpec>,
     /// Partitions and filesystems, as in a skeleton recipe; `fs = "ntfs"` (one partition,
     /// mounted at /) is made here with mkntfs and ntfs-3g.
     disk: recipe::Disk,
@@ -67,6 +69,16 @@ struct HiveSpec {
     reg: String,
     /// The HKLM key the .reg file writes under ("SOFTWARE", "SYSTEM").
     key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RpmDbSpec {
+    /// Guest directory of the database ("/var/lib/rpm", "/usr/lib/sysimage/rpm").
+    path: String,
+    /// Folder (in the recipe folder) of the `.spec` files: each built with rpmbuild into a
+    /// noarch package, all recorded with `rpm --justdb` into an SQLite database.
+    specs: String,
 }
 
 /// Builds every phony guest (or those whose name contains `only`) that is missing or stale.
@@ -274,6 +286,61 @@ fn stage(name: &str, dir: &Path, p: &Phony, layout: &layout::Layout, root: &Path
         .with_context(|| format!("{name}: building hive {}", h.path))?;
         fs::remove_file(&expanded)?;
     }
+    if let Some(r) = &p.rpmdb {
+        write_rpmdb(name, dir, r, &at(&r.path), root)?;
+    }
+    Ok(())
+}
+
+/// Builds the packages of `r.specs` with rpmbuild and records them in an SQLite database at
+/// `db` (`rpm --justdb`: no files, no scripts). Build times, hosts and the changelog cut-off
+/// come from a fixed SOURCE_DATE_EPOCH; the install time and transaction id rpm writes into the
+/// database still vary between builds, which no inspection output shows.
+fn write_rpmdb(name: &str, dir: &Path, r: &RpmDbSpec, db: &Path, root: &Path) -> Result<()> {
+    let top = root.join("../rpmbuild");
+    fs::create_dir_all(db)?;
+    let mut specs: Vec<PathBuf> = fs::read_dir(dir.join(&r.specs))
+        .with_context(|| format!("{name}: rpmdb specs {}", r.specs))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "spec"))
+        .collect();
+    specs.sort();
+    let defs = format!(
+        "--define '_topdir {}' --define '_buildhost phony.example.org' \
+         --define 'use_source_date_epoch_as_buildtime 1'",
+        top.display()
+    );
+    for spec in &specs {
+        run_sh(
+            &format!(
+                "SOURCE_DATE_EPOCH=1700000000 rpmbuild -bb --quiet {defs} '{}'",
+                spec.display()
+            ),
+            None,
+            dir,
+        )
+        .with_context(|| {
+            format!(
+                "{name}: rpmbuild {} (needs the rpm package)",
+                spec.display()
+            )
+        })?;
+    }
+    run_sh(
+        &format!(
+            "rpm --dbpath '{}' --define '_db_backend sqlite' -i --justdb --nodeps --noscripts \
+             --ignorearch --ignoreos '{}'/RPMS/noarch/*.rpm",
+            db.display(),
+            top.display()
+        ),
+        None,
+        dir,
+    )
+    .with_context(|| format!("{name}: rpm --justdb"))?;
+    if !db.join("rpmdb.sqlite").is_file() {
+        bail!("{name}: rpm wrote no rpmdb.sqlite in {}", db.display());
+    }
+    fs::remove_dir_all(&top)?;
     Ok(())
 }
 

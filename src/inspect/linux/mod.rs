@@ -47,21 +47,63 @@ fn is_coreos_root(vfs: &Vfs) -> bool {
             .any(|f| matches!(vfs.stat(f), Ok(Some(m)) if m.ftype == FileType::File))
 }
 
-/// A CoreOS/Flatcar /usr partition (USR-A or USR-B) seen at its own root.
+/// A CoreOS/Flatcar /usr partition (USR-A or USR-B) seen at its own root. Flatcar's
+/// /share/coreos is a link to flatcar (flatcar/init's Makefile).
 fn is_coreos_usr(vfs: &Vfs) -> bool {
-    ["/bin", "/share", "/local"].iter().all(|d| vfs.is_dir(d))
-        && (vfs.is_dir("/share/coreos") || vfs.is_dir("/share/flatcar"))
+    vfs.is_dir("/bin") && (vfs.is_dir("/share/coreos") || vfs.is_dir("/share/flatcar"))
 }
 
-/// Mounts the CoreOS /usr partition (no fstab names it): of USR-A and USR-B, the one with the
-/// higher os-release version is the active one, as libguestfs guesses (it cannot read the
-/// bootloader's choice either). Returns its device.
-fn mount_coreos_usr(vfs: &mut Vfs, root_dev: &str, vols: &[Volume]) -> Option<String> {
+/// `path` is there and, not following a link at its last component, of type `t` (libguestfs's
+/// `Is.is_dir` / `Is.is_file` without `followsymlinks`).
+fn lstat_is(vfs: &Vfs, path: &str, t: FileType) -> bool {
+    matches!(vfs.lstat(path), Ok(Some(m)) if m.ftype == t)
+}
+
+/// libguestfs 1.48's first Linux-root test (`check_filesystem`, `daemon/inspect_fs.ml`): /etc,
+/// /bin (or the usr/bin link) and a regular /etc/fstab or /etc/hosts. A root that passes is
+/// read as a plain Linux root, never as CoreOS.
+fn libguestfs_linux_root(vfs: &Vfs) -> bool {
+    lstat_is(vfs, "/etc", FileType::Dir)
+        && (lstat_is(vfs, "/bin", FileType::Dir)
+            || vfs.read_link("/bin").is_ok_and(|t| t == "usr/bin"))
+        && (lstat_is(vfs, "/etc/fstab", FileType::File)
+            || lstat_is(vfs, "/etc/hosts", FileType::File))
+}
+
+/// libguestfs 1.48's CoreOS-root test, tried when the Linux-root test failed: /etc, /root,
+/// /home, /usr and a regular /etc/coreos/update.conf (Flatcar's /etc/coreos link to flatcar
+/// leads there too).
+fn libguestfs_coreos_root(vfs: &Vfs) -> bool {
+    !libguestfs_linux_root(vfs)
+        && ["/etc", "/root", "/home", "/usr"]
+            .iter()
+            .all(|d| lstat_is(vfs, d, FileType::Dir))
+        && lstat_is(vfs, "/etc/coreos/update.conf", FileType::File)
+}
+
+/// libguestfs 1.48's CoreOS-/usr test: /bin, /share, /local and /share/coreos directories
+/// (not links) and no /etc (that is its "Linux /usr", merged only through an fstab).
+fn libguestfs_coreos_usr(vfs: &Vfs) -> bool {
+    !lstat_is(vfs, "/etc", FileType::Dir)
+        && ["/bin", "/share", "/local", "/share/coreos"]
+            .iter()
+            .all(|d| lstat_is(vfs, d, FileType::Dir))
+}
+
+/// Mounts the CoreOS /usr partition (no fstab names it), of the filesystems `is_usr` accepts:
+/// of USR-A and USR-B, the one with the higher os-release version is the active one, as
+/// libguestfs guesses (it cannot read the bootloader's choice either). Returns its device.
+fn mount_coreos_usr(
+    vfs: &mut Vfs,
+    root_dev: &str,
+    vols: &[Volume],
+    is_usr: fn(&Vfs) -> bool,
+) -> Option<String> {
     let mut best: Option<((u32, u32), &Volume)> = None;
     for v in vols.iter().filter(|v| v.report.device != root_dev) {
         let Ok(Some(fs)) = v.open_fs() else { continue };
         let usr = Vfs::new(fs);
-        if !is_coreos_usr(&usr) {
+        if !is_usr(&usr) {
             continue;
         }
         let version = usr
@@ -595,8 +637,59 @@ pub fn guest_vfs(vols: &[Volume], l: &LinuxInfo) -> anyhow::Result<Vfs> {
     Ok(vfs)
 }
 
+/// The filesystems libguestfs 1.48 reads a Linux root through, which can be fewer than
+/// revirt's (issue #10).
+struct InspectorView {
+    vfs: Vfs,
+    /// Mount point -> device (virt-inspector's `<mountpoints>` when the guest has no fstab).
+    mounts: BTreeMap<String, String>,
+    /// Read as a CoreOS root (distro "coreos" before any release file is read).
+    coreos: bool,
+}
+
+/// What libguestfs inspects: the root with its fstab mounts (`vfs`, `mounts`), or, for a root
+/// its CoreOS test accepts, the root and the /usr its CoreOS-/usr test accepts. Flatcar 3760.2.0
+/// passes neither (`virt-inspector -v`: "/dev/sda7 matched Linux root", "/dev/sda3 matched no
+/// known OS partition"): its root has /etc/hosts and the /bin link, so libguestfs reads it alone,
+/// where os-release is a link into the unmounted /usr; and its /usr/share/coreos is a link.
+/// virt-inspector then names no distro, version or arch, and lists / alone.
+fn inspector_view(
+    vfs: &Vfs,
+    mounts: &BTreeMap<String, String>,
+    root_dev: &str,
+    vols: &[Volume],
+) -> InspectorView {
+    let mut view = InspectorView {
+        vfs: vfs.clone(),
+        mounts: mounts.clone(),
+        coreos: false,
+    };
+    if libguestfs_coreos_root(vfs) {
+        // CoreOS roots have no fstab for libguestfs: `/` and the /usr it finds.
+        view.coreos = true;
+        view.mounts.retain(|mp, _| mp == "/");
+        if let Some(dev) = mount_coreos_usr(&mut view.vfs, root_dev, vols, libguestfs_coreos_usr) {
+            view.mounts.insert("/usr".into(), dev);
+        }
+    }
+    view
+}
+
+/// The release-file search's starting point: a CoreOS root is "coreos" before any file is read.
+fn coreos_start(coreos: bool) -> release::Release {
+    release::Release {
+        distro: coreos.then_some("coreos"),
+        ..Default::default()
+    }
+}
+
 /// The guest as virt-inspector names it, from libguestfs's reading of the release files.
-fn linux_identity(vfs: &Vfs, rel: &release::Release, info: &LinuxInfo) -> OsIdentity {
+fn linux_identity(
+    vfs: &Vfs,
+    rel: &release::Release,
+    arch: Option<String>,
+    hostname: Option<String>,
+) -> OsIdentity {
     let distro = rel.distro.unwrap_or("unknown");
     let (major, minor) = rel.version.unwrap_or((0, 0));
     let has_dnf = matches!(vfs.stat("/usr/bin/dnf"), Ok(Some(m)) if m.ftype == FileType::File);
@@ -606,8 +699,8 @@ fn linux_identity(vfs: &Vfs, rel: &release::Release, info: &LinuxInfo) -> OsIden
         product_name: rel.product_name.clone(),
         major_version: major,
         minor_version: minor,
-        arch: info.arch.clone(),
-        hostname: info.hostname.clone(),
+        arch,
+        hostname,
         build_id: rel.build_id.clone(),
         package_format: release::package_format(distro).map(String::from),
         package_management: release::package_management(distro, major, has_dnf).map(String::from),
@@ -679,25 +772,29 @@ pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Res
         }
     }
     let (mut mounts, esp) = mount_fstab(&mut vfs, &info.fstab, &root.report.device, vols);
+    let view = inspector_view(&vfs, &mounts, &root.report.device, vols);
     if coreos && !mounts.contains_key("/usr") {
-        if let Some(dev) = mount_coreos_usr(&mut vfs, &root.report.device, vols) {
+        if let Some(dev) = mount_coreos_usr(&mut vfs, &root.report.device, vols, is_coreos_usr) {
             mounts.insert("/usr".into(), dev);
         }
     }
     info.mounts = mounts;
-    // Identity is read once /usr is mounted (CoreOS keeps os-release there).
-    let start = release::Release {
-        distro: coreos.then_some("coreos"),
-        ..Default::default()
-    };
-    let rel = release::detect_release(&vfs, start);
+    // revirt's own facts are read once /usr is mounted (CoreOS keeps os-release there).
+    let rel = release::detect_release(&vfs, coreos_start(coreos));
     detect_distro(&vfs, &mut info, &rel).context("reading os-release")?;
     info.arch = detect_arch(&vfs);
     info.hostname = detect_hostname(&vfs).unwrap_or_else(|e| {
         info.warnings.push(format!("hostname: {e:#}"));
         None
     });
-    info.identity = linux_identity(&vfs, &rel, &info);
+    info.identity = if view.mounts == info.mounts && view.coreos == coreos {
+        linux_identity(&vfs, &rel, info.arch.clone(), info.hostname.clone())
+    } else {
+        let rel = release::detect_release(&view.vfs, coreos_start(view.coreos));
+        let hostname = detect_hostname(&view.vfs).ok().flatten();
+        linux_identity(&view.vfs, &rel, detect_arch(&view.vfs), hostname)
+    };
+    info.inspector_mounts = view.mounts;
     info.initramfs_tool = detect_initramfs_tool(&vfs).into();
     // A part that cannot be read leaves the guest inspectable but not repairable.
     info.kernels = detect_kernels(&vfs)
@@ -733,6 +830,54 @@ pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host folder as a guest tree: `files` written, `links` as [path, target].
+    fn tree(files: &[&str], links: &[[&str; 2]]) -> (tempfile::TempDir, Vfs) {
+        let d = tempfile::tempdir().unwrap();
+        let at = |p: &str| d.path().join(p.trim_start_matches('/'));
+        for f in files {
+            std::fs::create_dir_all(at(f).parent().unwrap()).unwrap();
+            if f.ends_with('/') {
+                std::fs::create_dir_all(at(f)).unwrap();
+            } else {
+                std::fs::write(at(f), "x\n").unwrap();
+            }
+        }
+        for [l, t] in links {
+            std::fs::create_dir_all(at(l).parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(t, at(l)).unwrap();
+        }
+        let fs = std::rc::Rc::new(crate::fs::HostDirFs {
+            root: d.path().into(),
+        });
+        (d, Vfs::new(fs))
+    }
+
+    /// Flatcar 3760.2.0 (issue #10): revirt finds its root and /usr; libguestfs 1.48 takes the
+    /// root for a plain Linux root (its /etc/hosts) and the /usr for nothing (share/coreos is a
+    /// link). CoreOS, as libguestfs's own test image has it, passes both of libguestfs's tests.
+    #[test]
+    fn coreos_and_flatcar_as_revirt_and_libguestfs_see_them() {
+        let root = ["/etc/flatcar/update.conf", "/root/", "/home/core/", "/usr/"];
+        let links = [["/bin", "usr/bin"], ["/etc/coreos", "./flatcar"]];
+        let (_d, flatcar) = tree(&[&root[..], &["/etc/hosts"]].concat(), &links);
+        assert!(is_coreos_root(&flatcar) && looks_like_linux_root(&flatcar));
+        assert!(libguestfs_linux_root(&flatcar) && !libguestfs_coreos_root(&flatcar));
+        // Without /etc/hosts, libguestfs reaches its CoreOS test, through the /etc/coreos link.
+        let (_d, no_hosts) = tree(&root, &links);
+        assert!(libguestfs_coreos_root(&no_hosts));
+
+        let usr = [
+            "/bin/bash",
+            "/share/flatcar/release",
+            "/local/",
+            "/lib/os-release",
+        ];
+        let (_d, flatcar_usr) = tree(&usr, &[["/share/coreos", "flatcar"]]);
+        assert!(is_coreos_usr(&flatcar_usr) && !libguestfs_coreos_usr(&flatcar_usr));
+        let (_d, coreos_usr) = tree(&["/bin/bash", "/share/coreos/lsb-release", "/local/"], &[]);
+        assert!(is_coreos_usr(&coreos_usr) && libguestfs_coreos_usr(&coreos_usr));
+    }
 
     #[test]
     fn shell_vars_with_quotes_and_comments() {
