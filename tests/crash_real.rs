@@ -66,15 +66,6 @@ struct Case {
     writer: &'static str,
 }
 
-fn volume<'a>(ins: &'a serde_json::Value, dev: &str) -> &'a serde_json::Value {
-    ins["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["device"] == dev)
-        .unwrap_or_else(|| panic!("no volume {dev}: {ins:#}"))
-}
-
 /// (disk index, byte offset) of a partition device.
 fn partition_at(ins: &serde_json::Value, dev: &str) -> Option<(usize, u64, u64)> {
     ins["disks"]

@@ -283,15 +283,6 @@ fn dirty_xfs_log_is_found_read_recovered_and_repaired_from() {
     assert!(aside.contains("ens192.nmconnection"), "{aside}");
 }
 
-fn volume<'a>(v: &'a serde_json::Value, dev: &str) -> &'a serde_json::Value {
-    v["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["device"] == dev)
-        .unwrap_or_else(|| panic!("no {dev} volume: {v:#}"))
-}
-
 /// The same on a root LV and a separate /boot, both dirty at once (Rocky 8: GPT, /boot xfs on
 /// sda2, LVM rl/root xfs): inspect recovers both and reads what only their logs hold.
 #[test]

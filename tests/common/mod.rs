@@ -197,3 +197,13 @@ pub fn guestfish() -> Command {
     }
     gf
 }
+
+/// The volume named `dev` in `revirt inspect --json` output.
+pub fn volume<'a>(ins: &'a serde_json::Value, dev: &str) -> &'a serde_json::Value {
+    ins["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["device"] == dev)
+        .unwrap_or_else(|| panic!("no volume {dev}: {ins:#}"))
+}
