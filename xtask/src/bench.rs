@@ -71,10 +71,10 @@ fn images() -> Vec<PathBuf> {
     v
 }
 
-pub fn run(only_real: bool) -> Result<()> {
+pub fn run(only_real: bool, peers: bool) -> Result<()> {
     let root = crate::repo_root();
     let revirt = build_release(&root)?;
-    let v2v = which("virt-v2v-inspector");
+    let v2v = peer("virt-v2v-inspector", peers);
     let tmp = std::env::temp_dir().join(format!("revirt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let imgs: Vec<PathBuf> = images()
@@ -153,7 +153,9 @@ pub fn run(only_real: bool) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&tmp);
     if v2v.is_none() {
-        println!("virt-v2v-inspector not installed: comparison column skipped (apt-get install virt-v2v)");
+        println!(
+            "virt-v2v-inspector skipped (--no-v2v) or not installed (apt-get install virt-v2v)"
+        );
     }
     Ok(())
 }
@@ -193,13 +195,13 @@ fn overlay(img: &Path, out: &Path) -> Result<()> {
 }
 
 /// The repair table: `guests` real guests, three writers each.
-pub fn repair(guests: usize) -> Result<()> {
+pub fn repair(guests: usize, peers: bool) -> Result<()> {
     if guests == 0 {
         return Ok(());
     }
     let root = crate::repo_root();
     let revirt = build_release(&root)?;
-    let v2v = which("virt-v2v-in-place");
+    let v2v = peer("virt-v2v-in-place", peers);
     let tmp = std::env::temp_dir().join(format!("revirt-bench-repair-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let imgs: Vec<PathBuf> = images()
@@ -280,7 +282,7 @@ pub fn repair(guests: usize) -> Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     if v2v.is_none() {
         println!(
-            "virt-v2v-in-place not installed: its columns are skipped (apt-get install virt-v2v)"
+            "virt-v2v-in-place skipped (--no-v2v) or not installed (apt-get install virt-v2v)"
         );
     }
     Ok(())
@@ -297,6 +299,11 @@ fn build_release(root: &Path) -> Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("release/revirt"))
+}
+
+/// A peer tool to compare with, unless `--no-v2v` asked to skip them.
+fn peer(name: &str, peers: bool) -> Option<PathBuf> {
+    which(name).filter(|_| peers)
 }
 
 fn which(name: &str) -> Option<PathBuf> {

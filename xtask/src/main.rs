@@ -52,6 +52,9 @@ enum Cmd {
         /// Only the crash table (recovery cost on crash-consistent snapshots).
         #[arg(long)]
         crash_only: bool,
+        /// Skip the virt-v2v columns (minutes per guest under TCG).
+        #[arg(long)]
+        no_v2v: bool,
     },
 }
 
@@ -139,14 +142,15 @@ fn main() -> Result<()> {
             repair_guests,
             repair_only,
             crash_only,
+            no_v2v,
         } => {
             if crash_only {
                 return bench::crash::run();
             }
             if !repair_only {
-                bench::run(real_only)?;
+                bench::run(real_only, !no_v2v)?;
             }
-            bench::repair(repair_guests)?;
+            bench::repair(repair_guests, !no_v2v)?;
             if !repair_only {
                 bench::crash::run()?;
             }
