@@ -66,6 +66,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("inspect", inspect),
     ("linux_tree", linux_tree),
     ("rpmdb", rpmdb),
+    ("md", md),
 ];
 
 /// The target called `name`.
@@ -1157,6 +1158,26 @@ pub fn hivelog(data: &[u8]) {
     let path = format!("{WIN_CONFIG}/SYSTEM");
     if let Ok((h, _)) = crate::inspect::windows::read_hive_logged(&fs.vfs(), &path, "SYSTEM") {
         walk_hive(&h);
+    }
+}
+
+/// md RAID member superblocks ([`crate::md::read_member`]: 1.1 at 0, 1.2 at 4 KiB, 1.0 and
+/// 0.90 at the end) on the input as a sparse device ([`Image`]), then the member assembled
+/// twice over (a mirror of two) and its data read.
+pub fn md(data: &[u8]) {
+    let dev: Dev = Arc::new(Image::decode(data));
+    if let Some(m) = crate::md::read_member(dev.as_ref()) {
+        let members = vec![
+            ("/dev/sda1".to_string(), dev.clone(), m.clone()),
+            ("/dev/sdb1".to_string(), dev, m),
+        ];
+        let (arrays, _) = crate::md::assemble(members);
+        for a in arrays {
+            if let Some(d) = a.dev {
+                let mut buf = [0u8; 512];
+                let _ = d.read_at(&mut buf, 0);
+            }
+        }
     }
 }
 

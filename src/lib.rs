@@ -13,6 +13,7 @@ pub mod image;
 pub mod inspect;
 pub mod lock;
 pub mod lvm;
+pub mod md;
 pub mod native;
 pub mod part;
 pub mod pending;

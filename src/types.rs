@@ -14,6 +14,10 @@ pub struct Inspection {
     /// Every partition, whole-disk filesystem and logical volume, with what it holds.
     pub volumes: Vec<VolumeReport>,
     pub volume_groups: Vec<VgReport>,
+    /// Linux md RAID arrays found on the disks (their members are volumes of type
+    /// linux_raid_member, never read as filesystems).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub md_arrays: Vec<MdReport>,
     pub operating_systems: Vec<OsReport>,
     /// True when some filesystem could only be read through the libguestfs appliance.
     pub appliance_used: bool,
@@ -138,6 +142,25 @@ pub struct LvReport {
     /// on each PV.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<LvSegment>,
+}
+
+/// A Linux md RAID array assembled from the given disks.
+#[derive(Debug, Clone, Serialize)]
+pub struct MdReport {
+    /// `/dev/mdN` (or `/dev/md/NAME`): the array's volume.
+    pub device: String,
+    pub uuid: String,
+    /// 1.x array name ("host:0"); empty for 0.90.
+    pub name: String,
+    /// Superblock version: "0.90", "1.0", "1.1", "1.2".
+    pub metadata: String,
+    /// "raid1", "raid0", "linear", "raid5"...
+    pub level: String,
+    pub raid_disks: u32,
+    /// Member devices found, freshest first.
+    pub members: Vec<String>,
+    /// Read in pure Rust (raid1 with an in-sync member).
+    pub read: bool,
 }
 
 /// `length` bytes of an LV from `start` on, at `pv_offset` bytes into the PV `pv`.

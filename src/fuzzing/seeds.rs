@@ -69,6 +69,7 @@ pub fn for_target(name: &str) -> Vec<(String, Vec<u8>)> {
         }
         "bcd" => one("bios", ctl_prefix(0xff, &bcd_hive())),
         "linux_tree" => one("debian12", linux_tree()),
+        "md" => one("raid1-1.2", sparse(&crate::md::synthetic_member([7; 16], 0, 5))),
         "rpmdb" => vec![
             ("packages".into(), rpm_sqlite()),
             ("header".into(), rpm_header("bash", 0, 0)),

@@ -84,12 +84,13 @@ pub fn disk_device(i: usize) -> String {
     format!("/dev/sd{s}")
 }
 
-/// What [`scan_volumes`] finds: disks, volumes, volume groups, warnings.
+/// What [`scan_volumes`] finds: disks, volumes, volume groups, warnings, md arrays.
 pub type Scan = (
     Vec<DiskReport>,
     Vec<Volume>,
     Vec<crate::types::VgReport>,
     Vec<String>,
+    Vec<crate::types::MdReport>,
 );
 
 /// A volume candidate: device name, device, partition number, PARTUUID, partition label.
@@ -101,6 +102,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
     let mut vols = vec![];
     let mut warnings = vec![];
     let mut pvs = vec![];
+    let mut md_members = vec![];
     for (i, path) in paths.iter().enumerate() {
         let (dev, info) = open_image_with(path, policy)?;
         let ddev = disk_device(i);
@@ -123,7 +125,18 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
             ));
         }
         for (device, d, num, part_uuid, part_label) in candidates {
-            let ident = probe(d.as_ref()).map_err(InspectError::Image)?;
+            let mut ident = probe(d.as_ref()).map_err(InspectError::Image)?;
+            // An md member with its data at 0 (0.90, 1.0) also probes as the filesystem inside:
+            // it is a member, never a volume of its own (a write would change one mirror).
+            if let Some(m) = crate::md::read_member(d.as_ref()) {
+                ident = Some(crate::fs::FsIdent {
+                    fstype: "linux_raid_member".into(),
+                    uuid: Some(m.array_uuid.clone()),
+                    label: (!m.name.is_empty()).then(|| m.name.clone()),
+                    flags: vec![format!("md {}", m.version)],
+                });
+                md_members.push((device.clone(), d.clone(), m));
+            }
             if ident.as_ref().is_some_and(|i| i.fstype == "LVM2_member") {
                 if let Some(pv) = crate::lvm::read_pv(&d, &device)? {
                     pvs.push(pv);
@@ -148,6 +161,40 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
             partitions: table.partitions.into_iter().map(|p| p.report).collect(),
             ldm_disk_group: table.ldm_disk_group,
         });
+    }
+    // md arrays (raid1 read from its freshest member), before LVM: a PV may sit on one.
+    let (arrays, md_warnings) = crate::md::assemble(md_members);
+    warnings.extend(md_warnings);
+    let mut md_reports = vec![];
+    for a in arrays {
+        if let Some(d) = &a.dev {
+            let ident = probe(d.as_ref()).map_err(InspectError::Image)?;
+            if ident.as_ref().is_some_and(|i| i.fstype == "LVM2_member") {
+                if let Some(pv) = crate::lvm::read_pv(d, &a.report.device)? {
+                    pvs.push(pv);
+                }
+            }
+            let mut v = new_volume(
+                a.report.device.clone(),
+                d.clone(),
+                ident,
+                None,
+                None,
+                None,
+                None,
+            );
+            // udev's /dev/md/N link for /dev/mdN.
+            if let Some(n) = a
+                .report
+                .device
+                .strip_prefix("/dev/md")
+                .filter(|n| !n.starts_with('/'))
+            {
+                v.report.aliases.push(format!("/dev/md/{n}"));
+            }
+            vols.push(v);
+        }
+        md_reports.push(a.report);
     }
     let mut vgs = vec![];
     for vg in crate::lvm::assemble(&pvs) {
@@ -191,7 +238,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
         }
         vgs.push(vg.report);
     }
-    Ok((disks, vols, vgs, warnings))
+    Ok((disks, vols, vgs, warnings, md_reports))
 }
 
 fn new_volume(
@@ -487,7 +534,7 @@ fn inspect_impl(
     policy: &OpenPolicy,
     appliance: bool,
 ) -> Result<Guest, InspectError> {
-    let (disks, mut volumes, vgs, mut warnings) = scan_volumes(paths, policy)?;
+    let (disks, mut volumes, vgs, mut warnings, md_arrays) = scan_volumes(paths, policy)?;
     let all: Vec<usize> = (0..volumes.len()).collect();
     let mut oses = detect_oses(&mut volumes, &all, &mut warnings);
     let mut appliance_used = false;
@@ -547,6 +594,7 @@ fn inspect_impl(
         disks,
         volumes: volumes.iter().map(|v| v.report.clone()).collect(),
         volume_groups: vgs,
+        md_arrays,
         operating_systems: oses,
         appliance_used,
         warnings,

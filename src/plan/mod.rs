@@ -310,6 +310,29 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
     if l.kernels.is_empty() {
         r.push("no kernel found under /boot: nothing to make bootable".into());
     }
+    for md in &ins.md_arrays {
+        // Mounted itself, or holding a PV of a mounted LV.
+        let on_it: Vec<&str> = l
+            .mounts
+            .values()
+            .filter(|d| {
+                **d == md.device
+                    || ins.volume_groups.iter().any(|vg| {
+                        vg.pvs.contains(&md.device) && vg.lvs.iter().any(|lv| &lv.device == *d)
+                    })
+            })
+            .map(String::as_str)
+            .collect();
+        if !on_it.is_empty() {
+            r.push(format!(
+                "{} is on the md RAID array {} ({} of {}): revirt reads it but does not write md arrays yet (a write must reach every mirror)",
+                on_it.join(", "),
+                md.device,
+                md.level,
+                md.members.join(", ")
+            ));
+        }
+    }
     for v in &ins.volumes {
         if !l.mounts.values().any(|d| d == &v.device) {
             continue;

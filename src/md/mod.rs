@@ -1,0 +1,415 @@
+//! Linux md RAID members and arrays, read in pure Rust (issue #11, read side).
+//!
+//! ```text
+//!   partition ──read_member──▶ Member (superblock 0.90 or 1.0/1.1/1.2) ──assemble──▶ Array
+//!                                                                  raid1: the freshest member's data
+//! ```
+//! Superblock places (linux `include/uapi/linux/raid/md_p.h`): 1.1 at 0, 1.2 at 4 KiB, 1.0 at
+//! the end (8 KiB from it, 4 KiB aligned), 0.90 in the last 64 KiB-aligned 64 KiB. A member whose
+//! data starts at 0 (0.90, 1.0) also looks like a plain filesystem: it must never be read or
+//! written as one, or a repair would change one mirror only. Only raid1 is read (any in-sync
+//! member holds the whole array; the one with the most events wins); other levels are reported
+//! and left unread. Nothing here writes: an array's device has no plain layout, so no native
+//! writer takes it, and the planner refuses to repair a guest that mounts one.
+use crate::image::{BlockDevice, Slice};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+type Dev = Arc<dyn BlockDevice>;
+
+const MAGIC: u32 = 0xa92b_4efc;
+/// Roles at or above this are spare (0xffff) or faulty (0xfffe).
+const ROLE_SPARE_OR_FAULTY: u16 = 0xfffe;
+/// Most devices a 1.x superblock may list (the kernel's own limit).
+const MAX_DEVS: u32 = 1920;
+
+/// One member's superblock, as far as assembly needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// "0.90", "1.0", "1.1" or "1.2".
+    pub version: &'static str,
+    /// The array UUID in mdadm's form (8:8:8:8 hex).
+    pub array_uuid: String,
+    /// 1.x: the array name ("host:0", "boot"); 0.90: empty.
+    pub name: String,
+    /// 0.90: the md minor it was assembled as.
+    pub minor: Option<u32>,
+    /// -1 linear, 0 raid0, 1 raid1, 4/5/6, 10.
+    pub level: i32,
+    pub raid_disks: u32,
+    /// Slot in the array, None for a spare or faulty member.
+    pub role: Option<u32>,
+    pub events: u64,
+    /// Where the array's data lies on this member, in bytes.
+    pub data_offset: u64,
+    pub data_size: u64,
+}
+
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+fn le64(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]))
+}
+
+fn uuid(words: [u32; 4]) -> String {
+    words
+        .iter()
+        .map(|w| format!("{w:08x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The 1.x superblock checksum (md_p.h `calc_sb_1_csum`): 32-bit words summed into 64 bits with
+/// the csum field as zero, a trailing 16-bit half word added, then folded.
+fn csum_1(sb: &[u8]) -> u32 {
+    let mut sum: u64 = 0;
+    let mut words = sb.chunks_exact(4);
+    for (i, w) in words.by_ref().enumerate() {
+        if i != 216 / 4 {
+            sum += u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64;
+        }
+    }
+    if let [a, b] = words.remainder() {
+        sum += u16::from_le_bytes([*a, *b]) as u64;
+    }
+    ((sum & 0xffff_ffff) + (sum >> 32)) as u32
+}
+
+/// Parses a 1.x superblock found at byte `at` of a device of `size` bytes. None: not one, or
+/// one that does not hold together (checksum, offsets outside the device).
+pub fn parse_1(b: &[u8], at: u64, size: u64, version: &'static str) -> Option<Member> {
+    if b.len() < 256 || le32(b, 0) != MAGIC || le32(b, 4) != 1 {
+        return None;
+    }
+    let max_dev = le32(b, 220);
+    if max_dev > MAX_DEVS {
+        return None;
+    }
+    let len = 256 + 2 * max_dev as usize;
+    if b.len() < len || csum_1(&b[..len]) != le32(b, 216) {
+        return None;
+    }
+    let sectors = |o: usize| le64(b, o).checked_mul(512);
+    let (data_offset, data_size) = (sectors(128)?, sectors(136)?);
+    let super_offset = sectors(144)?;
+    if super_offset != at || data_offset.checked_add(data_size)? > size || data_size == 0 {
+        return None;
+    }
+    let dev_number = le32(b, 160);
+    let role = (dev_number < max_dev)
+        .then(|| {
+            u16::from_le_bytes([
+                b[256 + 2 * dev_number as usize],
+                b[257 + 2 * dev_number as usize],
+            ])
+        })
+        .filter(|r| *r < ROLE_SPARE_OR_FAULTY)
+        .map(u32::from);
+    let name_raw = &b[32..64];
+    let name_end = name_raw.iter().position(|&c| c == 0).unwrap_or(32);
+    Some(Member {
+        version,
+        array_uuid: uuid([
+            u32::from_be_bytes(b[16..20].try_into().ok()?),
+            u32::from_be_bytes(b[20..24].try_into().ok()?),
+            u32::from_be_bytes(b[24..28].try_into().ok()?),
+            u32::from_be_bytes(b[28..32].try_into().ok()?),
+        ]),
+        name: String::from_utf8_lossy(&name_raw[..name_end]).into_owned(),
+        minor: None,
+        level: le32(b, 72) as i32,
+        raid_disks: le32(b, 92),
+        role,
+        events: le64(b, 200),
+        data_offset,
+        data_size,
+    })
+}
+
+/// Parses a 0.90 superblock (4 KiB, host-endian: little on x86) of a device of `size` bytes.
+pub fn parse_090(b: &[u8], size: u64) -> Option<Member> {
+    if b.len() < 4096 || le32(b, 0) != MAGIC || le32(b, 4) != 0 || le32(b, 8) != 90 {
+        return None;
+    }
+    // Checksum (md.c calc_sb_csum): the 1024 words summed into 64 bits with the checksum word
+    // (index 38) as zero, then folded.
+    let sum: u64 = b[..4096]
+        .chunks_exact(4)
+        .enumerate()
+        .filter(|(i, _)| *i != 38)
+        .map(|(_, w)| le32(w, 0) as u64)
+        .sum();
+    if ((sum & 0xffff_ffff) + (sum >> 32)) as u32 != le32(b, 38 * 4) {
+        return None;
+    }
+    let data_size = (le32(b, 32) as u64) * 1024; // "size": KiB used on each member
+    if data_size == 0 || data_size > size {
+        return None;
+    }
+    // This device's descriptor (this_disk, word 992): number, major, minor, raid_disk, state.
+    let raid_disk = le32(b, 992 * 4 + 12);
+    let state = le32(b, 992 * 4 + 16);
+    let active = state & (1 << 1) != 0 && state & 1 == 0; // ACTIVE, not FAULTY
+    Some(Member {
+        version: "0.90",
+        array_uuid: uuid([le32(b, 20), le32(b, 52), le32(b, 56), le32(b, 60)]),
+        name: String::new(),
+        minor: Some(le32(b, 44)),
+        level: le32(b, 28) as i32,
+        raid_disks: le32(b, 40),
+        role: active.then_some(raid_disk),
+        // events_lo, events_hi: words 39 and 40 (little-endian hosts).
+        events: ((le32(b, 40 * 4) as u64) << 32) | le32(b, 39 * 4) as u64,
+        data_offset: 0,
+        data_size,
+    })
+}
+
+/// The md member superblock on `dev`, if it has one (every place each version uses).
+pub fn read_member(dev: &dyn BlockDevice) -> Option<Member> {
+    let size = dev.size();
+    let read = |at: u64, len: usize| {
+        let mut b = vec![0u8; len];
+        (at.checked_add(len as u64)? <= size && dev.read_at(&mut b, at).is_ok()).then_some(b)
+    };
+    // 1.x: room for the 256-byte header plus the role table of the most devices allowed.
+    let len_1 = 256 + 2 * MAX_DEVS as usize;
+    let end_1 = (size / 512).checked_sub(16).map(|s| (s & !7) * 512);
+    for (at, v) in [(Some(0), "1.1"), (Some(4096), "1.2"), (end_1, "1.0")] {
+        let Some(at) = at else { continue };
+        let len = len_1.min(size.saturating_sub(at) as usize);
+        if let Some(m) = read(at, len).and_then(|b| parse_1(&b, at, size, v)) {
+            return Some(m);
+        }
+    }
+    let end_090 = (size & !(64 * 1024 - 1)).checked_sub(64 * 1024)?;
+    read(end_090, 4096).and_then(|b| parse_090(&b, size))
+}
+
+/// An assembled array.
+pub struct Array {
+    pub report: crate::types::MdReport,
+    /// raid1 with a usable member: its data, read-only and with no plain layout.
+    pub dev: Option<Dev>,
+}
+
+/// The raid1 data of one member: reads go to it, but it has no plain layout on the disks, so
+/// no writer mistakes one mirror for the array.
+struct Mirror {
+    data: Slice,
+    name: String,
+}
+
+impl BlockDevice for Mirror {
+    fn size(&self) -> u64 {
+        self.data.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), crate::error::ImageError> {
+        self.data.read_at(buf, offset)
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// The device name an array gets: `/dev/mdN` from a 0.90 minor or a numeric 1.x name ("host:0"),
+/// else `/dev/md/NAME` (as udev names it).
+fn array_device(m: &Member, fallback: usize) -> String {
+    if let Some(n) = m.minor {
+        return format!("/dev/md{n}");
+    }
+    let short = m.name.rsplit(':').next().unwrap_or("");
+    if !short.is_empty() && short.chars().all(|c| c.is_ascii_digit()) && short.len() < 6 {
+        format!("/dev/md{short}")
+    } else if !short.is_empty()
+        && short
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        format!("/dev/md/{short}")
+    } else {
+        format!("/dev/md{}", 127 - fallback.min(127))
+    }
+}
+
+/// Groups members by array UUID and assembles each: `members` are (device name, device, member).
+pub fn assemble(members: Vec<(String, Dev, Member)>) -> (Vec<Array>, Vec<String>) {
+    let mut by_uuid: BTreeMap<String, Vec<(String, Dev, Member)>> = BTreeMap::new();
+    for m in members {
+        by_uuid.entry(m.2.array_uuid.clone()).or_default().push(m);
+    }
+    let mut warnings = vec![];
+    let mut out = vec![];
+    for (i, (uuid, mut ms)) in by_uuid.into_iter().enumerate() {
+        ms.sort_by(|a, b| b.2.events.cmp(&a.2.events).then(a.0.cmp(&b.0)));
+        let first = &ms[0].2;
+        let device = array_device(first, i);
+        let active: Vec<&(String, Dev, Member)> =
+            ms.iter().filter(|m| m.2.role.is_some()).collect();
+        let level = match first.level {
+            -1 => "linear".to_string(),
+            l => format!("raid{l}"),
+        };
+        let mut dev: Option<Dev> = None;
+        let freshest = active.first().filter(|m| m.2.events == first.events);
+        match (first.level, freshest) {
+            (1, Some((name, d, m))) => {
+                dev = Some(Arc::new(Mirror {
+                    data: Slice::new(
+                        d.clone(),
+                        m.data_offset,
+                        m.data_size,
+                        format!("{name} (md data)"),
+                    ),
+                    name: device.clone(),
+                }));
+            }
+            (1, None) => warnings.push(format!(
+                "{device}: no in-sync raid1 member among the given disks"
+            )),
+            _ => warnings.push(format!(
+                "{device}: {level} arrays are not read in pure Rust (only raid1)"
+            )),
+        }
+        if active.len() < first.raid_disks as usize {
+            warnings.push(format!(
+                "{device}: {} of {} members are on the given disks",
+                active.len(),
+                first.raid_disks
+            ));
+        }
+        out.push(Array {
+            report: crate::types::MdReport {
+                device,
+                uuid,
+                name: first.name.clone(),
+                metadata: first.version.into(),
+                level,
+                raid_disks: first.raid_disks,
+                members: ms.iter().map(|m| m.0.clone()).collect(),
+                read: dev.is_some(),
+            },
+            dev,
+        });
+    }
+    (out, warnings)
+}
+
+/// A 1.2 superblock of a two-member raid1 named `name` (4 role slots, this member in slot
+/// `role`, data from 1 MiB to the end of a `size`-byte member): for tests and fuzz seeds.
+pub fn synthetic_1_2(uuid: [u8; 16], name: &str, role: u16, events: u64, size: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 256 + 2 * 4];
+    b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    b[4..8].copy_from_slice(&1u32.to_le_bytes());
+    b[16..32].copy_from_slice(&uuid);
+    b[32..32 + name.len()].copy_from_slice(name.as_bytes());
+    b[72..76].copy_from_slice(&1u32.to_le_bytes()); // raid1
+    b[92..96].copy_from_slice(&2u32.to_le_bytes());
+    b[128..136].copy_from_slice(&2048u64.to_le_bytes()); // data at 1 MiB
+    b[136..144].copy_from_slice(&((size / 512) - 2048).to_le_bytes());
+    b[144..152].copy_from_slice(&8u64.to_le_bytes()); // 1.2: at 4 KiB
+    b[160..164].copy_from_slice(&(role as u32).to_le_bytes());
+    b[200..208].copy_from_slice(&events.to_le_bytes());
+    b[220..224].copy_from_slice(&4u32.to_le_bytes());
+    for k in 0..4u16 {
+        let r = if k < 2 { k } else { 0xffff };
+        b[256 + 2 * k as usize..258 + 2 * k as usize].copy_from_slice(&r.to_le_bytes());
+    }
+    let c = csum_1(&b);
+    b[216..220].copy_from_slice(&c.to_le_bytes());
+    b
+}
+
+/// A 4 MiB raid1 member with a 1.2 superblock (array `uuid`, name "deb:0").
+pub fn synthetic_member(uuid: [u8; 16], role: u16, events: u64) -> Vec<u8> {
+    let size = 4 << 20;
+    let mut d = vec![0u8; size as usize];
+    let sb = synthetic_1_2(uuid, "deb:0", role, events, size);
+    d[4096..4096 + sb.len()].copy_from_slice(&sb);
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Mem(Vec<u8>);
+    impl BlockDevice for Mem {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&self, buf: &mut [u8], o: u64) -> Result<(), crate::error::ImageError> {
+            buf.copy_from_slice(&self.0[o as usize..o as usize + buf.len()]);
+            Ok(())
+        }
+        fn name(&self) -> String {
+            "mem".into()
+        }
+    }
+
+    fn member(fill: u8, role: u16, events: u64) -> Dev {
+        let mut d = synthetic_member([7; 16], role, events);
+        d[1 << 20..].fill(fill);
+        Arc::new(Mem(d))
+    }
+
+    #[test]
+    fn raid1_reads_the_freshest_member_and_has_no_plain_layout() {
+        let a = member(0xaa, 0, 10);
+        let b = member(0xbb, 1, 11);
+        let ma = read_member(a.as_ref()).expect("member a");
+        assert_eq!(
+            (ma.version, ma.level, ma.role, ma.data_offset),
+            ("1.2", 1, Some(0), 1 << 20)
+        );
+        let mb = read_member(b.as_ref()).unwrap();
+        let (arrays, warnings) = assemble(vec![
+            ("/dev/sda1".into(), a, ma),
+            ("/dev/sdb1".into(), b, mb),
+        ]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let r = &arrays[0].report;
+        assert_eq!(r.device, "/dev/md0");
+        assert_eq!(r.members, vec!["/dev/sdb1", "/dev/sda1"]);
+        let dev = arrays[0].dev.as_ref().unwrap();
+        let mut buf = [0u8; 4];
+        dev.read_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, [0xbb; 4], "the member with the most events is read");
+        assert!(
+            dev.layout().is_none(),
+            "one mirror must never look like the array"
+        );
+    }
+
+    #[test]
+    fn a_bad_checksum_or_offsets_past_the_end_are_not_members() {
+        let size = 4u64 << 20;
+        let mut sb = synthetic_1_2([1; 16], "x", 0, 1, size);
+        assert!(parse_1(&sb, 4096, size, "1.2").is_some());
+        sb[100] ^= 1;
+        assert!(parse_1(&sb, 4096, size, "1.2").is_none(), "checksum");
+        let mut sb = synthetic_1_2([1; 16], "x", 0, 1, size);
+        sb[136..144].copy_from_slice(&u64::MAX.to_le_bytes());
+        let c = csum_1(&sb);
+        sb[216..220].copy_from_slice(&c.to_le_bytes());
+        assert!(
+            parse_1(&sb, 4096, size, "1.2").is_none(),
+            "data past the end"
+        );
+        assert!(parse_090(&[0u8; 10], size).is_none());
+    }
+
+    #[test]
+    fn a_lone_member_of_a_two_disk_mirror_is_read_and_flagged() {
+        let a = member(0xaa, 0, 3);
+        let ma = read_member(a.as_ref()).unwrap();
+        let (arrays, warnings) = assemble(vec![("/dev/sda1".into(), a, ma)]);
+        assert!(arrays[0].report.read);
+        assert!(
+            warnings.iter().any(|w| w.contains("1 of 2 members")),
+            "{warnings:?}"
+        );
+    }
+}
