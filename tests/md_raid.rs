@@ -176,11 +176,13 @@ fn boot_tools_have(tool: &str) -> bool {
         .any(|d| Path::new(d).join(tool).is_file())
 }
 
-/// metadata 1.0 (the superblock at the end, the data, so the ext4, at 0 of each member) and
-/// 1.2 (mdadm's default: the superblock at 4 KiB, the data further on), one after the other
+/// metadata 1.0 (the superblock at the end, the data, so the ext4, at 0 of each member), 1.2
+/// (mdadm's default: the superblock at 4 KiB, the data further on) and 0.90 (the old format,
+/// at the end, host-endian), one after the other
 /// (two appliances at once on a loaded 2-core worker only slow both).
 #[test]
 fn raid1_members_are_members_and_the_array_is_read_but_not_repaired() {
     check("1.0");
     check("1.2");
+    check("0.90");
 }
