@@ -24,6 +24,19 @@ pub struct Cli {
         value_delimiter = ':'
     )]
     pub allow_backing_dir: Vec<PathBuf>,
+    /// Key for an encrypted (LUKS) volume, as virt-v2v takes it (repeatable):
+    /// SELECTOR:key:PASS or SELECTOR:file:FILE (its first line); SELECTOR is a device
+    /// (/dev/sda2), a LUKS UUID, or all. A passphrase in argv is visible to other users of
+    /// the host: prefer :file: or --keys-from-stdin. The worker takes key files from its job.
+    #[arg(
+        long,
+        value_name = "SELECTOR:key:PASS|SELECTOR:file:FILE",
+        global = true
+    )]
+    pub key: Vec<String>,
+    /// Read passphrases from stdin, one per line, each tried on every encrypted volume.
+    #[arg(long, global = true)]
+    pub keys_from_stdin: bool,
     #[command(subcommand)]
     pub cmd: Cmd,
 }

@@ -67,6 +67,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("linux_tree", linux_tree),
     ("rpmdb", rpmdb),
     ("md", md),
+    ("luks", luks),
 ];
 
 /// The target called `name`.
@@ -588,6 +589,7 @@ fn sample_volumes() -> Vec<VolumeReport> {
         part_number: part,
         journal_recovery: None,
         xfs_log: None,
+        luks: None,
     };
     vec![
         v(
@@ -1178,6 +1180,29 @@ pub fn md(data: &[u8]) {
                 let _ = d.read_at(&mut buf, 0);
             }
         }
+    }
+}
+
+/// LUKS1/LUKS2 headers ([`crate::luks::read_header`]: binary headers, checksums, JSON
+/// metadata) on the input as a sparse device ([`Image`]), then the passphrase "fuzz" tried
+/// under small KDF caps (the seeds' headers derive in about a millisecond) and the payload's
+/// first sector read.
+pub fn luks(data: &[u8]) {
+    let dev: Dev = Arc::new(Image::decode(data));
+    let Ok(Some(h)) = crate::luks::read_header(dev.as_ref()) else {
+        return;
+    };
+    let limits = crate::luks::Limits {
+        pbkdf2_iterations: 1000,
+        argon2_memory_kib: 64,
+        argon2_time: 2,
+        argon2_work_kib: 128,
+        slots: 2,
+    };
+    if let Ok(Some(k)) = h.unlock(dev.as_ref(), b"fuzz", &limits) {
+        let c = crate::luks::CryptDev::new(dev, &h, &k, "fuzz".into());
+        let mut buf = [0u8; 512];
+        let _ = c.read_at(&mut buf, 0);
     }
 }
 

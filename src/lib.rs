@@ -12,6 +12,7 @@ pub mod guestfs;
 pub mod image;
 pub mod inspect;
 pub mod lock;
+pub mod luks;
 pub mod lvm;
 pub mod md;
 pub mod native;

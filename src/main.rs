@@ -22,6 +22,8 @@ mod exit {
     pub const BAD_INPUT: i32 = 2;
     /// Another revirt run holds one of the disks.
     pub const LOCKED: i32 = 8;
+    /// Keys were given for an encrypted volume and none of them opens it.
+    pub const WRONG_KEY: i32 = 9;
 }
 
 fn main() {
@@ -81,6 +83,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
             InspectError::Image(_) => exit::UNREADABLE_IMAGE,
             InspectError::Layout(_) => exit::UNSUPPORTED_LAYOUT,
             InspectError::NoOs(_) => exit::NO_OS,
+            InspectError::WrongKey { .. } => exit::WRONG_KEY,
         };
     }
     if e.downcast_ref::<revirt::error::ImageError>().is_some() {
@@ -130,6 +133,8 @@ struct JobOptions {
     allow_backing_dirs: Vec<std::path::PathBuf>,
     /// auto (default), native or appliance (see repair --writer).
     writer: Option<String>,
+    /// Keys for encrypted volumes: "SELECTOR:file:FILE" only (see --key).
+    keys: Vec<String>,
 }
 
 fn parse_enum<T: clap::ValueEnum>(field: &str, v: &Option<String>) -> Result<Option<T>, String> {
@@ -200,6 +205,14 @@ fn worker(c: &cli::WorkerCmd) -> Result<i32> {
         Ok(p) => p,
         Err(e) => return bad(format!("job: options.allow_backing_dirs: {e}")),
     };
+    let mut keys = vec![];
+    for k in &job.options.keys {
+        match revirt::luks::keys::Key::parse(k, true) {
+            Ok(k) => keys.push(k),
+            Err(e) => return bad(format!("job: options.keys: {e}")),
+        }
+    }
+    let policy = policy.with_keys(keys);
     let writer = match parse_enum::<revirt::apply::WriterPref>("writer", &job.options.writer) {
         Ok(w) => w.unwrap_or_default(),
         Err(e) => return bad(e),
@@ -252,11 +265,39 @@ fn readiness_code(r: revirt::repair::Readiness) -> i32 {
     }
 }
 
+/// The keys of `--key` and `--keys-from-stdin` (the worker takes its own from the job).
+fn keys(cli: &Cli) -> Result<Vec<revirt::luks::keys::Key>, String> {
+    if matches!(cli.cmd, Cmd::Worker(_)) && (!cli.key.is_empty() || cli.keys_from_stdin) {
+        return Err(
+            "worker: keys come from the job (options.keys, key files only), not --key".into(),
+        );
+    }
+    let mut out = vec![];
+    for k in &cli.key {
+        out.push(revirt::luks::keys::Key::parse(k, false).map_err(|e| e.to_string())?);
+    }
+    if cli.keys_from_stdin {
+        let stdin = std::io::stdin().lock();
+        out.extend(
+            revirt::luks::keys::from_reader(stdin)
+                .map_err(|e| format!("--keys-from-stdin: {e}"))?,
+        );
+    }
+    Ok(out)
+}
+
 fn run(cli: Cli) -> Result<i32> {
     let policy = match revirt::image::OpenPolicy::allowing(&cli.allow_backing_dir) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("revirt: error: --allow-backing-dir: {e}");
+            return Ok(exit::BAD_INPUT);
+        }
+    };
+    let policy = match keys(&cli) {
+        Ok(k) => policy.with_keys(k),
+        Err(e) => {
+            eprintln!("revirt: error: {e}");
             return Ok(exit::BAD_INPUT);
         }
     };
@@ -281,10 +322,7 @@ fn run(cli: Cli) -> Result<i32> {
             for w in &ins.warnings {
                 eprintln!("revirt: warning: {w}");
             }
-            if ins.operating_systems.is_empty() {
-                let names: Vec<String> = c.images.iter().map(|p| p.display().to_string()).collect();
-                return Err(InspectError::NoOs(names.join(", ")).into());
-            }
+            revirt::repair::no_os_is_an_error(&guest, &c.images)?;
             Ok(exit::OK)
         }
         Cmd::Plan(c) => {

@@ -152,10 +152,22 @@ pub fn choose_os(g: &Guest) -> Result<&OsReport, String> {
                 .filter(|vg| !vg.missing_pvs.is_empty())
                 .map(|vg| format!("VG {} lacks PV {}", vg.name, vg.missing_pvs.join(", ")))
                 .collect();
+            let sealed: Vec<&str> = g
+                .inspection
+                .volumes
+                .iter()
+                .filter(|v| v.luks.as_ref().is_some_and(|l| l.opened_as.is_none()))
+                .map(|v| v.device.as_str())
+                .collect();
             Err(if !missing.is_empty() {
                 format!(
                     "no operating system found; {}: give every disk of the guest",
                     missing.join("; ")
+                )
+            } else if !sealed.is_empty() {
+                format!(
+                    "no operating system found; {} is LUKS-encrypted and stays locked: give its key (--key DEVICE:key:PASS, DEVICE:file:FILE, or --keys-from-stdin)",
+                    sealed.join(", ")
                 )
             } else if locked.is_empty() {
                 "no operating system found".into()

@@ -82,6 +82,24 @@ pub struct VolumeReport {
     /// XFS: whether its log needs recovery, and how reads got past a dirty one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xfs_log: Option<XfsLogReport>,
+    /// A LUKS container: its header and whether a key opened it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub luks: Option<LuksReport>,
+}
+
+/// A LUKS1/LUKS2 container (issue #11). Never holds a key.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LuksReport {
+    pub version: u16,
+    pub uuid: String,
+    pub cipher: String,
+    /// The plaintext volume when a key opened it: /dev/mapper/cryptsda2 for a partition,
+    /// /dev/mapper/luks-UUID for an LV (libguestfs's names).
+    pub opened_as: Option<String>,
+    /// The keyslot the key opened.
+    pub keyslot: Option<u32>,
+    /// Why it stays locked: no key given, or a header revirt does not open.
+    pub error: Option<String>,
 }
 
 /// The log of one XFS volume (issue #7).

@@ -182,6 +182,10 @@ pub struct Layer {
 pub struct OpenPolicy {
     /// Canonical folders the caller trusts (`--allow-backing-dir`).
     allowed_roots: Vec<std::path::PathBuf>,
+    /// Keys for encrypted volumes (`--key`; Debug shows selectors only).
+    keys: Arc<Vec<crate::luks::keys::Key>>,
+    /// Caps on the KDF work a tenant's LUKS header may ask for.
+    pub luks_limits: crate::luks::Limits,
 }
 
 impl OpenPolicy {
@@ -199,7 +203,20 @@ impl OpenPolicy {
             }
             allowed_roots.push(c);
         }
-        Ok(OpenPolicy { allowed_roots })
+        Ok(OpenPolicy {
+            allowed_roots,
+            ..Default::default()
+        })
+    }
+
+    /// The same policy with these keys for encrypted volumes.
+    pub fn with_keys(mut self, keys: Vec<crate::luks::keys::Key>) -> Self {
+        self.keys = Arc::new(keys);
+        self
+    }
+
+    pub fn keys(&self) -> &[crate::luks::keys::Key] {
+        &self.keys
     }
 
     /// The same policy plus the folders holding `files` (for overlays revirt created itself).

@@ -285,6 +285,7 @@ mod tests {
             part_number: part,
             journal_recovery: None,
             xfs_log: None,
+            luks: None,
         }
     }
 

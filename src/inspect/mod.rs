@@ -42,6 +42,9 @@ pub enum InspectError {
     Layout(#[from] PartError),
     #[error("no operating system found on {0}")]
     NoOs(String),
+    /// Keys were given for an encrypted volume and none opens it.
+    #[error("{device}: none of the {tried} key(s) given for this LUKS volume opens it")]
+    WrongKey { device: String, tried: usize },
 }
 
 /// Everything found, plus the open volumes for later stages (plan/apply need the devices).
@@ -151,6 +154,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
                 part_uuid,
                 part_label,
             ));
+            open_luks(&mut vols, &mut pvs, false, policy, &mut warnings)?;
         }
         disks.push(DiskReport {
             device: ddev,
@@ -193,6 +197,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
                 v.report.aliases.push(format!("/dev/md/{n}"));
             }
             vols.push(v);
+            open_luks(&mut vols, &mut pvs, false, policy, &mut warnings)?;
         }
         md_reports.push(a.report);
     }
@@ -207,6 +212,9 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
                     let mut v = new_volume(name.clone(), d.clone(), ident, None, None, None, None);
                     v.report.aliases = aliases.clone();
                     vols.push(v);
+                    // LUKS on an LV (an LVM inside it is not assembled again).
+                    let mut inner_pvs = vec![];
+                    open_luks(&mut vols, &mut inner_pvs, true, policy, &mut warnings)?;
                 }
                 None => vols.push(Volume {
                     report: VolumeReport {
@@ -229,6 +237,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
                         part_number: None,
                         journal_recovery: None,
                         xfs_log: None,
+                        luks: None,
                     },
                     dev: None,
                     appliance_fs: None,
@@ -239,6 +248,111 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
         vgs.push(vg.report);
     }
     Ok((disks, vols, vgs, warnings, md_reports))
+}
+
+/// Opens the last volume of `vols` if it is LUKS and a key given for it opens it: the
+/// plaintext becomes a volume of its own, named as libguestfs names it (`/dev/mapper/cryptsda2`
+/// for a partition, `/dev/mapper/luks-UUID` for an LV), and a PV inside it is read for LVM.
+/// No key for it: it stays locked (reported, warned). Keys that all fail: an error.
+fn open_luks(
+    vols: &mut Vec<Volume>,
+    pvs: &mut Vec<crate::lvm::Pv>,
+    by_uuid: bool,
+    policy: &OpenPolicy,
+    warnings: &mut Vec<String>,
+) -> Result<(), InspectError> {
+    let Some(v) = vols.last_mut() else {
+        return Ok(());
+    };
+    let Some(dev) = v
+        .dev
+        .clone()
+        .filter(|_| v.report.fstype.as_deref() == Some("crypto_LUKS"))
+    else {
+        return Ok(());
+    };
+    let device = v.report.device.clone();
+    let header = match crate::luks::read_header(dev.as_ref()) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            warnings.push(format!("{device}: encrypted volume stays locked: {e}"));
+            v.report.luks = Some(crate::types::LuksReport {
+                error: Some(e.to_string()),
+                ..Default::default()
+            });
+            return Ok(());
+        }
+    };
+    let mut rep = crate::types::LuksReport {
+        version: header.version,
+        uuid: header.uuid.clone(),
+        cipher: header.cipher.spec().into(),
+        ..Default::default()
+    };
+    let names: Vec<&str> = std::iter::once(device.as_str())
+        .chain(v.report.aliases.iter().map(String::as_str))
+        .collect();
+    let keys: Vec<_> = policy
+        .keys()
+        .iter()
+        .filter(|k| k.fits(&names, &header.uuid))
+        .collect();
+    if keys.is_empty() {
+        warnings.push(format!(
+            "{device}: LUKS{} volume {} stays locked: no key given for it (--key {device}:key:PASS or :file:FILE)",
+            header.version, header.uuid
+        ));
+        rep.error = Some("locked: no key given for it".into());
+        v.report.luks = Some(rep);
+        return Ok(());
+    }
+    let mut opened = None;
+    for k in &keys {
+        match header.unlock(dev.as_ref(), k.secret(), &policy.luks_limits) {
+            Ok(Some(key)) => {
+                opened = Some(key);
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warnings.push(format!("{device}: encrypted volume stays locked: {e}"));
+                rep.error = Some(e.to_string());
+                v.report.luks = Some(rep);
+                return Ok(());
+            }
+        }
+    }
+    let Some(key) = opened else {
+        return Err(InspectError::WrongKey {
+            device,
+            tried: keys.len(),
+        });
+    };
+    let name = if by_uuid {
+        format!("/dev/mapper/luks-{}", header.uuid)
+    } else {
+        let short: String = device
+            .strip_prefix("/dev/")
+            .unwrap_or(&device)
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        format!("/dev/mapper/crypt{short}")
+    };
+    let plain: Dev =
+        std::sync::Arc::new(crate::luks::CryptDev::new(dev, &header, &key, name.clone()));
+    rep.opened_as = Some(name.clone());
+    rep.keyslot = Some(key.slot);
+    v.report.luks = Some(rep);
+    let ident = probe(plain.as_ref())?;
+    if ident.as_ref().is_some_and(|i| i.fstype == "LVM2_member") {
+        if let Some(pv) = crate::lvm::read_pv(&plain, &name)? {
+            pvs.push(pv);
+        }
+    }
+    vols.push(new_volume(name, plain, ident, None, None, None, None));
+    Ok(())
 }
 
 fn new_volume(
@@ -276,6 +390,7 @@ fn new_volume(
         report: VolumeReport {
             journal_recovery,
             xfs_log,
+            luks: None,
             device,
             aliases: vec![],
             size: dev.size(),

@@ -311,18 +311,7 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
         r.push("no kernel found under /boot: nothing to make bootable".into());
     }
     for md in &ins.md_arrays {
-        // Mounted itself, or holding a PV of a mounted LV.
-        let on_it: Vec<&str> = l
-            .mounts
-            .values()
-            .filter(|d| {
-                **d == md.device
-                    || ins.volume_groups.iter().any(|vg| {
-                        vg.pvs.contains(&md.device) && vg.lvs.iter().any(|lv| &lv.device == *d)
-                    })
-            })
-            .map(String::as_str)
-            .collect();
+        let on_it = mounted_on(ins, l, &md.device);
         if !on_it.is_empty() {
             r.push(format!(
                 "{} is on the md RAID array {} ({} of {}): revirt reads it but does not write md arrays yet (a write must reach every mirror)",
@@ -330,6 +319,19 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
                 md.device,
                 md.level,
                 md.members.join(", ")
+            ));
+        }
+    }
+    for v in &ins.volumes {
+        let Some(plain) = v.luks.as_ref().and_then(|k| k.opened_as.as_deref()) else {
+            continue;
+        };
+        let on_it = mounted_on(ins, l, plain);
+        if !on_it.is_empty() {
+            r.push(format!(
+                "{} is on the LUKS volume {} (opened as {plain}): revirt reads encrypted volumes but does not write them yet",
+                on_it.join(", "),
+                v.device
             ));
         }
     }
@@ -367,4 +369,18 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
         ));
     }
     r
+}
+
+/// The guest's mounts that sit on `dev`: itself, or an LV of a VG with a PV on it.
+fn mounted_on<'a>(ins: &Inspection, l: &'a LinuxInfo, dev: &str) -> Vec<&'a str> {
+    l.mounts
+        .values()
+        .filter(|d| {
+            *d == dev
+                || ins.volume_groups.iter().any(|vg| {
+                    vg.pvs.iter().any(|p| p == dev) && vg.lvs.iter().any(|lv| &lv.device == *d)
+                })
+        })
+        .map(String::as_str)
+        .collect()
 }

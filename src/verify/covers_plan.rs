@@ -45,6 +45,7 @@ fn volume(device: &str, fstype: &str, uuid: &str) -> VolumeReport {
         part_number: None,
         journal_recovery: None,
         xfs_log: None,
+        luks: None,
     }
 }
 

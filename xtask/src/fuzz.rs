@@ -382,7 +382,7 @@ fn gen_seeds(dir: &Path) -> Result<()> {
         work: &scratch,
     };
     type Gen = fn(&Seeds) -> Result<()>;
-    let gens: [(&str, Gen); 11] = [
+    let gens: [(&str, Gen); 12] = [
         ("qcow2 (qemu-img)", qcow2),
         ("partitions (sfdisk)", partitions),
         ("ext4 + jbd2 (mkfs.ext4, debugfs)", ext4),
@@ -393,6 +393,7 @@ fn gen_seeds(dir: &Path) -> Result<()> {
         ("initramfs (cpio, compressors)", initramfs),
         ("hives (mkhive.py, hivexregedit)", hives),
         ("rpmdb (rpmbuild, rpm)", rpmdb),
+        ("luks (cryptsetup)", luks),
         ("configs (fixture recipes) and disks", recipes_and_disks),
     ];
     let mut skipped = vec![];
@@ -700,6 +701,22 @@ fn protofile(dir: &Path) -> Result<String> {
     rec(dir, &mut out)?;
     out.push_str("$\n");
     Ok(out)
+}
+
+/// LUKS headers by cryptsetup itself, with KDF costs under the fuzz target's caps (PBKDF2,
+/// 1000 iterations) and its passphrase "fuzz".
+fn luks(s: &Seeds) -> Result<()> {
+    s.sh("printf fuzz > luks.key
+         truncate -s 2M luks2.img luks2-4k.img
+         o='--batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --luks2-metadata-size 16k --luks2-keyslots-size 512k --key-file luks.key'
+         cryptsetup luksFormat $o --sector-size 512 luks2.img
+         cryptsetup luksFormat $o --sector-size 4096 --key-size 256 luks2-4k.img
+         truncate -s 4M luks1.img
+         cryptsetup luksFormat --batch-mode --type luks1 --pbkdf-force-iterations 1000 --key-file luks.key luks1.img")?;
+    for n in ["luks2", "luks2-4k", "luks1"] {
+        s.image("luks", n, &s.path(&format!("{n}.img")), b"")?;
+    }
+    Ok(())
 }
 
 fn fat(s: &Seeds) -> Result<()> {

@@ -101,6 +101,7 @@ fn vol(dev: &str, disk: Option<usize>, part: Option<u32>, fs: &str, uuid: &str) 
         part_number: part,
         journal_recovery: None,
         xfs_log: None,
+        luks: None,
     }
 }
 
