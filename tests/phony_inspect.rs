@@ -149,6 +149,19 @@ const GUESTS: &[Expect] = &[
         revirt: Some(("fedora", "39", "rhel")),
     },
     Expect {
+        name: "fedora-luks",
+        root: "/dev/mapper/fedora-root",
+        distro: "fedora",
+        product_name: Some("Fedora Linux 39 (Server Edition)"),
+        version: (39, 0),
+        arch: "x86_64",
+        hostname: "fedora-luks.example.com",
+        package_format: Some("rpm"),
+        package_management: Some("yum"),
+        osinfo: "fedora39",
+        revirt: Some(("fedora", "39", "rhel")),
+    },
+    Expect {
         name: "sles11",
         root: "/dev/sda2",
         distro: "sles",
@@ -193,6 +206,26 @@ const GUESTS: &[Expect] = &[
 /// so no one `Expect` holds both); their XML is checked with the others'.
 const OWN_IDENTITY_TEST: [&str; 1] = ["flatcar"];
 
+/// Keys the encrypted phony guests are opened with (as virt-inspector was given them).
+const KEYS: &[(&str, &str)] = &[("fedora-luks", "/dev/sda2:key:FEDORA")];
+
+/// revirt's arguments for `cmd` on guest `name`: its key first (a global option), then `rest`.
+fn args_for(name: &str, rest: &[&std::ffi::OsStr]) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec![];
+    for (_, k) in KEYS.iter().filter(|(n, _)| *n == name) {
+        a.push("--key".into());
+        a.push(k.into());
+    }
+    a.extend(rest.iter().map(|r| r.to_os_string()));
+    a
+}
+
+fn revirt_for(name: &str, rest: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let a = args_for(name, rest);
+    let refs: Vec<&std::ffi::OsStr> = a.iter().map(|x| x.as_os_str()).collect();
+    golden::revirt(&refs)
+}
+
 fn expect(name: &str) -> &'static Expect {
     GUESTS
         .iter()
@@ -202,8 +235,10 @@ fn expect(name: &str) -> &'static Expect {
 
 fn inspect(name: &str) -> Value {
     let img = image(name);
-    let (code, out, err) =
-        golden::revirt(&["inspect".as_ref(), "--json".as_ref(), img.as_os_str()]);
+    let (code, out, err) = revirt_for(
+        name,
+        &["inspect".as_ref(), "--json".as_ref(), img.as_os_str()],
+    );
     assert_eq!(code, 0, "{name}: revirt inspect exit {code}: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{name}: bad JSON: {e}"))
 }
@@ -409,6 +444,20 @@ fn fedora39_applications_from_rpmdb_sqlite() {
     assert!(out.contains("<epoch>2</epoch>"), "{out}");
 }
 
+/// LVM on LUKS2 (Argon2id, made by cryptsetup): opened with the key as virt-inspector was,
+/// the VG inside assembled; without it, the locked volume is named (exit 4).
+#[test]
+fn fedora_lvm_on_luks_opens_with_its_key() {
+    check("fedora-luks");
+    let img = image("fedora-luks");
+    let (code, _, err) = golden::revirt(&["inspect".as_ref(), img.as_os_str()]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("/dev/sda2 is LUKS-encrypted and stays locked"),
+        "{err}"
+    );
+}
+
 #[test]
 fn rhel6_from_redhat_release() {
     check("rhel6");
@@ -481,7 +530,10 @@ fn rng() -> PathBuf {
 /// (tests/golden/virt-inspector/NAME.xml, see its README), and valid against the schema.
 fn check_xml(name: &str) {
     let img = image(name);
-    let (code, out, err) = golden::revirt(&["inspect".as_ref(), "--xml".as_ref(), img.as_os_str()]);
+    let (code, out, err) = revirt_for(
+        name,
+        &["inspect".as_ref(), "--xml".as_ref(), img.as_os_str()],
+    );
     assert_eq!(code, 0, "{name}: revirt inspect --xml exit {code}: {err}");
     let dir = tempfile::tempdir().expect("tempdir");
     let xml = dir.path().join(format!("{name}.xml"));

@@ -24,6 +24,22 @@ pub struct PartPlace {
     pub name: Option<String>,
     /// Guest device, e.g. /dev/sda2.
     pub device: String,
+    /// Encrypted: (passphrase, LUKS UUID); the content is [`PartPlace::data_size`] bytes.
+    pub luks: Option<(String, String)>,
+}
+
+/// Room a LUKS2 header takes from an encrypted partition (cryptsetup's
+/// `--reduce-device-size` for an offline encryption).
+pub const LUKS_RESERVE: u64 = 16 * MIB;
+
+impl PartPlace {
+    /// Bytes of content: the partition, less the LUKS header room when encrypted.
+    pub fn data_size(&self) -> u64 {
+        match self.luks {
+            Some(_) => self.size.saturating_sub(LUKS_RESERVE),
+            None => self.size,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,6 +192,12 @@ impl Layout {
                 logical: p.logical,
                 name: p.name.clone(),
                 device: format!("{dev}{number}"),
+                luks: p.luks.as_ref().map(|l| {
+                    (
+                        l.passphrase.clone(),
+                        ids::uuid(guest, &format!("luks/{}", p.id)),
+                    )
+                }),
             });
         }
 
@@ -222,7 +244,7 @@ impl Layout {
             });
             let start_extent = vg.lvs.iter().map(|l| l.extent_count).sum::<u64>();
             let extent_count = (lv.size_mib * MIB).div_ceil(lvm::EXTENT);
-            if start_extent + extent_count > lvm::pe_count(pv.size) {
+            if start_extent + extent_count > lvm::pe_count(pv.data_size()) {
                 bail!(
                     "lv {}/{}: {} MiB does not fit on PV {}",
                     lv.vg,

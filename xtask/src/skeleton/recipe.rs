@@ -90,6 +90,15 @@ pub struct Partition {
     pub vg: Option<String>,
     /// GPT partition name.
     pub name: Option<String>,
+    /// Encrypt the partition (its content, e.g. a PV) into a LUKS2 volume.
+    pub luks: Option<Luks>,
+}
+
+/// A LUKS2 container made by the host's cryptsetup (Argon2id, small costs; UUID derived).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Luks {
+    pub passphrase: String,
 }
 
 /// What makes a filesystem: shared by partitions and LVs.
