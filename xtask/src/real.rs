@@ -1114,7 +1114,14 @@ mod tests {
                 "{} has no setup.sh",
                 g.name
             );
-            assert!(g.partitions.iter().any(|p| p.mount.as_deref() == Some("/")));
+            // / on a partition, or on an LV of a VG on one.
+            let root = g.partitions.iter().any(|p| {
+                p.mount.as_deref() == Some("/")
+                    || p.vg
+                        .as_ref()
+                        .is_some_and(|vg| vg.lvs.iter().any(|l| l.mount.as_deref() == Some("/")))
+            });
+            assert!(root, "{}: no / mount", g.name);
         }
     }
 
