@@ -394,3 +394,40 @@ fn kdf_costs_above_the_caps_are_refused_before_deriving() {
     );
     assert!(e.to_string().contains("32768 KiB"), "{e}");
 }
+
+/// A LUKS2 header whose primary copy is damaged is read from its secondary copy (as cryptsetup
+/// does); both damaged: refused as corrupt, naming the device, nothing derived.
+#[test]
+fn a_damaged_primary_luks2_header_falls_back_to_the_secondary() {
+    if !have_cryptsetup() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, part) = luks_guest(dir.path(), &VARIANTS[0], "k");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let hdr_size = u64::from_be_bytes(bytes[8..16].try_into().unwrap()) as usize;
+    // One byte of the primary's JSON area: its checksum no longer holds.
+    bytes[4096 + 10] ^= 0x55;
+    let damaged = dir.path().join("damaged.img");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let open = |p: &Path| -> Result<Option<Vec<u8>>, String> {
+        let dev: revirt::image::Dev =
+            std::sync::Arc::new(revirt::image::raw::RawImage::open(p).unwrap());
+        let h = revirt::luks::read_header(dev.as_ref())
+            .map_err(|e| e.to_string())?
+            .ok_or("no header")?;
+        Ok(h.unlock(dev.as_ref(), PASS.as_bytes(), &Default::default())
+            .map_err(|e| e.to_string())?
+            .map(|k| k.bytes().to_vec()))
+    };
+    let good = open(&part).unwrap().expect("opens");
+    assert_eq!(open(&damaged).unwrap(), Some(good));
+    // The secondary copy damaged too.
+    bytes[hdr_size + 4096 + 10] ^= 0x55;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let e = open(&damaged).unwrap_err();
+    assert!(
+        e.contains("damaged.img") && e.contains("no LUKS2 header copy with a valid checksum"),
+        "{e}"
+    );
+}

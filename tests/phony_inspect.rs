@@ -162,6 +162,19 @@ const GUESTS: &[Expect] = &[
         revirt: Some(("fedora", "39", "rhel")),
     },
     Expect {
+        name: "fedora-luks-on-lvm",
+        root: "/dev/mapper/luks-839f64c0-3b7d-40c0-abfd-8f4f72d2191d",
+        distro: "fedora",
+        product_name: Some("Fedora Linux 39 (Server Edition)"),
+        version: (39, 0),
+        arch: "x86_64",
+        hostname: "fedora-luks-on-lvm.example.com",
+        package_format: Some("rpm"),
+        package_management: Some("yum"),
+        osinfo: "fedora39",
+        revirt: Some(("fedora", "39", "rhel")),
+    },
+    Expect {
         name: "sles11",
         root: "/dev/sda2",
         distro: "sles",
@@ -207,7 +220,10 @@ const GUESTS: &[Expect] = &[
 const OWN_IDENTITY_TEST: [&str; 1] = ["flatcar"];
 
 /// Keys the encrypted phony guests are opened with (as virt-inspector was given them).
-const KEYS: &[(&str, &str)] = &[("fedora-luks", "/dev/sda2:key:FEDORA")];
+const KEYS: &[(&str, &str)] = &[
+    ("fedora-luks", "/dev/sda2:key:FEDORA"),
+    ("fedora-luks-on-lvm", "/dev/fedora/root:key:FEDORA-Root"),
+];
 
 /// revirt's arguments for `cmd` on guest `name`: its key first (a global option), then `rest`.
 fn args_for(name: &str, rest: &[&std::ffi::OsStr]) -> Vec<std::ffi::OsString> {
@@ -456,6 +472,13 @@ fn fedora_lvm_on_luks_opens_with_its_key() {
         err.contains("/dev/sda2 is LUKS-encrypted and stays locked"),
         "{err}"
     );
+}
+
+/// LUKS on LVM: the root LV is a LUKS2 volume, opened (by the LV's /dev/VG/LV name, as
+/// virt-inspector was given it) as /dev/mapper/luks-UUID, the name its fstab uses.
+#[test]
+fn fedora_luks_on_lvm_opens_the_root_lv() {
+    check("fedora-luks-on-lvm");
 }
 
 #[test]

@@ -349,6 +349,9 @@ fn placeholders(layout: &layout::Layout) -> Vec<(String, String)> {
     for vol in &layout.volumes {
         v.push((format!("uuid.{}", vol.id), vol.uuid.clone()));
         v.push((format!("dev.{}", vol.id), vol.dev.clone()));
+        if let Some((_, u)) = &vol.luks {
+            v.push((format!("luks.{}", vol.id), u.clone()));
+        }
         if let Some(l) = &vol.label {
             v.push((format!("label.{}", vol.id), l.clone()));
         }

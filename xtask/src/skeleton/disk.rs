@@ -2,7 +2,7 @@
 //! into a file with the host mkfs tools (ext4 `-d`, XFS protofile, vfat + mtools, mkswap), writes
 //! the partition table with sfdisk, LVM metadata with our own writer, and copies every filesystem
 //! to its offset, skipping zero blocks so the raw image stays sparse. No mounts, no loop devices.
-use super::layout::{Layout, Volume};
+use super::layout::{Layout, Volume, LUKS_RESERVE};
 use super::lvm::{self, LvPlace, PvSpec};
 use super::recipe::Recipe;
 use super::run_sh;
@@ -358,6 +358,7 @@ pub fn build_raw(
             .with_context(|| format!("writing PV for vg {}", vg.name))?;
     }
 
+    let mut sealed_lvs = vec![];
     for v in &layout.volumes {
         let tree = trees
             .iter()
@@ -384,29 +385,38 @@ pub fn build_raw(
         let Some(offset) = offset else {
             bail!("volume {}: cannot place {}", v.id, v.on)
         };
+        if v.luks.is_some() {
+            sealed_lvs.push((v, offset));
+        }
         copy_sparse(&img, &mut disk, offset)?;
         fs::remove_file(&img)?;
     }
-    for p in layout.partitions.iter().filter(|p| p.luks.is_some()) {
-        seal(&mut disk, p, work).with_context(|| format!("encrypting partition {}", p.id))?;
+    for p in &layout.partitions {
+        if let Some((pass, uuid)) = &p.luks {
+            seal(&mut disk, p.start, p.size, pass, uuid, work)
+                .with_context(|| format!("encrypting partition {}", p.id))?;
+        }
+    }
+    for (v, at) in &sealed_lvs {
+        if let Some((pass, uuid)) = &v.luks {
+            seal(&mut disk, *at, v.size + LUKS_RESERVE, pass, uuid, work)
+                .with_context(|| format!("encrypting LV {}", v.id))?;
+        }
     }
     disk.sync_all()?;
     Ok(())
 }
 
-/// Encrypts partition `p` in place with the host's cryptsetup: an offline `reencrypt
-/// --encrypt` moves the content up past the new LUKS2 header, so what was written at the
-/// partition's start is the start of the LUKS volume (Argon2id at small costs: the fixture
+/// Encrypts `size` bytes of the disk at `start` (a partition or an LV) in place with the host's
+/// cryptsetup: an offline `reencrypt --encrypt` moves the content up past the new LUKS2 header,
+/// so what was written at the region's start is the start of the LUKS volume (Argon2id at small costs: the fixture
 /// opens in milliseconds; the UUID derives from the guest).
-fn seal(disk: &mut File, p: &super::layout::PartPlace, work: &Path) -> Result<()> {
-    let Some((pass, uuid)) = &p.luks else {
-        return Ok(());
-    };
+fn seal(disk: &mut File, start: u64, size: u64, pass: &str, uuid: &str, work: &Path) -> Result<()> {
     let q = |s: &Path| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
-    let img = work.join(format!("luks-{}.img", p.id));
-    let key = work.join(format!("luks-{}.key", p.id));
-    let mut buf = vec![0u8; p.size as usize];
-    disk.seek(SeekFrom::Start(p.start))?;
+    let img = work.join(format!("luks-{uuid}.img"));
+    let key = work.join(format!("luks-{uuid}.key"));
+    let mut buf = vec![0u8; size as usize];
+    disk.seek(SeekFrom::Start(start))?;
     disk.read_exact(&mut buf)?;
     fs::write(&img, &buf)?;
     fs::write(&key, pass)?;
@@ -423,7 +433,7 @@ fn seal(disk: &mut File, p: &super::layout::PartPlace, work: &Path) -> Result<()
         work,
     )?;
     let enc = fs::read(&img)?;
-    disk.seek(SeekFrom::Start(p.start))?;
+    disk.seek(SeekFrom::Start(start))?;
     disk.write_all(&enc)?;
     fs::remove_file(&img)?;
     fs::remove_file(&key)?;

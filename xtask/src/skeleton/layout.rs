@@ -82,6 +82,9 @@ pub struct Volume {
     pub by_id: Option<String>,
     pub mapper: Option<String>,
     pub lvm_dev: Option<String>,
+    /// Inside a LUKS2 volume of its own (LUKS on LVM): (passphrase, LUKS UUID); `size` is
+    /// what is left for the filesystem, `dev` the opened name (/dev/mapper/luks-UUID).
+    pub luks: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -202,6 +205,14 @@ impl Layout {
         }
 
         let mut volumes = vec![];
+        if let Some(p) = r
+            .disk
+            .partitions
+            .iter()
+            .find(|p| p.luks.is_some() && p.fs != "lvm")
+        {
+            bail!("partition {}: luks is for a PV (fs = \"lvm\") so far", p.id);
+        }
         for (p, place) in r.disk.partitions.iter().zip(&parts) {
             if matches!(p.fs.as_str(), "lvm" | "extended" | "bios_grub" | "none") {
                 continue;
@@ -220,6 +231,7 @@ impl Layout {
                 by_id: Some(format!("{by_id_base}-part{}", place.number)),
                 mapper: None,
                 lvm_dev: None,
+                luks: None,
             });
         }
 
@@ -274,6 +286,19 @@ impl Layout {
                 vg.uuid,
                 ids::lvm_uuid(guest, &format!("lv/{}/{}", lv.vg, lv.name))
             );
+            let luks = lv.luks.as_ref().map(|l| {
+                (
+                    l.passphrase.clone(),
+                    ids::uuid(guest, &format!("luks/{id}")),
+                )
+            });
+            let (size, dev) = match &luks {
+                Some((_, u)) => (
+                    size.saturating_sub(LUKS_RESERVE),
+                    format!("/dev/mapper/luks-{u}"),
+                ),
+                None => (size, format!("/dev/mapper/{dm}")),
+            };
             volumes.push(Volume {
                 id: id.clone(),
                 fs: lv.fs.clone(),
@@ -283,11 +308,12 @@ impl Layout {
                 on: format!("lv:{}/{}", lv.vg, lv.name),
                 size,
                 mnt: lv.mnt.clone(),
-                dev: format!("/dev/mapper/{dm}"),
+                dev: dev.clone(),
                 partuuid: None,
                 by_id: Some(dm_uuid),
-                mapper: Some(format!("/dev/mapper/{dm}")),
+                mapper: Some(dev),
                 lvm_dev: Some(format!("/dev/{}/{}", lv.vg, lv.name)),
+                luks,
             });
         }
         Ok(Layout {

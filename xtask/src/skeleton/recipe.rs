@@ -126,6 +126,8 @@ pub struct Lv {
     pub fs: String,
     #[serde(flatten)]
     pub mnt: Mountable,
+    /// Encrypt the LV: the filesystem inside a LUKS2 volume (LUKS on LVM).
+    pub luks: Option<Luks>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
