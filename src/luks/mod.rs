@@ -255,7 +255,8 @@ fn check_payload(dev: &dyn BlockDevice, name: &str, h: &Header) -> Result<(), Lu
             format!("{}-byte key for {}", h.key_size, h.cipher.spec()),
         ));
     }
-    if !h.payload_offset.is_multiple_of(SECTOR) || h.payload_offset.saturating_add(h.payload_len) > dev.size()
+    if !h.payload_offset.is_multiple_of(SECTOR)
+        || h.payload_offset.saturating_add(h.payload_len) > dev.size()
     {
         return Err(corrupt(
             name,
