@@ -93,6 +93,22 @@ const VARIANTS: &[Variant] = &[
     },
 ];
 
+/// A raw file as a block device, for the library-level checks.
+fn raw_dev(p: &Path) -> revirt::image::Dev {
+    std::sync::Arc::new(revirt::image::raw::RawImage::open(p).unwrap())
+}
+
+/// cryptsetup present (else the skip is printed), a scratch folder and the first variant's
+/// guest in it: (folder, disk, key file, partition image).
+fn first_guest() -> Option<(tempfile::TempDir, PathBuf, PathBuf, PathBuf)> {
+    if !have_cryptsetup() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (d, key, part) = luks_guest(dir.path(), &VARIANTS[0], "k");
+    Some((dir, d, key, part))
+}
+
 fn have_cryptsetup() -> bool {
     let ok = Command::new("cryptsetup")
         .arg("--version")
@@ -224,8 +240,7 @@ fn every_luks_format_opens_to_the_guest_inside() {
         let (d, key, part) = luks_guest(dir.path(), v, &host);
 
         // The key revirt derives is the one cryptsetup keeps.
-        let dev: revirt::image::Dev =
-            std::sync::Arc::new(revirt::image::raw::RawImage::open(&part).unwrap());
+        let dev = raw_dev(&part);
         let h = revirt::luks::read_header(dev.as_ref())
             .unwrap()
             .expect("a LUKS header");
@@ -278,11 +293,9 @@ fn every_luks_format_opens_to_the_guest_inside() {
 
 #[test]
 fn missing_wrong_and_job_passphrase_keys_are_refused_clearly() {
-    if !have_cryptsetup() {
+    let Some((dir, d, key, part)) = first_guest() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (d, key, part) = luks_guest(dir.path(), &VARIANTS[0], "k");
+    };
 
     // No key: no OS, and the error says which volume is locked and how to give its key.
     let (code, ins, err) = inspect_json(&d, &[]);
@@ -373,13 +386,10 @@ fn missing_wrong_and_job_passphrase_keys_are_refused_clearly() {
 
 #[test]
 fn kdf_costs_above_the_caps_are_refused_before_deriving() {
-    if !have_cryptsetup() {
+    let Some((_dir, _, _, part)) = first_guest() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (_, _, part) = luks_guest(dir.path(), &VARIANTS[0], "k");
-    let dev: revirt::image::Dev =
-        std::sync::Arc::new(revirt::image::raw::RawImage::open(&part).unwrap());
+    };
+    let dev = raw_dev(&part);
     let h = revirt::luks::read_header(dev.as_ref()).unwrap().unwrap();
     let limits = revirt::luks::Limits {
         argon2_memory_kib: 16 << 10,
@@ -399,11 +409,9 @@ fn kdf_costs_above_the_caps_are_refused_before_deriving() {
 /// does); both damaged: refused as corrupt, naming the device, nothing derived.
 #[test]
 fn a_damaged_primary_luks2_header_falls_back_to_the_secondary() {
-    if !have_cryptsetup() {
+    let Some((dir, _, _, part)) = first_guest() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (_, _, part) = luks_guest(dir.path(), &VARIANTS[0], "k");
+    };
     let mut bytes = std::fs::read(&part).unwrap();
     let hdr_size = u64::from_be_bytes(bytes[8..16].try_into().unwrap()) as usize;
     // One byte of the primary's JSON area: its checksum no longer holds.
@@ -411,8 +419,7 @@ fn a_damaged_primary_luks2_header_falls_back_to_the_secondary() {
     let damaged = dir.path().join("damaged.img");
     std::fs::write(&damaged, &bytes).unwrap();
     let open = |p: &Path| -> Result<Option<Vec<u8>>, String> {
-        let dev: revirt::image::Dev =
-            std::sync::Arc::new(revirt::image::raw::RawImage::open(p).unwrap());
+        let dev = raw_dev(p);
         let h = revirt::luks::read_header(dev.as_ref())
             .map_err(|e| e.to_string())?
             .ok_or("no header")?;
