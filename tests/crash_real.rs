@@ -423,7 +423,7 @@ fn killed_mid_write_repaired_natively_boots_and_keeps_what_was_synced() {
 /// Three disks: an XFS root LV spanning the first two, a separate ext4 /boot, and a data disk
 /// with no OS (ext4 /srv/data), all dirty at once. The appliance recovers the XFS log into the
 /// output before planning (the ext journals are replayed in memory for the plan and by the
-/// appliance's mount before it writes); fstab's /dev/sda1 and /dev/sdc1 are named by UUID.
+/// appliance's mount before it writes); fstab's /dev/sdc1 is named by UUID.
 #[test]
 fn lvm_xfs_root_spanning_two_disks_boot_and_data_disk_killed_mid_write_repaired_and_booted() {
     crash_repair_boot(&Case {
