@@ -107,10 +107,11 @@ pub fn run(only_real: bool, peers: bool) -> Result<()> {
             // The 100G overlay stands for the first disk; further disks are the guest's own.
             let mut disks = crash::disks_of(img)?;
             disks[0] = path.clone();
-            let app = appliance_used(&revirt, &disks);
+            let app = appliance_used(&revirt, &disks, &key_args(img));
             let r = best_of(3, || {
                 measure(
                     Command::new(&revirt)
+                        .args(key_args(img))
                         .args(["inspect", "--json"])
                         .args(&disks)
                         .env("REVIRT_ALLOW_BACKING_DIR", crate::cache_dir()),
@@ -161,8 +162,19 @@ pub fn run(only_real: bool, peers: bool) -> Result<()> {
 }
 
 /// Whether `revirt inspect` needed the appliance on these disks ("yes"/"no", "?" if it failed).
-fn appliance_used(revirt: &Path, disks: &[PathBuf]) -> &'static str {
+/// `--key` arguments for a fixture with encrypted volumes (the phony builder's `NAME.keys`).
+fn key_args(img: &Path) -> Vec<String> {
+    std::fs::read_to_string(img.with_extension("keys"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .flat_map(|l| ["--key".to_string(), l.to_string()])
+        .collect()
+}
+
+fn appliance_used(revirt: &Path, disks: &[PathBuf], keys: &[String]) -> &'static str {
     let out = Command::new(revirt)
+        .args(keys)
         .args(["inspect", "--json"])
         .args(disks)
         .env("REVIRT_ALLOW_BACKING_DIR", crate::cache_dir())

@@ -130,9 +130,32 @@ fn build_one(name: &str, dir: &Path, out: &Path) -> Result<bool> {
     let tmp = build_into(name, dir, &work)?;
     let _ = fs::remove_file(&hash_file);
     fs::rename(&tmp, &qcow)?;
+    // The keys of its encrypted volumes, as `--key` takes them (the bench opens it with them).
+    let keys = out.join(format!("{name}.keys"));
+    let _ = fs::remove_file(&keys);
+    if work.join("keys").is_file() {
+        fs::rename(work.join("keys"), &keys)?;
+    }
     fs::write(&hash_file, &hash)?;
     fs::remove_dir_all(&work)?;
     Ok(true)
+}
+
+/// `--key` arguments for the layout's LUKS volumes: the PV partition or the LV by name.
+fn luks_keys(layout: &layout::Layout) -> Vec<String> {
+    let parts = layout.partitions.iter().filter_map(|p| {
+        p.luks
+            .as_ref()
+            .map(|(pass, _)| format!("{}:key:{pass}", p.device))
+    });
+    let lvs = layout.volumes.iter().filter_map(|v| {
+        let (pass, _) = v.luks.as_ref()?;
+        Some(format!(
+            "{}:key:{pass}",
+            v.lvm_dev.as_ref().unwrap_or(&v.dev)
+        ))
+    });
+    parts.chain(lvs).collect()
 }
 
 /// A skeleton recipe carrying only the phony guest's disk (the generator parts are unused).
@@ -189,6 +212,10 @@ fn build_into(name: &str, dir: &Path, work: &Path) -> Result<PathBuf> {
     }
     let recipe = as_recipe(&p);
     let layout = layout::Layout::resolve(name, &recipe)?;
+    let keys = luks_keys(&layout);
+    if !keys.is_empty() {
+        fs::write(work.join("keys"), keys.join("\n") + "\n")?;
+    }
     let root = work.join("root");
     stage(name, dir, &p, &layout, &root)?;
     let raw = work.join("disk.raw");
