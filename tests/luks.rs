@@ -322,21 +322,12 @@ fn missing_wrong_and_job_passphrase_keys_are_refused_clearly() {
     let uuid = common::run_stdout(Command::new("cryptsetup").arg("luksUUID").arg(&part));
     let (code, _, err) = inspect_json(&d, &["--key".into(), format!("{}:key:{PASS}", uuid.trim())]);
     assert_eq!(code, 0, "{err}");
-    let mut c = revirt()
-        .args(["inspect", "--json", "--keys-from-stdin"])
-        .arg(&d)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("not it\n{PASS}\n").as_bytes())
-        .unwrap();
-    let o = c.wait_with_output().unwrap();
+    let o = common::feed(
+        revirt()
+            .args(["inspect", "--json", "--keys-from-stdin"])
+            .arg(&d),
+        format!("not it\n{PASS}\n").as_bytes(),
+    );
     assert_eq!(
         o.status.code(),
         Some(0),

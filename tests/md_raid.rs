@@ -42,21 +42,8 @@ fn make(dir: &Path, meta: &str) -> Vec<std::path::PathBuf> {
     for d in &disks {
         gf.arg("-a").arg(d);
     }
-    let mut child = gf
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("guestfish");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "guestfish md-create failed"
-    );
+    let o = common::feed(&mut gf, script.as_bytes());
+    assert!(o.status.success(), "guestfish md-create failed: {o:?}");
     disks
 }
 

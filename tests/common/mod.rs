@@ -17,6 +17,19 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs `cmd` with `input` on its stdin; returns its status and output (not checked).
+pub fn feed(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (install: bash .ci/deps.sh)"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// [`run`], returning its standard output as text.
 pub fn run_stdout(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&run(cmd).stdout).into_owned()
@@ -108,24 +121,8 @@ pub fn disk(out: &Path, label: &str, parts: &[(&Path, &str)]) -> Vec<u64> {
     let f = std::fs::File::create(out).unwrap();
     f.set_len(start + (1 << 20)).unwrap();
     drop(f);
-    let mut child = Command::new("sfdisk")
-        .arg("-q")
-        .arg(out)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("sfdisk (fdisk package)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "sfdisk failed for {script}"
-    );
+    let o = feed(Command::new("sfdisk").arg("-q").arg(out), script.as_bytes());
+    assert!(o.status.success(), "sfdisk failed for {script}: {o:?}");
     for ((img, _), s) in parts.iter().zip(&starts) {
         run(Command::new("dd")
             .arg(format!("if={}", img.display()))
