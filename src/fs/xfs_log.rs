@@ -243,23 +243,9 @@ pub fn synthetic(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::BlockDevice;
     use std::sync::Arc;
 
-    struct Mem(Vec<u8>);
-    impl BlockDevice for Mem {
-        fn size(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), crate::error::ImageError> {
-            let o = off as usize;
-            buf.copy_from_slice(&self.0[o..o + buf.len()]);
-            Ok(())
-        }
-        fn name(&self) -> String {
-            "mem".into()
-        }
-    }
+    use crate::image::MemDev as Mem;
 
     fn log(n: u64, fill: &[(u64, u64, u32)], records: &[(u64, u32, u64, u32, bool)]) -> Dev {
         Arc::new(Mem(synthetic(n, fill, records)))

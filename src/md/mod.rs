@@ -335,19 +335,7 @@ pub fn synthetic_member(uuid: [u8; 16], role: u16, events: u64) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    struct Mem(Vec<u8>);
-    impl BlockDevice for Mem {
-        fn size(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, buf: &mut [u8], o: u64) -> Result<(), crate::error::ImageError> {
-            buf.copy_from_slice(&self.0[o as usize..o as usize + buf.len()]);
-            Ok(())
-        }
-        fn name(&self) -> String {
-            "mem".into()
-        }
-    }
+    use crate::image::MemDev as Mem;
 
     fn member(fill: u8, role: u16, events: u64) -> Dev {
         let mut d = synthetic_member([7; 16], role, events);
