@@ -140,11 +140,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
                 });
                 md_members.push((device.clone(), d.clone(), m));
             }
-            if ident.as_ref().is_some_and(|i| i.fstype == "LVM2_member") {
-                if let Some(pv) = crate::lvm::read_pv(&d, &device)? {
-                    pvs.push(pv);
-                }
-            }
+            read_pv_into(ident.as_ref(), &d, &device, &mut pvs)?;
             vols.push(new_volume(
                 device,
                 d,
@@ -173,11 +169,7 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
     for a in arrays {
         if let Some(d) = &a.dev {
             let ident = probe(d.as_ref()).map_err(InspectError::Image)?;
-            if ident.as_ref().is_some_and(|i| i.fstype == "LVM2_member") {
-                if let Some(pv) = crate::lvm::read_pv(d, &a.report.device)? {
-                    pvs.push(pv);
-                }
-            }
+            read_pv_into(ident.as_ref(), d, &a.report.device, &mut pvs)?;
             let mut v = new_volume(
                 a.report.device.clone(),
                 d.clone(),
@@ -248,6 +240,19 @@ pub fn scan_volumes(paths: &[PathBuf], policy: &OpenPolicy) -> Result<Scan, Insp
         vgs.push(vg.report);
     }
     Ok((disks, vols, vgs, warnings, md_reports))
+}
+
+/// Reads the LVM PV on `dev` into `pvs` when the probe found one.
+fn read_pv_into(
+    ident: Option<&FsIdent>,
+    dev: &Dev,
+    device: &str,
+    pvs: &mut Vec<crate::lvm::Pv>,
+) -> Result<(), PartError> {
+    if ident.is_some_and(|i| i.fstype == "LVM2_member") {
+        pvs.extend(crate::lvm::read_pv(dev, device)?);
+    }
+    Ok(())
 }
 
 /// Opens the last volume of `vols` if it is LUKS and a key given for it opens it: the
@@ -346,11 +351,7 @@ fn open_luks(
     rep.keyslot = Some(key.slot);
     v.report.luks = Some(rep);
     let ident = probe(plain.as_ref())?;
-    if ident.as_ref().is_some_and(|i| i.fstype == "LVM2_member") {
-        if let Some(pv) = crate::lvm::read_pv(&plain, &name)? {
-            pvs.push(pv);
-        }
-    }
+    read_pv_into(ident.as_ref(), &plain, &name, pvs)?;
     vols.push(new_volume(name, plain, ident, None, None, None, None));
     Ok(())
 }
