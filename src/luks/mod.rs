@@ -353,13 +353,21 @@ const LUKS2_SIZES: [u64; 9] = [
     4 << 20,
 ];
 
-/// One LUKS2 header copy at `at`: (seqid, JSON) if its magic, size and checksum hold.
+/// One LUKS2 header copy at `at` whose magic, size and checksum hold.
+struct Luks2Copy {
+    seqid: u64,
+    size: u64,
+    json: serde_json::Value,
+    uuid: String,
+    label: String,
+}
+
 fn luks2_copy(
     dev: &dyn BlockDevice,
     name: &str,
     at: u64,
     magic: &[u8; 6],
-) -> Result<Option<(u64, u64, serde_json::Value)>, LuksError> {
+) -> Result<Option<Luks2Copy>, LuksError> {
     if at + 4096 > dev.size() {
         return Ok(None);
     }
@@ -383,7 +391,13 @@ fn luks2_copy(
     let end = json.iter().position(|&c| c == 0).unwrap_or(json.len());
     let v = serde_json::from_slice(&json[..end])
         .map_err(|e| corrupt(name, format!("JSON metadata at {at}: {e}")))?;
-    Ok(Some((be64(&bin, 16), size, v)))
+    Ok(Some(Luks2Copy {
+        seqid: be64(&bin, 16),
+        size,
+        json: v,
+        uuid: cstr(&bin[168..208]),
+        label: cstr(&bin[24..72]),
+    }))
 }
 
 fn luks2(dev: &dyn BlockDevice, name: &str) -> Result<Header, LuksError> {
@@ -392,7 +406,7 @@ fn luks2(dev: &dyn BlockDevice, name: &str) -> Result<Header, LuksError> {
     // size cryptsetup may have used.
     let mut secondary = None;
     let offsets: Vec<u64> = match &primary {
-        Some((_, size, _)) => vec![*size],
+        Some(p) => vec![p.size],
         None => LUKS2_SIZES.to_vec(),
     };
     for at in offsets {
@@ -401,14 +415,14 @@ fn luks2(dev: &dyn BlockDevice, name: &str) -> Result<Header, LuksError> {
             break;
         }
     }
-    let (_, _, json) = match (primary, secondary) {
-        (Some(p), Some(s)) if s.0 > p.0 => s,
+    // The newest valid copy; its own UUID and label (a damaged primary's may be garbage).
+    let c = match (primary, secondary) {
+        (Some(p), Some(s)) if s.seqid > p.seqid => s,
         (Some(p), _) => p,
         (None, Some(s)) => s,
         (None, None) => return Err(corrupt(name, "no LUKS2 header copy with a valid checksum")),
     };
-    let b = read_vec(dev, 0, 1024)?;
-    luks2_json(dev, name, &json, cstr(&b[168..208]), cstr(&b[24..72]))
+    luks2_json(dev, name, &c.json, c.uuid, c.label)
 }
 
 fn jstr<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
@@ -647,14 +661,29 @@ impl Header {
             else {
                 continue;
             };
-            let mut k = vec![0u8; slot.area_key_size];
-            derive(&name, slot, pass, limits, &mut k)?;
-            if !slot.area_cipher.key_ok(k.len()) {
+            // Every cheap check before the costly derivation.
+            if slot.key_size != self.key_size || !self.cipher.key_ok(slot.key_size) {
+                continue; // a slot for another key size cannot open this segment
+            }
+            if !slot.area_cipher.key_ok(slot.area_key_size) {
                 return Err(unsupported(
                     &name,
-                    format!("keyslot {}: {}-byte area key", slot.index, k.len()),
+                    format!(
+                        "keyslot {}: {}-byte area key",
+                        slot.index, slot.area_key_size
+                    ),
                 ));
             }
+            if d.iterations > limits.pbkdf2_iterations {
+                return Err(LuksError::TooCostly {
+                    dev: name,
+                    slot: slot.index,
+                    what: format!("digest PBKDF2 {} iterations", d.iterations),
+                    cap: limits.pbkdf2_iterations.to_string(),
+                });
+            }
+            let mut k = vec![0u8; slot.area_key_size];
+            derive(&name, slot, pass, limits, &mut k)?;
             let mut material = read_vec(dev, slot.area_offset, slot.area_len as usize)?;
             let c = SectorCipher::new(slot.area_cipher, &k);
             k.iter_mut().for_each(|b| *b = 0);
@@ -668,18 +697,7 @@ impl Header {
                 slot.af_hash,
             );
             material.iter_mut().for_each(|b| *b = 0);
-            if mk.len() != self.key_size || !self.cipher.key_ok(mk.len()) {
-                continue; // a slot for another key size cannot open this segment
-            }
             let mut check = vec![0u8; d.digest.len()];
-            if d.iterations > limits.pbkdf2_iterations {
-                return Err(LuksError::TooCostly {
-                    dev: name,
-                    slot: slot.index,
-                    what: format!("digest PBKDF2 {} iterations", d.iterations),
-                    cap: limits.pbkdf2_iterations.to_string(),
-                });
-            }
             d.hash.pbkdf2(&mk, &d.salt, d.iterations.max(1), &mut check);
             if check == d.digest {
                 return Ok(Some(VolumeKey {
