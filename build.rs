@@ -1,5 +1,6 @@
 //! Generates the libguestfs FFI bindings from the system's guestfs.h (libguestfs-dev) and the
-//! libext2fs ones from ext2fs.h (libext2fs-dev, comerr-dev). Only the calls revirt uses are
+//! libext2fs ones from ext2fs.h (libext2fs-dev, comerr-dev), libntfs-3g's (ntfs-3g-dev) and
+//! libhivex's (libhivex-dev). Only the calls revirt uses are
 //! allow-listed, which keeps the bindings small and the build fast.
 use std::env;
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ fn main() {
         .write_to_file(out.join("guestfs_bindings.rs"))
         .expect("writing bindings");
     ext2fs_bindings(&out);
+    ntfs_bindings(&out);
+    hivex_bindings(&out);
 }
 
 /// libext2fs (src/native/ext2fs.rs): the calls behind the custom io_manager and the file,
@@ -56,4 +59,55 @@ fn ext2fs_bindings(out: &std::path::Path) {
     bindings
         .write_to_file(out.join("ext2fs_bindings.rs"))
         .expect("writing ext2fs bindings");
+}
+
+/// libntfs-3g (src/native/ntfs.rs): mount over custom device operations, file and directory
+/// edits, inherited security ids. Its installed headers expect a "config.h" of their own build:
+/// src/native/ntfs3g/config.h says which standard headers exist.
+fn ntfs_bindings(out: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/native/ntfs_wrapper.h");
+    println!("cargo:rerun-if-changed=src/native/ntfs3g/config.h");
+    println!("cargo:rustc-link-lib=ntfs-3g");
+    let bindings = bindgen::Builder::default()
+        .header("src/native/ntfs_wrapper.h")
+        .clang_arg("-Isrc/native/ntfs3g")
+        .allowlist_function(
+            "ntfs_(device_alloc|device_free|device_mount|umount|pathname_to_inode|create|delete|\
+             inode_close|attr_open|attr_close|attr_pread|attr_pwrite|attr_truncate|mbstoucs|\
+             inode_update_times|inherited_id|check_empty_dir|get_ntfs_acl|set_ntfs_acl|log_set_handler|\
+             log_handler_stderr|log_set_levels|log_clear_levels)",
+        )
+        .allowlist_type(
+            "ntfs_device_operations|SECURITY_CONTEXT|MFT_RECORD|ATTR_TYPES|ntfs_time_update_flags",
+        )
+        .allowlist_var(
+            "AT_UNNAMED|NTFS_MNT_.*|NTFS_UPDATE_.*|MFT_RECORD_.*|VOLUME_IS_DIRTY|NTFS_LOG_LEVEL_.*|\
+             FILE_ATTR_.*",
+        )
+        .rustified_enum("ATTR_TYPES")
+        .derive_default(true)
+        .generate()
+        .expect("generating libntfs-3g bindings: is ntfs-3g-dev installed? (bash .ci/deps.sh)");
+    bindings
+        .write_to_file(out.join("ntfs_bindings.rs"))
+        .expect("writing ntfs bindings");
+}
+
+/// libhivex (src/native/hive.rs): registry edits on a hive file in the caged hive helper.
+fn hivex_bindings(out: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/native/hivex_wrapper.h");
+    println!("cargo:rustc-link-lib=hivex");
+    let bindings = bindgen::Builder::default()
+        .header("src/native/hivex_wrapper.h")
+        .allowlist_function(
+            "hivex_(open|close|root|node_get_child|node_add_child|node_set_value|commit)",
+        )
+        .allowlist_type("hive_set_value")
+        .allowlist_var("HIVEX_OPEN_.*")
+        .derive_default(true)
+        .generate()
+        .expect("generating libhivex bindings: is libhivex-dev installed? (bash .ci/deps.sh)");
+    bindings
+        .write_to_file(out.join("hivex_bindings.rs"))
+        .expect("writing hivex bindings");
 }

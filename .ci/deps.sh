@@ -5,7 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 PKGS=(libguestfs-tools libguestfs-dev libguestfs-xfs linux-image-amd64 supermin
-      libhivex-dev libhivex-bin libclang-dev ntfs-3g debootstrap dosfstools mtools fdisk gdisk
+      libhivex-dev libhivex-bin libclang-dev ntfs-3g ntfs-3g-dev debootstrap dosfstools mtools fdisk gdisk
       cpio zstd xz-utils lz4 bzip2 ovmf grub-efi-amd64-bin grub-pc-bin xfsprogs lvm2
       e2fsprogs btrfs-progs xorriso python3 virt-v2v nbdkit time guestfs-tools libxml2-utils
       libext2fs-dev libnbd-dev rpm cryptsetup-bin)

@@ -31,9 +31,13 @@ fn main() {
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() == Some(std::ffi::OsStr::new("__native-helper")) {
         let r = match args.next().as_deref().and_then(|a| a.to_str()) {
-            Some("ext") => revirt::native::helper::run_ext(),
+            Some("ext") => revirt::native::helper::run(revirt::native::helper::Kind::Ext),
+            Some("ntfs") => revirt::native::helper::run(revirt::native::helper::Kind::Ntfs),
+            Some("hive") => revirt::native::hive::run_helper(args.next()),
             Some("selftest") => revirt::native::helper::run_selftest(),
-            _ => Err(anyhow::anyhow!("__native-helper: expected ext or selftest")),
+            _ => Err(anyhow::anyhow!(
+                "__native-helper: expected ext, ntfs, hive or selftest"
+            )),
         };
         if let Err(e) = r {
             eprintln!("revirt helper: {e:#}");

@@ -232,18 +232,7 @@ pub fn apply(
     let WriteWith { pref, session } = with;
     if os.kind == "windows" {
         drop(session);
-        if pref == WriterPref::Native {
-            return Err(native_refused(
-                "Windows guests are written by the appliance so far",
-            ));
-        }
-        let (records, secs) = windows::apply_windows(guest, target, os, plan, run_id, verify)?;
-        return Ok(Applied {
-            records,
-            secs,
-            writer: "appliance",
-            writer_reason: Some("NTFS has no native writer yet".into()),
-        });
+        return windows::apply_windows(guest, target, os, plan, run_id, pref, verify);
     }
     let l = os
         .linux

@@ -7,6 +7,8 @@ use super::Target;
 use crate::fs::Vfs;
 use crate::inspect::{Guest, Volume};
 use crate::native::client::{Helper, MappedVolume};
+use crate::native::helper::Kind;
+use crate::native::hive::HiveEdit;
 use crate::native::nbd::NbdDisk;
 use crate::native::proto::{Request, MAX_FRAME};
 use crate::types::LinuxInfo;
@@ -37,10 +39,11 @@ pub enum WriterPref {
     Appliance,
 }
 
-/// One filesystem that will be written: its mountpoint and volume.
+/// One filesystem that will be written: its mountpoint, volume and the library that writes it.
 struct Mount {
     at: String,
     vol: usize,
+    kind: Kind,
 }
 
 pub struct NativeWriter {
@@ -48,8 +51,8 @@ pub struct NativeWriter {
     images: Vec<String>,
     /// Longest mountpoint first.
     mounts: Vec<Mount>,
-    /// Volume index -> (name, size, layout), for the volumes in `mounts`.
-    specs: BTreeMap<usize, (String, u64, Vec<crate::image::Extent>)>,
+    /// Volume index -> (name, size, layout, writer), for the volumes in `mounts`.
+    specs: BTreeMap<usize, (String, u64, Vec<crate::image::Extent>, Kind)>,
     helpers: BTreeMap<usize, Helper>,
     /// The input as inspected: resolves symlinks in the paths the plan names.
     vfs: Vfs,
@@ -72,12 +75,20 @@ fn volume_of(guest: &Guest, dev: &str) -> Option<usize> {
         .position(|v| v.report.device == dev || v.report.aliases.iter().any(|a| a == dev))
 }
 
-/// Why volume `v` (mounted at `at`) cannot be written natively, if so.
-fn blocker(v: &Volume, at: &str) -> Option<String> {
+/// Why volume `v` (mounted at `at`) cannot be written natively by `kind`, if so.
+fn blocker(v: &Volume, at: &str, kind: Kind) -> Option<String> {
     let fstype = v.report.fstype.as_deref().unwrap_or("unknown");
-    if !matches!(fstype, "ext2" | "ext3" | "ext4") {
+    let fits = match kind {
+        Kind::Ext => matches!(fstype, "ext2" | "ext3" | "ext4"),
+        Kind::Ntfs => fstype == "ntfs",
+    };
+    if !fits {
+        let only = match kind {
+            Kind::Ext => "ext2/3/4",
+            Kind::Ntfs => "NTFS",
+        };
         return Some(format!(
-            "{at} ({}) is {fstype}: only ext2/3/4 have a native writer",
+            "{at} ({}) is {fstype}: only {only} has a native writer here",
             v.report.device
         ));
     }
@@ -128,16 +139,54 @@ pub fn choose(
         let at = mountpoint_of(l.mounts.keys(), p).with_context(|| format!("{p}: not mounted"))?;
         let dev = &l.mounts[at];
         let vol = volume_of(guest, dev).with_context(|| format!("{dev}: volume vanished"))?;
-        if let Some(why) = blocker(&guest.volumes[vol], at) {
+        if let Some(why) = blocker(&guest.volumes[vol], at, Kind::Ext) {
             return Ok(Choice::Appliance(why));
         }
         if !mounts.iter().any(|m: &Mount| m.at == *at) {
             mounts.push(Mount {
                 at: at.clone(),
                 vol,
+                kind: Kind::Ext,
             });
         }
     }
+    let vfs = crate::inspect::linux::guest_vfs(&guest.volumes, l)?;
+    open_writer(guest, target, mounts, vfs, pref)
+}
+
+/// Picks the writer for a Windows run: native when its system volume is NTFS laid out plainly
+/// on the disks and libntfs-3g agrees to write it.
+pub fn choose_windows(
+    guest: &Guest,
+    target: &Target,
+    os: &crate::types::OsReport,
+    pref: WriterPref,
+) -> Result<Choice> {
+    if pref == WriterPref::Appliance {
+        return Ok(Choice::Appliance("the appliance was asked for".into()));
+    }
+    let dev = &os.root.device;
+    let vol = volume_of(guest, dev).with_context(|| format!("{dev}: volume vanished"))?;
+    if let Some(why) = blocker(&guest.volumes[vol], "C:", Kind::Ntfs) {
+        return Ok(Choice::Appliance(why));
+    }
+    let mounts = vec![Mount {
+        at: "/".into(),
+        vol,
+        kind: Kind::Ntfs,
+    }];
+    open_writer(guest, target, mounts, guest.root_vfs(os)?, pref)
+}
+
+/// Opens the output disks and starts a helper per filesystem in `mounts`; falls back to the
+/// appliance (under `--writer auto`) when a helper cannot start or refuses its filesystem.
+fn open_writer(
+    guest: &Guest,
+    target: &Target,
+    mut mounts: Vec<Mount>,
+    vfs: Vfs,
+    pref: WriterPref,
+) -> Result<Choice> {
     mounts.sort_by_key(|m| std::cmp::Reverse(m.at.len()));
     let images: Vec<String> = guest.images().iter().map(|i| i.path.clone()).collect();
     let mut disks = vec![];
@@ -154,17 +203,17 @@ pub fn choose(
         mounts,
         specs: BTreeMap::new(),
         helpers: BTreeMap::new(),
-        vfs: crate::inspect::linux::guest_vfs(&guest.volumes, l)?,
+        vfs,
         moved: BTreeSet::new(),
         helper_peak_kib: 0,
     };
-    let vols: BTreeSet<usize> = w.mounts.iter().map(|m| m.vol).collect();
-    for v in vols {
+    let vols: BTreeMap<usize, Kind> = w.mounts.iter().map(|m| (m.vol, m.kind)).collect();
+    for (v, kind) in vols {
         let vol = &guest.volumes[v];
         let raw = vol.raw.as_ref().context("no raw device")?;
         let layout = raw.layout().context("no layout")?;
         w.specs
-            .insert(v, (vol.report.device.clone(), raw.size(), layout));
+            .insert(v, (vol.report.device.clone(), raw.size(), layout, kind));
         if vol.report.journal_recovery.is_some() {
             w.write_replay(v, raw.clone())?;
         }
@@ -188,12 +237,12 @@ pub fn choose(
 
 impl NativeWriter {
     fn mapped(&self, v: usize) -> Result<MappedVolume> {
-        let (name, size, layout) = &self.specs[&v];
+        let (name, size, layout, _) = &self.specs[&v];
         MappedVolume::new(name, *size, layout, &self.images, self.disks.clone())
     }
 
     fn start(&self, v: usize) -> Result<Helper> {
-        Helper::start(self.mapped(v)?)
+        Helper::start(self.specs[&v].3, self.mapped(v)?)
     }
 
     /// Writes the journal replay of volume `v` (read from `raw`) to the output: the blocks
@@ -250,6 +299,17 @@ impl NativeWriter {
             .get_mut(&m.vol)
             .with_context(|| format!("{path}: its filesystem is closed"))?;
         Ok((h, rel))
+    }
+
+    /// Which library writes `path`.
+    fn kind_of(&mut self, path: &str) -> Result<Kind> {
+        let (h, _) = self.locate(path, true)?;
+        let name = h.name().to_string();
+        self.specs
+            .values()
+            .find(|s| s.0 == name)
+            .map(|s| s.3)
+            .with_context(|| format!("{path}: no writer"))
     }
 
     fn call(
@@ -310,6 +370,10 @@ impl GuestWriter for NativeWriter {
         let (_, data) = h
             .call(&Request::ReadFile { path: rel, limit }, &[])
             .with_context(|| format!("reading {from}"))?;
+        if self.kind_of(to)? == Kind::Ntfs {
+            // A new NTFS file inherits its folder's security; there is no mode to copy.
+            return self.write(to, &data, None);
+        }
         let mode = self
             .vfs
             .stat(from)
@@ -340,6 +404,17 @@ impl GuestWriter for NativeWriter {
     }
     fn rmdir(&mut self, path: &str) -> Result<()> {
         self.call(path, false, |p| Request::Rmdir { path: p })
+    }
+    /// The hive's bytes read through its filesystem's helper, edited by the caged hive helper,
+    /// written back whole.
+    fn edit_hive(&mut self, path: &str, edits: &[HiveEdit]) -> Result<()> {
+        let (h, rel) = self.locate(path, true)?;
+        let limit = crate::native::hive::MAX_HIVE as u64;
+        let (_, data) = h
+            .call(&Request::ReadFile { path: rel, limit }, &[])
+            .with_context(|| format!("reading {path}"))?;
+        let out = crate::native::hive::edit(path, &data, edits)?;
+        self.write(path, &out, None)
     }
     fn settle(&mut self) -> Result<()> {
         self.close_all()

@@ -1,8 +1,12 @@
-//! Apply for Windows: the plan's file uploads, text files and registry edits in the same single
-//! appliance session (ntfs-3g mounts the system volume; hivex edits the hive files in place).
+//! Apply for Windows: the plan's file uploads, text files and registry edits in one write
+//! session: native (libntfs-3g writes the system volume and libhivex the hives, each in a caged
+//! helper) where it can, else the appliance (ntfs-3g mounts the volume, hivex edits in place).
 //! Every replaced file and every edited hive is copied first under
 //! `/ProgramData/revirt/backup/RUN-ID/` with a journal, as for Linux.
+use super::native::{Choice, WriterPref};
+use super::writer::GuestWriter;
 use super::{parent, sha256_hex, tempdir, ActionRecord, Journal, JournalEntry, Target};
+use crate::native::hive::HiveEdit;
 
 use crate::inspect::windows::resolve_ci;
 use crate::inspect::Guest;
@@ -10,7 +14,7 @@ use crate::plan::windows::RECOVERED_HIVE;
 use crate::plan::{Change, RepairPlan};
 use crate::types::OsReport;
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,35 +27,15 @@ fn hive_path(vfs: &crate::fs::Vfs, system_root: &str, hive: &str) -> Result<Stri
     resolve_ci(vfs, &p)?.with_context(|| format!("{p}: hive not found"))
 }
 
-/// `mkdir -p dir`, journaling each folder it creates so undo removes it again (outermost
-/// first in the journal, so undo, which runs backwards, empties the innermost first).
-fn mkdirs(app: &crate::guestfs::Appliance, dir: &str, journal: &mut Journal) -> Result<()> {
-    let mut missing = vec![];
-    let mut d = dir;
-    while d != "/" && !app.is_dir(d)? {
-        missing.push(d.to_string());
-        d = parent(d);
-    }
-    app.mkdir_p(dir)?;
-    for m in missing.into_iter().rev() {
-        journal.entries.push(JournalEntry {
-            target: m,
-            undo: "rmdir".into(),
-            backup: None,
-            from: None,
-        });
-    }
-    Ok(())
-}
-
 pub fn apply_windows(
     guest: &Guest,
     target: &Target,
     os: &OsReport,
     plan: &RepairPlan,
     run_id: &str,
+    pref: WriterPref,
     verify: &mut dyn FnMut(&[ActionRecord]) -> Result<serde_json::Value>,
-) -> Result<(Vec<ActionRecord>, f64)> {
+) -> Result<super::Applied> {
     let w = os
         .windows
         .as_ref()
@@ -139,22 +123,24 @@ pub fn apply_windows(
             r.value_after = Some(value.clone());
         }
     }
-    drop(vfs);
-    // 2. One appliance launch.
+    // 2. One write session: native (libntfs-3g and libhivex in caged helpers) where it can
+    // write safely, else one appliance launch.
     let t0 = Instant::now();
-    let app = super::launch_rw(guest, target)?;
-    app.mount_rw(&os.root.device, "/")
-        .with_context(|| format!("mounting {} read-write", os.root.device))?;
+    let (mut w, reason) = open_writer(guest, target, os, pref)?;
     let mut journal = Journal {
         run_id: run_id.into(),
         entries: vec![],
     };
+    let mut made = Folders {
+        vfs: &vfs,
+        created: BTreeSet::new(),
+    };
     // Hives are backed up whole before the first edit: undo restores them byte for byte.
-    let mut backed_up = std::collections::BTreeSet::new();
+    let mut backed_up = BTreeSet::new();
     for hp in hives.values() {
         let b = format!("{backup_dir}{hp}");
-        app.mkdir_p(parent(&b))?;
-        app.cp(hp, &b)?;
+        w.mkdir_p(parent(&b))?;
+        w.copy(hp, &b)?;
         backed_up.insert(b.clone());
         journal.entries.push(JournalEntry {
             target: hp.clone(),
@@ -168,21 +154,21 @@ pub fn apply_windows(
         // first copy, the original, and the journal entry that restores it.
         let first = rec.backup.as_ref().is_none_or(|b| !backed_up.contains(b));
         if let Some(b) = rec.backup.as_ref().filter(|_| first) {
-            app.mkdir_p(parent(b))?;
-            app.cp(&rec.target, b)?;
+            w.mkdir_p(parent(b))?;
+            w.copy(&rec.target, b)?;
             backed_up.insert(b.clone());
         }
         match &a.change {
             Change::UploadFile { from, to, .. } => {
-                mkdirs(&app, parent(to), &mut journal)?;
+                made.mkdirs(w.as_mut(), parent(to), &mut journal)?;
                 let host = hosts
                     .get(from)
                     .with_context(|| format!("{from}: not extracted before the upload"))?;
-                app.upload(host, to)?;
+                w.upload(host, to)?;
             }
             Change::WriteFile { path, content, .. } => {
-                mkdirs(&app, parent(path), &mut journal)?;
-                app.write(path, content.as_bytes())?;
+                made.mkdirs(w.as_mut(), parent(path), &mut journal)?;
+                w.write(path, content.as_bytes(), None)?;
             }
             Change::RegSet { .. } => continue,
             _ => unreachable!("checked above"),
@@ -197,41 +183,37 @@ pub fn apply_windows(
             from: None,
         });
     }
-    // Registry edits, one hive open at a time, committed once per hive.
+    // Registry edits, one hive at a time, committed once per hive.
     for (hive, hp) in &hives {
-        app.hivex_open_rw(hp)?;
-        let root = app.hivex_root()?;
-        for a in &plan.actions {
-            let Change::RegSet {
-                hive: h,
-                key,
-                name,
-                value,
-                ..
-            } = &a.change
-            else {
-                continue;
-            };
-            if h != hive {
-                continue;
-            }
-            let mut node = root;
-            for comp in key.split('\\').filter(|c| !c.is_empty()) {
-                node = app
-                    .hivex_child_or_create(node, comp)
-                    .with_context(|| format!("HKLM\\{hive}\\{key}"))?;
-            }
-            let (ty, data) = value.encode();
-            app.hivex_set_value(node, name, ty, &data)
-                .with_context(|| format!("HKLM\\{hive}\\{key}\\{name}"))?;
-        }
-        app.hivex_commit_close()?;
+        let edits: Vec<HiveEdit> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match &a.change {
+                Change::RegSet {
+                    hive: h,
+                    key,
+                    name,
+                    value,
+                    ..
+                } if h == hive => {
+                    let (ty, data) = value.encode();
+                    Some(HiveEdit {
+                        key: key.clone(),
+                        name: name.clone(),
+                        ty,
+                        data,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        w.edit_hive(hp, &edits)
+            .with_context(|| format!("editing HKLM\\{hive}"))?;
     }
+    drop(made);
+    let kind = w.kind();
     super::finish_session(
-        Box::new(super::writer::ApplianceWriter {
-            app,
-            mounts: vec![],
-        }),
+        w,
         &backup_dir,
         &journal,
         &records,
@@ -240,5 +222,74 @@ pub fn apply_windows(
         verify,
     )?;
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok((records, t0.elapsed().as_secs_f64()))
+    Ok(super::Applied {
+        records,
+        secs: t0.elapsed().as_secs_f64(),
+        writer: kind,
+        writer_reason: reason,
+    })
+}
+
+/// The writer for this run and, when it is the appliance, why.
+fn open_writer(
+    guest: &Guest,
+    target: &Target,
+    os: &OsReport,
+    pref: WriterPref,
+) -> Result<(Box<dyn GuestWriter>, Option<String>)> {
+    match super::native::choose_windows(guest, target, os, pref)? {
+        Choice::Native(w) => Ok((w, None)),
+        Choice::Appliance(why) if pref == WriterPref::Native => Err(super::native_refused(&why)),
+        Choice::Appliance(why) => {
+            let app = super::launch_rw(guest, target)?;
+            app.mount_rw(&os.root.device, "/")
+                .with_context(|| format!("mounting {} read-write", os.root.device))?;
+            Ok((
+                Box::new(super::writer::ApplianceWriter {
+                    app,
+                    mounts: vec![],
+                }),
+                Some(why),
+            ))
+        }
+    }
+}
+
+/// Folders the run creates, for undo: what existed is read from the input (pure reader), what
+/// this run made is remembered.
+struct Folders<'a> {
+    vfs: &'a crate::fs::Vfs,
+    created: BTreeSet<String>,
+}
+
+impl Folders<'_> {
+    fn exists(&self, d: &str) -> bool {
+        self.created.contains(&d.to_ascii_lowercase())
+            || resolve_ci(self.vfs, d)
+                .ok()
+                .flatten()
+                .is_some_and(|p| self.vfs.is_dir(&p))
+    }
+
+    /// `mkdir -p dir`, journaling each folder it creates so undo removes it again (outermost
+    /// first in the journal, so undo, which runs backwards, empties the innermost first).
+    fn mkdirs(&mut self, w: &mut dyn GuestWriter, dir: &str, journal: &mut Journal) -> Result<()> {
+        let mut missing = vec![];
+        let mut d = dir;
+        while d != "/" && !self.exists(d) {
+            missing.push(d.to_string());
+            d = parent(d);
+        }
+        w.mkdir_p(dir)?;
+        for m in missing.into_iter().rev() {
+            self.created.insert(m.to_ascii_lowercase());
+            journal.entries.push(JournalEntry {
+                target: m,
+                undo: "rmdir".into(),
+                backup: None,
+                from: None,
+            });
+        }
+        Ok(())
+    }
 }

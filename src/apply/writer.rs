@@ -2,6 +2,7 @@
 //! kernel mounts the guest) or native writers (libext2fs in caged helpers over NBD).
 //! Paths are guest paths as the plan names them; each backend resolves them its own way.
 use crate::guestfs::Appliance;
+use crate::native::hive::HiveEdit;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -24,6 +25,8 @@ pub trait GuestWriter {
     /// `rm -f`.
     fn remove(&mut self, path: &str) -> Result<()>;
     fn rmdir(&mut self, path: &str) -> Result<()>;
+    /// Sets registry values in the hive file at `path`, creating missing keys; one commit.
+    fn edit_hive(&mut self, path: &str, edits: &[HiveEdit]) -> Result<()>;
     /// Runs a guest program (only the appliance can).
     fn command(&mut self, argv: &[String]) -> Result<String> {
         bail!(
@@ -83,6 +86,24 @@ impl GuestWriter for ApplianceWriter {
     }
     fn command(&mut self, argv: &[String]) -> Result<String> {
         Ok(self.app.command(argv)?)
+    }
+    /// The appliance's own hivex, on the mounted hive file.
+    fn edit_hive(&mut self, path: &str, edits: &[HiveEdit]) -> Result<()> {
+        let app = &self.app;
+        app.hivex_open_rw(path)?;
+        let root = app.hivex_root()?;
+        for e in edits {
+            let mut node = root;
+            for comp in e.key.split('\\').filter(|c| !c.is_empty()) {
+                node = app
+                    .hivex_child_or_create(node, comp)
+                    .with_context(|| format!("{path}: {}", e.key))?;
+            }
+            app.hivex_set_value(node, &e.name, e.ty, &e.data)
+                .with_context(|| format!("{path}: {}\\{}", e.key, e.name))?;
+        }
+        app.hivex_commit_close()?;
+        Ok(())
     }
     fn settle(&mut self) -> Result<()> {
         self.app.umount_all()?;

@@ -1,4 +1,4 @@
-//! The parent's side of a helper: spawns `revirt __native-helper ext` for one volume, serves
+//! The parent's side of a helper: spawns `revirt __native-helper ext|ntfs` for one volume, serves
 //! its block requests from the output disks (checked against the volume's bounds and mapped
 //! through its extents) and sends it the filesystem operations.
 use super::nbd::NbdDisk;
@@ -139,7 +139,7 @@ pub struct Helper {
 
 /// The program to run as the helper: this revirt binary, or `$REVIRT_EXE` for programs that
 /// embed revirt's library (their own binary has no helper mode).
-fn helper_exe() -> Result<std::path::PathBuf> {
+pub(crate) fn helper_exe() -> Result<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("REVIRT_EXE") {
         return Ok(p.into());
     }
@@ -147,10 +147,10 @@ fn helper_exe() -> Result<std::path::PathBuf> {
 }
 
 impl Helper {
-    /// Starts a helper and opens the volume's filesystem in it.
-    pub fn start(vol: MappedVolume) -> Result<Self> {
+    /// Starts a helper of `kind` and opens the volume's filesystem in it.
+    pub fn start(kind: super::helper::Kind, vol: MappedVolume) -> Result<Self> {
         let mut child = Command::new(helper_exe()?)
-            .args(["__native-helper", "ext"])
+            .args(["__native-helper", kind.arg()])
             .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -1,6 +1,8 @@
-//! The caged side: `revirt __native-helper ext` runs libext2fs on one volume whose blocks it
-//! asks the parent for (see [`super::proto`]). It cages itself before the first guest byte.
+//! The caged side: `revirt __native-helper ext|ntfs` runs libext2fs or libntfs-3g on one
+//! volume whose blocks it asks the parent for (see [`super::proto`]). It cages itself before
+//! the first guest byte.
 use super::ext2fs::{BlockIo, ExtFs, NewMeta};
+use super::ntfs::NtfsFs;
 use super::proto::{read_frame, split_json, write_frame, write_json, Answer, Request};
 use anyhow::{bail, Result};
 use std::io::Write;
@@ -98,7 +100,13 @@ impl BlockIo for PipeIo {
         let cached = off >= self.rcache_off && end <= self.rcache_off + self.rcache.len() as u64;
         if !cached {
             let len = (buf.len().max(READ_AHEAD) as u64).min(self.size.saturating_sub(off));
-            self.rcache = self.fetch(off, (len as usize).max(buf.len()))?;
+            let len = (len as usize).max(buf.len());
+            // The read-ahead must not fetch blocks whose newer bytes are still in the write
+            // batch: the cache would serve the old ones once the batch is sent.
+            if overlaps(off, len, self.wbuf_off, self.wbuf.len()) {
+                self.flush_writes()?;
+            }
+            self.rcache = self.fetch(off, len)?;
             self.rcache_off = off;
         }
         let at = (off - self.rcache_off) as usize;
@@ -126,6 +134,13 @@ impl BlockIo for PipeIo {
     }
 }
 
+fn is_refusal(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<super::ext2fs::ExtError>()
+        .is_some_and(super::ext2fs::ExtError::is_refusal)
+        || e.downcast_ref::<super::ntfs::NtfsError>()
+            .is_some_and(super::ntfs::NtfsError::is_refusal)
+}
+
 fn answer(r: Result<Option<String>>, data: &[u8]) -> std::io::Result<()> {
     let a = match r {
         Ok(value) => Answer {
@@ -134,9 +149,7 @@ fn answer(r: Result<Option<String>>, data: &[u8]) -> std::io::Result<()> {
             value,
         },
         Err(e) => Answer {
-            refused: e
-                .downcast_ref::<super::ext2fs::ExtError>()
-                .is_some_and(super::ext2fs::ExtError::is_refusal),
+            refused: is_refusal(&e),
             error: Some(format!("{e:#}")),
             value: None,
         },
@@ -144,15 +157,105 @@ fn answer(r: Result<Option<String>>, data: &[u8]) -> std::io::Result<()> {
     write_json(&mut std::io::stdout().lock(), b'A', &a, data)
 }
 
+/// Which library a helper runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ext,
+    Ntfs,
+}
+
+impl Kind {
+    pub fn arg(self) -> &'static str {
+        match self {
+            Kind::Ext => "ext",
+            Kind::Ntfs => "ntfs",
+        }
+    }
+}
+
+/// The operations a helper serves, over whichever library writes its filesystem.
+trait HelperFs {
+    fn write_file(&mut self, path: &str, data: &[u8], new: NewMeta) -> Result<()>;
+    fn read_file(&mut self, path: &str, limit: u64) -> Result<Vec<u8>>;
+    fn mkdir_p(&mut self, path: &str, mode: u32) -> Result<()>;
+    fn symlink(&mut self, path: &str, target: &str) -> Result<()>;
+    fn rename(&mut self, from: &str, to: &str) -> Result<()>;
+    fn chmod(&mut self, path: &str, mode: u32) -> Result<()>;
+    fn remove(&mut self, path: &str) -> Result<()>;
+    fn rmdir(&mut self, path: &str) -> Result<()>;
+    fn close(self: Box<Self>) -> Result<()>;
+}
+
+impl HelperFs for ExtFs {
+    fn write_file(&mut self, path: &str, data: &[u8], new: NewMeta) -> Result<()> {
+        Ok(ExtFs::write_file(self, path, data, new)?)
+    }
+    fn read_file(&mut self, path: &str, limit: u64) -> Result<Vec<u8>> {
+        Ok(ExtFs::read_file(self, path, limit)?)
+    }
+    fn mkdir_p(&mut self, path: &str, mode: u32) -> Result<()> {
+        Ok(ExtFs::mkdir_p(self, path, mode)?)
+    }
+    fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
+        Ok(ExtFs::symlink(self, path, target)?)
+    }
+    fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        Ok(ExtFs::rename(self, from, to)?)
+    }
+    fn chmod(&mut self, path: &str, mode: u32) -> Result<()> {
+        Ok(ExtFs::chmod(self, path, mode)?)
+    }
+    fn remove(&mut self, path: &str) -> Result<()> {
+        Ok(ExtFs::remove(self, path)?)
+    }
+    fn rmdir(&mut self, path: &str) -> Result<()> {
+        Ok(ExtFs::rmdir(self, path)?)
+    }
+    fn close(self: Box<Self>) -> Result<()> {
+        Ok(ExtFs::close(*self)?)
+    }
+}
+
+/// NTFS has no POSIX modes, owners or symlinks to write; what Windows apply needs is there.
+impl HelperFs for NtfsFs {
+    fn write_file(&mut self, path: &str, data: &[u8], _new: NewMeta) -> Result<()> {
+        NtfsFs::write_file(self, path, data)
+    }
+    fn read_file(&mut self, path: &str, limit: u64) -> Result<Vec<u8>> {
+        NtfsFs::read_file(self, path, limit)
+    }
+    fn mkdir_p(&mut self, path: &str, _mode: u32) -> Result<()> {
+        NtfsFs::mkdir_p(self, path)
+    }
+    fn symlink(&mut self, path: &str, _target: &str) -> Result<()> {
+        bail!("{path}: the NTFS writer makes no symbolic links")
+    }
+    fn rename(&mut self, from: &str, _to: &str) -> Result<()> {
+        bail!("{from}: the NTFS writer does not rename")
+    }
+    fn chmod(&mut self, path: &str, _mode: u32) -> Result<()> {
+        bail!("{path}: NTFS has no POSIX modes to set")
+    }
+    fn remove(&mut self, path: &str) -> Result<()> {
+        NtfsFs::remove(self, path)
+    }
+    fn rmdir(&mut self, path: &str) -> Result<()> {
+        NtfsFs::rmdir(self, path)
+    }
+    fn close(self: Box<Self>) -> Result<()> {
+        NtfsFs::close(*self)
+    }
+}
+
 /// The helper's main loop. Returns when the parent closes the filesystem or the pipe.
-pub fn run_ext() -> Result<()> {
+pub fn run(kind: Kind) -> Result<()> {
     // Nothing may be read from the guest before the cage is on.
     if let Err(e) = super::sandbox::enter() {
         let msg = format!("the sandbox could not be set up: {e:#}");
         answer(Err(anyhow::anyhow!(msg.clone())), &[])?;
         bail!(msg);
     }
-    let mut fs: Option<ExtFs> = None;
+    let mut fs: Option<Box<dyn HelperFs>> = None;
     loop {
         let (tag, payload) = match read_frame(&mut std::io::stdin().lock()) {
             Ok(f) => f,
@@ -164,7 +267,7 @@ pub fn run_ext() -> Result<()> {
         }
         let (req, data): (Request, &[u8]) = split_json(&payload)?;
         let mut out = vec![];
-        let r = handle(&mut fs, req.clone(), data, &mut out);
+        let r = handle(kind, &mut fs, req.clone(), data, &mut out);
         let closing = matches!(req, Request::Close);
         answer(r, &out)?;
         if closing {
@@ -173,15 +276,28 @@ pub fn run_ext() -> Result<()> {
     }
 }
 
+/// Opens the filesystem: the helper's answer to `Open` is why it must not be written, if so.
+fn open(kind: Kind, size: u64) -> Result<(Box<dyn HelperFs>, Option<String>)> {
+    let io = Box::new(PipeIo::new(size));
+    Ok(match kind {
+        Kind::Ext => {
+            let f = ExtFs::open(io)?;
+            let why = f.unsupported();
+            (Box::new(f), why)
+        }
+        Kind::Ntfs => (Box::new(NtfsFs::open(io)?), None),
+    })
+}
+
 fn handle(
-    fs: &mut Option<ExtFs>,
+    kind: Kind,
+    fs: &mut Option<Box<dyn HelperFs>>,
     req: Request,
     data: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Option<String>> {
     if let Request::Open { size } = req {
-        let f = ExtFs::open(Box::new(PipeIo::new(size)))?;
-        let why = f.unsupported();
+        let (f, why) = open(kind, size)?;
         *fs = Some(f);
         return Ok(why);
     }

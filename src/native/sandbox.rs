@@ -1,5 +1,6 @@
-//! The cage a native-write helper runs in: a C library (libext2fs) parses the tenant's
-//! filesystem metadata there, so a bug it has must not reach the worker or the host.
+//! The cage a native-write helper runs in: a C library parses the tenant's filesystem metadata
+//! (libext2fs, libntfs-3g) or registry hives (libhivex) there, so a bug it has must not reach
+//! the worker or the host.
 //!
 //! Layers, in the order they are put on (each is inherited and cannot be lifted again):
 //! 1. every file descriptor but stdin/stdout/stderr closed (the helper's only channel is its
@@ -10,6 +11,9 @@
 //! 4. required: `no_new_privs` and a seccomp filter that allows only reads of stdin, writes to
 //!    stdout/stderr, memory management without executable mappings, futexes, clocks, signals
 //!    to itself and exit. `open`, `socket`, `connect`, `execve`, `ptrace`, ... fail with EPERM.
+//!
+//! The hive helper (libhivex opens its hive by path) also gets `open`, but under a landlock
+//! ruleset that makes its private folder the only path it can open ([`enter_dir`]).
 //!
 //! If the seccomp layer cannot be installed the helper refuses to run, and the parent falls
 //! back to the appliance and says so in the report: the parsers are never run uncaged.
@@ -31,13 +35,49 @@ pub struct Caged {
 /// Cages the calling (single-threaded) process. Call it before reading any guest byte.
 pub fn enter() -> Result<Caged> {
     close_other_fds();
-    limits()?;
+    limits(3)?;
     let namespaces = namespaces();
-    seccomp()?;
+    seccomp(false)?;
     Ok(Caged {
         seccomp: true,
         namespaces,
     })
+}
+
+/// The cage of a helper whose library can only work on a file by path (libhivex): as
+/// [`enter`], but files may be opened, and landlock lets the open succeed only beneath `dir`
+/// (the private folder holding the guest's bytes). Without landlock this fails: the library
+/// is never run where it could open host files.
+pub fn enter_dir(dir: &std::path::Path) -> Result<Caged> {
+    close_other_fds();
+    limits(8)?;
+    let namespaces = namespaces();
+    landlock_to(dir)?;
+    seccomp(true)?;
+    Ok(Caged {
+        seccomp: true,
+        namespaces,
+    })
+}
+
+fn landlock_to(dir: &std::path::Path) -> Result<()> {
+    use landlock::{
+        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
+        RulesetStatus, ABI,
+    };
+    let abi = ABI::V3;
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))?
+        .create()?
+        .add_rules(path_beneath_rules([dir], AccessFs::from_all(abi)))?
+        .restrict_self()?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        bail!(
+            "landlock is not fully enforced by this kernel ({:?})",
+            status.ruleset
+        );
+    }
+    Ok(())
 }
 
 fn close_other_fds() {
@@ -52,7 +92,7 @@ fn close_other_fds() {
     }
 }
 
-fn limits() -> Result<()> {
+fn limits(files: u64) -> Result<()> {
     let set = |res, v: u64| -> Result<()> {
         let l = libc::rlimit {
             rlim_cur: v,
@@ -67,7 +107,7 @@ fn limits() -> Result<()> {
     set(libc::RLIMIT_AS, HELPER_AS_BYTES)?;
     set(libc::RLIMIT_CPU, HELPER_CPU_SECS)?;
     set(libc::RLIMIT_CORE, 0)?;
-    set(libc::RLIMIT_NOFILE, 3)?;
+    set(libc::RLIMIT_NOFILE, files)?;
     Ok(())
 }
 
@@ -79,8 +119,9 @@ fn namespaces() -> bool {
     unsafe { libc::unshare(flags) == 0 || libc::unshare(libc::CLONE_NEWUSER | flags) == 0 }
 }
 
+/// `files`: also open, read, write, seek and close files (only where landlock lets them).
 #[cfg(target_arch = "x86_64")]
-fn seccomp() -> Result<()> {
+fn seccomp(files: bool) -> Result<()> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond,
         SeccompFilter, SeccompRule,
@@ -93,14 +134,29 @@ fn seccomp() -> Result<()> {
     let mut add = |nr: i64, r: Vec<SeccompRule>| {
         rules.insert(nr, r);
     };
-    add(libc::SYS_read, vec![rule(vec![arg(0, Op::Eq, 0)?])?]);
-    add(
-        libc::SYS_write,
-        vec![
-            rule(vec![arg(0, Op::Eq, 1)?])?,
-            rule(vec![arg(0, Op::Eq, 2)?])?,
-        ],
-    );
+    if files {
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_openat,
+            libc::SYS_close,
+            libc::SYS_lseek,
+            libc::SYS_fstat,
+            libc::SYS_newfstatat,
+            libc::SYS_pread64,
+        ] {
+            add(nr, vec![]);
+        }
+    } else {
+        add(libc::SYS_read, vec![rule(vec![arg(0, Op::Eq, 0)?])?]);
+        add(
+            libc::SYS_write,
+            vec![
+                rule(vec![arg(0, Op::Eq, 1)?])?,
+                rule(vec![arg(0, Op::Eq, 2)?])?,
+            ],
+        );
+    }
     add(libc::SYS_mmap, vec![rule(vec![no_exec()?])?]);
     add(libc::SYS_mprotect, vec![rule(vec![no_exec()?])?]);
     add(libc::SYS_tgkill, vec![rule(vec![arg(0, Op::Eq, pid)?])?]);
@@ -137,7 +193,7 @@ fn seccomp() -> Result<()> {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn seccomp() -> Result<()> {
+fn seccomp(_files: bool) -> Result<()> {
     bail!("no seccomp filter is defined for this architecture")
 }
 

@@ -1,0 +1,4 @@
+/* libhivex for src/native/hive.rs. */
+#include <stddef.h>
+#include <stdint.h>
+#include <hivex.h>
