@@ -34,7 +34,7 @@ fn main() {
             Some("ext") => revirt::native::helper::run(revirt::native::helper::Kind::Ext),
             Some("ntfs") => revirt::native::helper::run(revirt::native::helper::Kind::Ntfs),
             Some("hive") => revirt::native::hive::run_helper(args.next()),
-            Some("selftest") => revirt::native::helper::run_selftest(),
+            Some("selftest") => revirt::native::helper::run_selftest(args.next()),
             _ => Err(anyhow::anyhow!(
                 "__native-helper: expected ext, ntfs, hive or selftest"
             )),

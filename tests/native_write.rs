@@ -26,6 +26,37 @@ fn helper_cage_denies_files_sockets_and_exec() {
     }
 }
 
+/// The hive helper's cage (landlock + seccomp with files allowed): nothing outside its private
+/// folder can be opened or created, no socket, no exec; inside the folder it can write (what
+/// libhivex needs). Without landlock the selftest fails and the repair falls back to the
+/// appliance (never an uncaged libhivex).
+#[test]
+fn hive_helper_cage_allows_only_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("cage");
+    std::fs::create_dir(&folder).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_revirt"))
+        .args(["__native-helper", "selftest"])
+        .arg(&folder)
+        .output()
+        .expect("running the helper");
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() && err.contains("landlock") {
+        eprintln!("SKIP: this kernel has no landlock ({err}); hive edits go to the appliance here");
+        return;
+    }
+    assert!(o.status.success(), "selftest failed: {err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("selftest JSON");
+    let probes = j["probes"].as_array().expect("probes");
+    assert!(probes.len() >= 10, "{j}");
+    for p in probes {
+        assert_eq!(p[1], true, "still allowed inside the cage: {}", p[0]);
+    }
+    assert_eq!(j["inside_writable"], true, "{j}");
+    assert!(folder.join("probe").exists());
+    assert!(!dir.path().join("revirt-cage-probe").exists());
+}
+
 /// A mini Debian root on ext4 with an fstab naming /dev/sda1: the repair is written natively
 /// (report says so, no appliance), the result is clean for e2fsck and holds the new fstab.
 #[test]

@@ -1,7 +1,7 @@
 //! Windows repair end to end on phony guests built by `cargo xtask fixtures --set windows` (from
 //! fixtures/images/windows/, cached under the fixture cache's windows/ folder, keyed by a hash of
 //! the recipe folder): the plan's shape per
-//! Windows version, refusals that write nothing, and a repair through the appliance read back
+//! Windows version, refusals that write nothing, and a native repair (libntfs-3g, libhivex) read back
 //! with revirt's pure readers and with hivexregedit, then verified and re-planned to nothing.
 mod common;
 use revirt::plan::{Change, PlanOptions};
@@ -313,7 +313,7 @@ fn hive_export(overlay: &Path, hive: &str) -> String {
 }
 
 #[test]
-fn w10_repair_through_the_appliance_reads_back_and_is_idempotent() {
+fn w10_repair_natively_reads_back_and_is_idempotent() {
     let _w10 = W10_22H2.lock().unwrap_or_else(|e| e.into_inner());
     let img = guest("w10-22h2");
     let before = sha(&img);
@@ -328,6 +328,12 @@ fn w10_repair_through_the_appliance_reads_back_and_is_idempotent() {
     };
     let r = repair(&req, &mut |_, _| {}).unwrap();
     assert_eq!(r.readiness, Readiness::Ready, "{:#?}", r.verify);
+    assert_eq!(
+        r.writer.as_deref(),
+        Some("native"),
+        "libntfs-3g + libhivex, no appliance: {:?}",
+        r.writer_reason
+    );
     assert!(r
         .actions
         .iter()
@@ -542,4 +548,49 @@ fn a_dirty_hive_is_recovered_from_its_log_and_repaired() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{v}{err}");
+}
+
+/// libntfs-3g reads the tenant's NTFS metadata in the caged helper: a volume whose `$MFTMirr`
+/// no longer matches `$MFT` (revirt's pure reader never looks at the mirror, so inspection and
+/// planning go through) is refused there. With `--writer native` the repair exits 6 and says
+/// why; the input is untouched and nothing is left at `--output`.
+#[test]
+fn ntfs_metadata_that_lies_is_refused_by_the_native_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("mirror.img");
+    std::fs::copy(guest("w10-22h2"), &img).unwrap();
+    // The boot sector of the system partition (at 1 MiB): cluster size and the mirror's LCN.
+    let part = 1u64 << 20;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    let mut boot = [0u8; 512];
+    f.read_exact_at(&mut boot, part).unwrap();
+    assert_eq!(&boot[3..7], b"NTFS");
+    let cluster = u64::from(u16::from_le_bytes([boot[11], boot[12]])) * u64::from(boot[13]);
+    let mirr = u64::from_le_bytes(boot[0x38..0x40].try_into().unwrap());
+    let at = part + mirr * cluster + 0x100;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], at).unwrap();
+    drop(f);
+    let before = sha(&img);
+    let out = dir.path().join("out.qcow2");
+    let (code, stdout, stderr) = common::revirt_out(&[
+        "repair",
+        img.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--writer",
+        "native",
+        "--virtio-win",
+        virtio_win().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 6, "{stdout}{stderr}");
+    assert!(stderr.contains("libntfs-3g refused the volume"), "{stderr}");
+    assert_eq!(sha(&img), before, "the input changed");
+    assert!(!out.exists(), "a refused repair left {}", out.display());
 }

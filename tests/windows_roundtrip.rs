@@ -1,6 +1,8 @@
 //! Every repairable Windows fixture guest, end to end (issue #4, proof):
 //! - its plan against tests/golden/plan-windows/<guest>.json (`REVIRT_BLESS=1` rewrites it);
-//! - `revirt repair` through the appliance into a qcow2 overlay, the input byte-identical;
+//! - `revirt repair` (native writer: libntfs-3g + libhivex in caged helpers) into a qcow2
+//!   overlay, the input byte-identical; the same repair with `--writer appliance` into a second
+//!   overlay, compared file by file, hive by hive and security descriptor by descriptor;
 //! - the result read back by revirt's pure readers (inspection) AND by independent tools
 //!   (`ntfscat` from ntfs-3g pulls the hive and the driver out of the raw partition,
 //!   `hivexregedit --export` decodes the hive);
@@ -8,7 +10,8 @@
 //! - `revirt undo` restores every hive and file byte for byte (only revirt's own
 //!   /ProgramData/revirt record stays).
 //!
-//! Two guests at a time (each costs two appliance launches, ~20 s each under TCG).
+//! Two guests at a time (each costs two appliance launches, ~20 s each under TCG: the
+//! differential repair and the undo).
 #[path = "common/boot.rs"]
 mod boot;
 mod common;
@@ -207,6 +210,14 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
         }
     }
 
+    if r.writer.as_deref() != Some("native") {
+        bad.push(format!(
+            "{name}: written by {:?} ({:?}), want the native writer",
+            r.writer, r.writer_reason
+        ));
+    }
+    bad.extend(differential(f, &req, &r, dir.path()));
+
     // 3. Pure read-back.
     let g = revirt::inspect::inspect_with(std::slice::from_ref(&out), &boot::trust(&f.image))
         .expect("inspect overlay");
@@ -246,13 +257,7 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     }
 
     // 4. Independent read-back: ntfs-3g's ntfscat and hivex's export.
-    let part_no = g
-        .inspection
-        .volumes
-        .iter()
-        .find(|v| v.device == os.root.device)
-        .and_then(|v| v.part_number)
-        .expect("system volume is a partition");
+    let part_no = system_partition(&g, os);
     let part = raw_partition(&out, part_no, dir.path());
     let hive = dir.path().join("SYSTEM");
     std::fs::write(
@@ -392,15 +397,271 @@ fn roundtrip(f: &Fixture, src: &Path) -> Vec<String> {
     bad
 }
 
+/// The security descriptor of `path` on the raw NTFS `part`, as ntfs-3g's ntfssecaudit dumps
+/// it (independent of revirt's writer), or None if the file is not there.
+fn security(part: &Path, path: &str) -> Option<Vec<u8>> {
+    let out = Command::new("ntfssecaudit")
+        .arg("-v")
+        .arg(part)
+        .arg(path)
+        .output()
+        .expect("running ntfssecaudit");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut sd = vec![];
+    for l in text.lines() {
+        let mut words = l.split_whitespace();
+        let Some(off) = words.next() else { continue };
+        if off.len() != 6 || !off.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        for w in words {
+            sd.extend(hex::decode(w).ok()?);
+        }
+    }
+    (!sd.is_empty()).then_some(sd)
+}
+
+/// (type, flags, mask, SID) of each ACE of a self-relative descriptor's DACL; its control word.
+fn aces(sd: &[u8]) -> (u16, Vec<(u8, u8, u32, String)>) {
+    let u32at = |o: usize| u32::from_le_bytes(sd[o..o + 4].try_into().unwrap());
+    let sid = |o: usize| {
+        let mut a = [0u8; 8];
+        a[2..].copy_from_slice(&sd[o + 2..o + 8]);
+        let mut s = format!("S-{}-{}", sd[o], u64::from_be_bytes(a));
+        for i in 0..sd[o + 1] as usize {
+            s += &format!("-{}", u32at(o + 8 + 4 * i));
+        }
+        s
+    };
+    let control = u16::from_le_bytes([sd[2], sd[3]]);
+    let d = u32at(16) as usize;
+    if d == 0 {
+        return (control, vec![]);
+    }
+    let mut at = d + 8;
+    let mut out = vec![];
+    for _ in 0..u16::from_le_bytes([sd[d + 4], sd[d + 5]]) {
+        let size = u16::from_le_bytes([sd[at + 2], sd[at + 3]]) as usize;
+        out.push((sd[at], sd[at + 1], u32at(at + 4), sid(at + 8)));
+        at += size;
+    }
+    (control, out)
+}
+
+/// The DACL a new FILE gets in a folder whose descriptor is `parent`, by the Windows rules
+/// written out here (not by ntfs-3g): every object-inheritable ACE, its inheritance flags
+/// dropped, marked inherited when the folder's DACL is auto-inherited, generic rights mapped
+/// to file rights, CREATOR OWNER / GROUP replaced by the creator (Administrators, as for a
+/// SYSTEM write).
+fn inherited_by_a_file(parent: &[u8]) -> Vec<(u8, u8, u32, String)> {
+    let (control, list) = aces(parent);
+    let auto = control & 0x0400 != 0;
+    let map = |m: u32| {
+        let mut out = m & 0x00FF_FFFF;
+        for (g, specific) in [
+            (0x1000_0000, 0x001F_01FF),
+            (0x8000_0000, 0x0012_0089),
+            (0x4000_0000, 0x0012_0116),
+            (0x2000_0000, 0x0012_00A0),
+        ] {
+            if m & g != 0 {
+                out |= specific;
+            }
+        }
+        out
+    };
+    list.into_iter()
+        .filter(|a| a.1 & 0x01 != 0)
+        .map(|(t, _, m, s)| {
+            let s = match s.as_str() {
+                "S-1-3-0" | "S-1-3-1" => "S-1-5-32-544".to_string(),
+                _ => s,
+            };
+            (t, if auto { 0x10 } else { 0 }, map(m), s)
+        })
+        .collect()
+}
+
+fn ntfsfix_clean(part: &Path) -> Result<(), String> {
+    let o = Command::new("ntfsfix")
+        .arg("-n")
+        .arg(part)
+        .output()
+        .unwrap();
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+}
+
+/// The same repair written by the appliance into a second overlay, compared with the native
+/// one (`r`, `req`): every file the plan writes has the same bytes on both; the hives export
+/// the same; a file that existed keeps its original security descriptor on both; a new file
+/// gets the one its folder gives it (native; the appliance's ntfs-3g gives none of its own,
+/// which is printed, not failed); ntfsfix finds both volumes as clean as the input.
+fn differential(
+    f: &Fixture,
+    req: &RepairRequest,
+    r: &revirt::repair::RepairReport,
+    dir: &Path,
+) -> Vec<String> {
+    let name = &f.name;
+    let mut bad = vec![];
+    let app_out = dir.join(format!("{name}-appliance.qcow2"));
+    let mut areq = req.clone();
+    areq.writer = revirt::apply::WriterPref::Appliance;
+    areq.outputs = vec![app_out.clone()];
+    let ra = match repair(&areq, &mut |_, _| {}) {
+        Ok(ra) => ra,
+        Err(e) => return vec![format!("{name}: appliance repair failed: {e:#}")],
+    };
+    if ra.writer.as_deref() != Some("appliance") {
+        bad.push(format!(
+            "{name}: --writer appliance wrote with {:?}",
+            ra.writer
+        ));
+    }
+    let g = revirt::inspect::inspect(std::slice::from_ref(&f.image)).expect("inspect input");
+    let os = &g.inspection.operating_systems[0];
+    let part_no = system_partition(&g, os);
+    let parts: Vec<PathBuf> = [&f.image, &r_output(req), &app_out]
+        .iter()
+        .enumerate()
+        .map(|(i, img)| {
+            let d = dir.join(format!("diff-{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            raw_partition(img, part_no, &d)
+        })
+        .collect();
+    let (input, native, appliance) = (&parts[0], &parts[1], &parts[2]);
+    let input_clean = ntfsfix_clean(input).is_ok();
+    let mut appliance_gaps = 0;
+    for (what, p) in [("native", native), ("appliance", appliance)] {
+        if let Err(e) = ntfsfix_clean(p) {
+            if input_clean {
+                bad.push(format!("{name}: ntfsfix -n on the {what} result: {e}"));
+            }
+        }
+    }
+    let files: Vec<&str> = r
+        .actions
+        .iter()
+        .filter(|a| a.op == "upload-file" || a.op == "write-file")
+        .map(|a| a.target.as_str())
+        .collect();
+    for path in files {
+        let (n, a) = (ntfscat(native, path), ntfscat(appliance, path));
+        if n != a {
+            bad.push(format!(
+                "{name}: {path}: native {} bytes, appliance {} bytes, differ",
+                n.len(),
+                a.len()
+            ));
+        }
+        if path.to_ascii_lowercase().contains("/system32/config/") {
+            continue; // hives: compared by their export below
+        }
+        let (sn, sa) = (security(native, path), security(appliance, path));
+        match security(input, path) {
+            // A replaced file keeps its own descriptor, on both paths.
+            Some(orig) => {
+                for (what, s) in [("native", &sn), ("appliance", &sa)] {
+                    if s.as_ref() != Some(&orig) {
+                        bad.push(format!(
+                            "{name}: {path}: the {what} write changed its security descriptor"
+                        ));
+                    }
+                }
+            }
+            // A new file gets what its folder gives it.
+            None => {
+                let folder = &path[..path.rfind('/').unwrap_or(0).max(1)];
+                let Some(parent) = security(native, folder) else {
+                    bad.push(format!("{name}: {folder}: no security descriptor"));
+                    continue;
+                };
+                let want = inherited_by_a_file(&parent);
+                let got = sn.as_deref().map(|s| aces(s).1);
+                if got.as_ref() != Some(&want) {
+                    bad.push(format!(
+                        "{name}: {path}: native ACEs {got:?}, its folder gives {want:?}"
+                    ));
+                }
+                let ga = sa.as_deref().map(|s| aces(s).1);
+                if ga.as_ref() != Some(&want) {
+                    appliance_gaps += 1;
+                }
+            }
+        }
+    }
+    let export = |part: &Path, hive: &str| {
+        let local = dir.join(format!("{hive}-export"));
+        let w = os.windows.as_ref().expect("windows");
+        std::fs::write(
+            &local,
+            ntfscat(part, &format!("{}/System32/config/{hive}", w.system_root)),
+        )
+        .unwrap();
+        common::run_stdout(
+            Command::new("hivexregedit")
+                .args([
+                    "--export",
+                    "--prefix",
+                    &format!("HKEY_LOCAL_MACHINE\\{hive}"),
+                ])
+                .arg(&local)
+                .arg("\\"),
+        )
+    };
+    if appliance_gaps > 0 {
+        eprintln!("{name}: {appliance_gaps} new files written by the appliance's ntfs-3g lack what their folder gives (its default descriptor)");
+    }
+    for hive in ["SYSTEM", "SOFTWARE"] {
+        if export(native, hive) != export(appliance, hive) {
+            bad.push(format!(
+                "{name}: the {hive} hive exports differently native vs appliance"
+            ));
+        }
+    }
+    bad
+}
+
+/// The partition number of the Windows system volume.
+fn system_partition(g: &revirt::inspect::Guest, os: &revirt::types::OsReport) -> u32 {
+    g.inspection
+        .volumes
+        .iter()
+        .find(|v| v.device == os.root.device)
+        .and_then(|v| v.part_number)
+        .expect("system volume is a partition")
+}
+
+fn r_output(req: &RepairRequest) -> PathBuf {
+    req.outputs[0].clone()
+}
+
 #[test]
 fn every_windows_guest_repairs_reads_back_verifies_and_undoes() {
-    boot::require_tools(&["ntfscat", "hivexregedit", "qemu-img", "sfdisk"]);
-    let (list, src) = fixtures();
+    boot::require_tools(&[
+        "ntfscat",
+        "ntfssecaudit",
+        "ntfsfix",
+        "hivexregedit",
+        "qemu-img",
+        "sfdisk",
+    ]);
+    let (mut list, src) = fixtures();
     assert!(
         list.len() >= 8,
         "expected the whole Windows set, got {}",
         list.len()
     );
+    // REVIRT_WINDOWS_ONLY=NAME: one guest, when chasing a failure.
+    if let Ok(only) = std::env::var("REVIRT_WINDOWS_ONLY") {
+        eprintln!("REVIRT_WINDOWS_ONLY={only}: the other Windows guests are skipped");
+        list.retain(|f| f.name == only);
+    }
     let results = boot::run_parallel(&list, |f| roundtrip(f, &src));
     let failures: Vec<String> = results.into_iter().flatten().collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -343,12 +343,25 @@ fn handle(
     Ok(None)
 }
 
-/// `revirt __native-helper selftest`: cages itself and prints which probes were denied (JSON).
-pub fn run_selftest() -> Result<()> {
-    let caged = super::sandbox::enter()?;
-    let probes = super::sandbox::probe();
+/// `revirt __native-helper selftest [DIR]`: cages itself (as the ext/NTFS helpers, or with
+/// DIR as the hive helper) and prints which probes were denied (JSON).
+pub fn run_selftest(dir: Option<std::ffi::OsString>) -> Result<()> {
+    let dir = dir.map(std::path::PathBuf::from);
+    let caged = match &dir {
+        Some(d) => super::sandbox::enter_dir(d)?,
+        None => super::sandbox::enter()?,
+    };
+    let mut probes = super::sandbox::probe();
+    let mut inside = serde_json::Value::Null;
+    if let Some(d) = &dir {
+        let (more, ok) = super::sandbox::probe_dir(d);
+        // With files allowed, fd 3 may legitimately be a file the probes opened.
+        probes.retain(|p| p.0 != "write fd 3");
+        probes.extend(more);
+        inside = ok.into();
+    }
     let mut o = std::io::stdout().lock();
-    let j = serde_json::json!({"caged": caged, "probes": probes});
+    let j = serde_json::json!({"caged": caged, "probes": probes, "inside_writable": inside});
     o.write_all(j.to_string().as_bytes())?;
     o.write_all(b"\n")?;
     Ok(())

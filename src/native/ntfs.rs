@@ -128,7 +128,14 @@ unsafe extern "C" fn d_pread(
         return 0;
     }
     let b = std::slice::from_raw_parts_mut(buf as *mut u8, n as usize);
-    match s.io.read_at(b, off as u64) {
+    let r = s.io.read_at(b, off as u64);
+    done(s, r, n)
+}
+
+/// A BlockIo result as libntfs-3g wants it: `n` bytes, or -1 with errno EIO (the reason kept
+/// for the error message).
+fn done(s: &mut Dev, r: std::io::Result<()>, n: i64) -> i64 {
+    match r {
         Ok(()) => n,
         Err(e) => {
             s.last_error = Some(e.to_string());
@@ -158,14 +165,8 @@ unsafe extern "C" fn d_pwrite(
         return 0;
     }
     let b = std::slice::from_raw_parts(buf as *const u8, count as usize);
-    match s.io.write_at(b, off as u64) {
-        Ok(()) => count,
-        Err(e) => {
-            s.last_error = Some(e.to_string());
-            set_errno(libc::EIO);
-            -1
-        }
-    }
+    let r = s.io.write_at(b, off as u64);
+    done(s, r, count)
 }
 
 unsafe extern "C" fn d_read(d: *mut ffi::ntfs_device, buf: *mut c_void, count: i64) -> i64 {
@@ -191,14 +192,8 @@ unsafe extern "C" fn d_sync(d: *mut ffi::ntfs_device) -> c_int {
         return 0;
     }
     let s = dev(d);
-    match s.io.flush() {
-        Ok(()) => 0,
-        Err(e) => {
-            s.last_error = Some(e.to_string());
-            set_errno(libc::EIO);
-            -1
-        }
-    }
+    let r = s.io.flush();
+    done(s, r, 0) as c_int
 }
 
 unsafe extern "C" fn d_stat(d: *mut ffi::ntfs_device, st: *mut ffi::stat) -> c_int {
@@ -687,14 +682,14 @@ impl Drop for NtfsFs {
 }
 
 #[cfg(test)]
-mod tests_support {
-    pub use super::*;
+mod tests {
+    use super::*;
     use std::os::unix::fs::FileExt;
     use std::process::Command;
 
-    pub struct FileIo {
-        pub f: std::fs::File,
-        pub size: u64,
+    struct FileIo {
+        f: std::fs::File,
+        size: u64,
     }
 
     impl BlockIo for FileIo {
@@ -713,7 +708,7 @@ mod tests_support {
     }
 
     /// A fresh 16 MiB NTFS image made by mkntfs, or None (printed) without ntfs-3g's tools.
-    pub fn image(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    fn image(dir: &std::path::Path) -> Option<std::path::PathBuf> {
         let img = dir.join("ntfs.img");
         std::fs::File::create(&img)
             .unwrap()
@@ -731,7 +726,7 @@ mod tests_support {
         Some(img)
     }
 
-    pub fn open(img: &std::path::Path) -> NtfsFs {
+    fn open(img: &std::path::Path) -> NtfsFs {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -872,7 +867,9 @@ mod tests_support {
         fs.mkdir_p("/Drivers").unwrap();
         fs.set_security("/Drivers", &sd).unwrap();
         fs.write_file("/Drivers/new.sys", b"driver").unwrap();
-        fs.mkdir_p("/Drivers/Sub").unwrap();
+        fs.mkdir_p("/Drivers/Sub/Deeper").unwrap();
+        fs.write_file("/Drivers/Sub/Deeper/f.inf", b"inf").unwrap();
+        let (_, deep) = dacl(&fs.security("/Drivers/Sub/Deeper/f.inf").unwrap());
         let (fowner, file) = dacl(&fs.security("/Drivers/new.sys").unwrap());
         let (_, sub) = dacl(&fs.security("/Drivers/Sub").unwrap());
         let (_, parent) = dacl(&fs.security("/Drivers").unwrap());
@@ -902,6 +899,8 @@ mod tests_support {
             !sub.iter().any(|a| a.1 & 0x08 == 0 && a.3 == "S-1-5-32-545"),
             "{sub:?}"
         );
+        // A file in folders made in the same session inherits as one in the first folder.
+        assert_eq!(deep, file, "a file two new folders down");
     }
 
     #[test]

@@ -234,3 +234,37 @@ pub fn probe() -> Vec<(String, bool)> {
     }
     out
 }
+
+/// The extra probes of the hive helper's cage ([`enter_dir`]): paths outside `dir` denied (and
+/// nothing created next to it); returns them and whether a file inside `dir` could be created
+/// and written (what libhivex needs).
+pub fn probe_dir(dir: &std::path::Path) -> (Vec<(String, bool)>, bool) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_bytes()).ok();
+    let try_open = |p: &std::path::Path, flags: i32| -> bool {
+        let Some(cp) = c(p) else { return false };
+        // SAFETY: open/close of a NUL-terminated path; only the result is used.
+        unsafe {
+            let fd = libc::open(cp.as_ptr(), flags, 0o600);
+            if fd >= 0 {
+                libc::close(fd);
+            }
+            fd >= 0
+        }
+    };
+    let mut out = vec![];
+    let outside = dir.parent().unwrap_or(dir).join("revirt-cage-probe");
+    out.push((
+        format!("create {}", outside.display()),
+        !try_open(&outside, libc::O_CREAT | libc::O_WRONLY),
+    ));
+    for p in ["/etc/hostname", "/proc/self/status", "/dev/null"] {
+        out.push((
+            format!("open {p}"),
+            !try_open(std::path::Path::new(p), libc::O_RDONLY),
+        ));
+    }
+    let inside = dir.join("probe");
+    let ok = try_open(&inside, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC);
+    (out, ok)
+}

@@ -62,10 +62,20 @@ pub fn real_guests() -> PathBuf {
 
 /// Builds (or reuses from the cache) the phony Windows guests, the phony virtio-win folder and
 /// ISO, and their manifest.json; returns their folder.
+/// Repairs run in the test process (`revirt::repair::repair`) start their native-write helpers
+/// as `$REVIRT_EXE __native-helper ...`: the test binary itself has no helper mode (without this
+/// the helpers fail to start and the repair silently falls back to the appliance).
+pub fn in_process_helpers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY (set_var): called before the test spawns the threads that run repairs.
+    ONCE.call_once(|| std::env::set_var("REVIRT_EXE", env!("CARGO_BIN_EXE_revirt")));
+}
+
 pub fn windows_guests() -> PathBuf {
     // Once per test binary: a cache hit still costs a cargo invocation.
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
+        in_process_helpers();
         let status = xtask()
             .args(["fixtures", "--set", "windows"])
             .status()

@@ -206,7 +206,10 @@ fn overlay(img: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The repair table: `guests` real guests, three writers each.
+/// The Windows guests of the repair table (fixtures/images/windows/guests/NAME.env).
+const WINDOWS_GUESTS: [&str; 2] = ["w10-22h2", "2k22-uefi-gpt"];
+
+/// The repair table: `guests` real guests and as many Windows ones, three writers each.
 pub fn repair(guests: usize, peers: bool) -> Result<()> {
     if guests == 0 {
         return Ok(());
@@ -216,11 +219,20 @@ pub fn repair(guests: usize, peers: bool) -> Result<()> {
     let v2v = peer("virt-v2v-in-place", peers);
     let tmp = std::env::temp_dir().join(format!("revirt-bench-repair-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
-    let imgs: Vec<PathBuf> = images()
+    let mut imgs: Vec<PathBuf> = images()
         .into_iter()
         .filter(|p| p.to_string_lossy().contains("/real/"))
         .take(guests)
         .collect();
+    // Windows: phony guests of the fixture set (NTFS + hives), with its phony virtio-win.
+    let win = crate::cache_dir().join("windows");
+    imgs.extend(
+        WINDOWS_GUESTS
+            .iter()
+            .map(|g| win.join(format!("{g}.img")))
+            .filter(|p| p.is_file())
+            .take(guests),
+    );
     println!();
     println!(
         "{:<24} {:>10} {:>8} {:>11} {:>8} {:>10} {:>8} {:>9} {:>9}",
@@ -237,13 +249,21 @@ pub fn repair(guests: usize, peers: bool) -> Result<()> {
     for img in &imgs {
         let name = img.file_stem().unwrap().to_string_lossy().to_string();
         let trust = img.parent().unwrap().canonicalize()?;
+        let windows = img.starts_with(&win);
+        let drivers: Vec<PathBuf> = if windows {
+            vec!["--virtio-win".into(), win.join("virtio-win")]
+        } else {
+            vec![]
+        };
         let run = |writer: &str| -> Result<Sample> {
             best_of(if writer == "native" { 3 } else { 1 }, || {
                 let out = tmp.join(format!("{name}-{writer}.qcow2"));
                 let _ = std::fs::remove_file(&out);
                 measure(
                     Command::new(&revirt)
-                        .args(["repair", "--progress", "none", "--writer", writer, "-o"])
+                        .args(["repair", "--progress", "none", "--writer", writer])
+                        .args(&drivers)
+                        .arg("-o")
                         .arg(&out)
                         .arg(img)
                         .env("REVIRT_ALLOW_BACKING_DIR", &trust)
@@ -258,13 +278,15 @@ pub fn repair(guests: usize, peers: bool) -> Result<()> {
             Some(v) => {
                 let ov = tmp.join(format!("{name}-v2v.qcow2"));
                 overlay(img, &ov)?;
-                Some(measure(
-                    Command::new(v)
-                        .args(["-i", "disk"])
-                        .arg(&ov)
-                        .env("LIBGUESTFS_BACKEND", "direct")
-                        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg"),
-                )?)
+                let mut cmd = Command::new(v);
+                cmd.args(["-i", "disk"])
+                    .arg(&ov)
+                    .env("LIBGUESTFS_BACKEND", "direct")
+                    .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+                if windows {
+                    cmd.env("VIRTIO_WIN", win.join("virtio-win.iso"));
+                }
+                Some(measure(&mut cmd)?)
             }
             None => None,
         };
@@ -284,10 +306,10 @@ pub fn repair(guests: usize, peers: bool) -> Result<()> {
             a.secs / n.secs,
             v.as_ref()
                 .map_or("-".into(), |v| format!("{:.0}x", v.secs / n.secs)),
-            if n.ok && a.ok {
-                ""
-            } else {
-                "  (a revirt run exited non-zero)"
+            match (n.ok && a.ok, v.as_ref().is_none_or(|v| v.ok)) {
+                (true, true) => "",
+                (false, _) => "  (a revirt run exited non-zero)",
+                (true, false) => "  (virt-v2v-in-place failed on this guest)",
             }
         );
     }
