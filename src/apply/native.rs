@@ -170,6 +170,13 @@ pub fn choose_windows(
     if let Some(why) = blocker(&guest.volumes[vol], "C:", Kind::Ntfs) {
         return Ok(Choice::Appliance(why));
     }
+    if let Err(e) = crate::native::sandbox::landlock_available() {
+        let why = format!("the hive helper's cage cannot be set up here (landlock: {e:#})");
+        return match pref {
+            WriterPref::Native => Err(anyhow::anyhow!(why)),
+            _ => Ok(Choice::Appliance(why)),
+        };
+    }
     let mounts = vec![Mount {
         at: "/".into(),
         vol,

@@ -60,6 +60,20 @@ pub fn enter_dir(dir: &std::path::Path) -> Result<Caged> {
     })
 }
 
+/// Whether this kernel can enforce the hive helper's landlock ruleset (asked by the parent
+/// before it chooses the native writer for a Windows repair: a hive edit cannot fall back to
+/// the appliance half-way through a session).
+pub fn landlock_available() -> Result<()> {
+    use landlock::{Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, ABI};
+    // Creating a ruleset (dropped unused) restricts nothing; as a hard requirement it fails
+    // where landlock is off or older than v3 (file truncation).
+    Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(ABI::V3))?
+        .create()?;
+    Ok(())
+}
+
 fn landlock_to(dir: &std::path::Path) -> Result<()> {
     use landlock::{
         path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,

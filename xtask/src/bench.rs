@@ -193,8 +193,14 @@ fn appliance_used(revirt: &Path, disks: &[PathBuf], keys: &[String]) -> &'static
 /// Creates a fresh qcow2 overlay over `img` (absolute backing path, format pinned).
 fn overlay(img: &Path, out: &Path) -> Result<()> {
     let _ = std::fs::remove_file(out);
+    // The Windows fixtures are raw images, the Linux ones qcow2.
+    let fmt = if img.extension().is_some_and(|x| x == "img") {
+        "raw"
+    } else {
+        "qcow2"
+    };
     let st = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
         .arg(img.canonicalize()?)
         .arg(out)
         .status()?;
