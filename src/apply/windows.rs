@@ -78,11 +78,11 @@ pub fn apply_windows(
                     bail!("{from}: changed since the plan (sha256 {got}, planned {sha256}); plan again");
                 }
                 hosts.insert(from.clone(), host);
-                (to.clone(), vfs.read_file(to).ok(), Some(sha256.clone()))
+                (to.clone(), existing(&vfs, to)?, Some(sha256.clone()))
             }
             Change::WriteFile { path, content, .. } => (
                 path.clone(),
-                vfs.read_file(path).ok(),
+                existing(&vfs, path)?,
                 Some(sha256_hex(content.as_bytes())),
             ),
             Change::RegSet {
@@ -139,7 +139,7 @@ pub fn apply_windows(
     let mut backed_up = BTreeSet::new();
     for hp in hives.values() {
         let b = format!("{backup_dir}{hp}");
-        w.mkdir_p(parent(&b))?;
+        made.mkdirs_for_backup(w.as_mut(), parent(&b))?;
         w.copy(hp, &b)?;
         backed_up.insert(b.clone());
         journal.entries.push(JournalEntry {
@@ -154,7 +154,7 @@ pub fn apply_windows(
         // first copy, the original, and the journal entry that restores it.
         let first = rec.backup.as_ref().is_none_or(|b| !backed_up.contains(b));
         if let Some(b) = rec.backup.as_ref().filter(|_| first) {
-            w.mkdir_p(parent(b))?;
+            made.mkdirs_for_backup(w.as_mut(), parent(b))?;
             w.copy(&rec.target, b)?;
             backed_up.insert(b.clone());
         }
@@ -230,6 +230,19 @@ pub fn apply_windows(
     })
 }
 
+/// The bytes of `path` in the input, None if there is no such file. Any other read error stops
+/// the run: a file that exists but cannot be read must not be taken for a new one (it would
+/// be overwritten without a backup, and undo would remove it).
+fn existing(vfs: &crate::fs::Vfs, path: &str) -> Result<Option<Vec<u8>>> {
+    match vfs.read_file(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(crate::error::FsError::NotFound { .. }) => Ok(None),
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("{path}: reading it before replacing it")))
+        }
+    }
+}
+
 /// The writer for this run and, when it is the appliance, why.
 fn open_writer(
     guest: &Guest,
@@ -269,6 +282,18 @@ impl Folders<'_> {
                 .ok()
                 .flatten()
                 .is_some_and(|p| self.vfs.is_dir(&p))
+    }
+
+    /// `mkdir -p` of a backup folder: not journaled (undo keeps the backups and the record), but
+    /// remembered, so a later write under /ProgramData/revirt does not journal its removal.
+    fn mkdirs_for_backup(&mut self, w: &mut dyn GuestWriter, dir: &str) -> Result<()> {
+        w.mkdir_p(dir)?;
+        let mut d = dir;
+        while d != "/" {
+            self.created.insert(d.to_ascii_lowercase());
+            d = parent(d);
+        }
+        Ok(())
     }
 
     /// `mkdir -p dir`, journaling each folder it creates so undo removes it again (outermost

@@ -13,6 +13,9 @@ use std::io::Write;
 /// flush, and when the batch is full).
 struct PipeIo {
     size: u64,
+    /// The first I/O failure: every later call fails too, so an error the library drops (a
+    /// write batch lost on a flush it did not check) still fails the session.
+    failed: Option<String>,
     wbuf_off: u64,
     wbuf: Vec<u8>,
     rcache_off: u64,
@@ -46,6 +49,7 @@ impl PipeIo {
     fn new(size: u64) -> Self {
         PipeIo {
             size,
+            failed: None,
             wbuf_off: 0,
             wbuf: vec![],
             rcache_off: 0,
@@ -72,12 +76,28 @@ impl PipeIo {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.wbuf);
-        write_frame(
+        let r = write_frame(
             &mut std::io::stdout().lock(),
             b'W',
             &[&self.wbuf_off.to_le_bytes(), &buf],
-        )?;
-        reply(b'K').map(drop)
+        )
+        .and_then(|()| reply(b'K').map(drop));
+        self.sticky(r)
+    }
+
+    /// Remembers the first failure and keeps failing with it.
+    fn sticky<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Some(e) = &self.failed {
+            return Err(io_err(format!("an earlier block I/O failed: {e}")));
+        }
+        r.inspect_err(|e| self.failed = Some(e.to_string()))
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        match &self.failed {
+            Some(e) => Err(io_err(format!("an earlier block I/O failed: {e}"))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -93,6 +113,7 @@ impl BlockIo for PipeIo {
         self.size
     }
     fn read_at(&mut self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+        self.check()?;
         if overlaps(off, buf.len(), self.wbuf_off, self.wbuf.len()) {
             self.flush_writes()?;
         }
@@ -106,7 +127,8 @@ impl BlockIo for PipeIo {
             if overlaps(off, len, self.wbuf_off, self.wbuf.len()) {
                 self.flush_writes()?;
             }
-            self.rcache = self.fetch(off, len)?;
+            let r = self.fetch(off, len);
+            self.rcache = self.sticky(r)?;
             self.rcache_off = off;
         }
         let at = (off - self.rcache_off) as usize;
@@ -114,6 +136,7 @@ impl BlockIo for PipeIo {
         Ok(())
     }
     fn write_at(&mut self, buf: &[u8], off: u64) -> std::io::Result<()> {
+        self.check()?;
         if overlaps(off, buf.len(), self.rcache_off, self.rcache.len()) {
             self.rcache.clear();
         }
@@ -129,8 +152,9 @@ impl BlockIo for PipeIo {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.flush_writes()?;
-        write_frame(&mut std::io::stdout().lock(), b'F', &[])?;
-        reply(b'K').map(drop)
+        let r = write_frame(&mut std::io::stdout().lock(), b'F', &[])
+            .and_then(|()| reply(b'K').map(drop));
+        self.sticky(r)
     }
 }
 

@@ -65,6 +65,13 @@ pub fn edit(name: &str, data: &[u8], edits: &[HiveEdit]) -> Result<Vec<u8>> {
         .spawn()
         .context("starting the hive helper")?;
     let mut stdin = child.stdin.take().context("hive helper stdin")?;
+    // Drained while it runs: a helper that writes a lot to stderr must not stall on the pipe.
+    let stderr = child.stderr.take().context("hive helper stderr")?;
+    let errs = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.take(64 << 10).read_to_string(&mut err);
+        err
+    });
     let json = serde_json::to_vec(edits)?;
     // The edits are small (a pipe buffer holds them); a helper that died early is seen below.
     let _ = stdin.write_all(&json);
@@ -81,10 +88,7 @@ pub fn edit(name: &str, data: &[u8], edits: &[HiveEdit]) -> Result<Vec<u8>> {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.by_ref().take(64 << 10).read_to_string(&mut err);
-    }
+    let err = errs.join().unwrap_or_default();
     if !status.success() {
         let err = err.trim();
         if err.contains("sandbox could not be set up") {
@@ -92,11 +96,13 @@ pub fn edit(name: &str, data: &[u8], edits: &[HiveEdit]) -> Result<Vec<u8>> {
         }
         bail!("{name}: the hive helper failed ({status}): {err}");
     }
-    let out = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    if out.len() > MAX_HIVE {
+    let len = std::fs::metadata(&file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    if len > MAX_HIVE as u64 {
         bail!("{name}: the edited hive grew past {MAX_HIVE} bytes");
     }
-    Ok(out)
+    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))
 }
 
 /// The helper: cage, read the edits, edit `DIR/hive`, commit.

@@ -273,6 +273,30 @@ impl Inode {
             !m.is_null() && (*m).flags & ffi::MFT_RECORD_FLAGS_MFT_RECORD_IS_DIRECTORY != 0
         }
     }
+    /// Closes the inode, writing its MFT record back; a failure there is a failed write (the
+    /// record holds a small file's data, sizes and times). On failure the inode is left open,
+    /// as libntfs-3g asks (the helper exits soon after the error).
+    fn close(self) -> std::result::Result<(), std::io::Error> {
+        let ni = self.release();
+        // SAFETY: an open inode, closed once.
+        if unsafe { ffi::ntfs_inode_close(ni) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Reparse points (WOF-compressed system files, deduplicated or cloud files) and EFS files
+    /// keep their content outside the unnamed data stream: writing or copying that stream would
+    /// silently miss it.
+    fn content_elsewhere(&self) -> bool {
+        // SAFETY: an open inode.
+        let flags = unsafe { (*self.0).flags };
+        flags
+            & (ffi::FILE_ATTR_FLAGS_FILE_ATTR_REPARSE_POINT
+                | ffi::FILE_ATTR_FLAGS_FILE_ATTR_ENCRYPTED)
+            != 0
+    }
+
     /// Hands the inode to a call that closes it itself (ntfs_delete).
     fn release(mut self) -> *mut ffi::ntfs_inode {
         std::mem::replace(&mut self.0, std::ptr::null_mut())
@@ -316,6 +340,13 @@ fn cstr(path: &str, s: &str) -> Result<CString> {
         }
         .into()
     })
+}
+
+fn elsewhere(path: &str) -> anyhow::Error {
+    NtfsError::Refused {
+        what: format!("{path} is a reparse point or EFS-encrypted: its content is not in its data stream (WOF-compressed, deduplicated or cloud file), so it is not rewritten"),
+    }
+    .into()
 }
 
 /// `/a/b/c` -> (`/a/b`, `c`).
@@ -367,7 +398,8 @@ impl NtfsFs {
                     bail!("reading the volume: {io}");
                 }
                 let what = match e.raw_os_error() {
-                    Some(libc::EPERM) => "unclean $LogFile, hibernated or Fast Startup (Windows must shut down fully)".to_string(),
+                    Some(libc::EOPNOTSUPP) => "its $LogFile is unclean (Windows did not shut down; replay it in Windows, never by emptying it)".to_string(),
+                    Some(libc::EPERM) => "hibernated or Fast Startup (Windows must shut down fully)".to_string(),
                     _ => format!("cannot mount it ({e})"),
                 };
                 return Err(NtfsError::Refused { what }.into());
@@ -449,7 +481,13 @@ impl NtfsFs {
         unsafe {
             let securid = ffi::ntfs_inherited_id(&mut scx, parent.0, folder as _);
             if securid == 0 {
-                return Err(self.lib_err(path, "building the inherited security descriptor"));
+                return Err(NtfsError::Lib {
+                    path: path.into(),
+                    op: "create",
+                    msg: "libntfs-3g built no inherited security descriptor from the folder's"
+                        .into(),
+                }
+                .into());
             }
             let ty = if folder { libc::S_IFDIR } else { libc::S_IFREG };
             let ni = ffi::ntfs_create(parent.0, securid, u.0, u.1, ty);
@@ -471,6 +509,7 @@ impl NtfsFs {
                 }
                 .into())
             }
+            Some(ni) if ni.content_elsewhere() => return Err(elsewhere(path)),
             Some(ni) => ni,
             None => {
                 let (dir, name) = split(path)?;
@@ -503,6 +542,11 @@ impl NtfsFs {
                     | ffi::ntfs_time_update_flags_NTFS_UPDATE_CTIME,
             );
         }
+        ni.close().map_err(|e| NtfsError::Lib {
+            path: path.into(),
+            op: "writing its MFT record",
+            msg: e.to_string(),
+        })?;
         Ok(())
     }
 
@@ -511,6 +555,9 @@ impl NtfsFs {
         let ni = self
             .lookup(path)?
             .ok_or_else(|| NtfsError::NotFound { path: path.into() })?;
+        if ni.content_elsewhere() {
+            return Err(elsewhere(path));
+        }
         // SAFETY: as in write_file; the buffer is as long as the attribute's size.
         unsafe {
             let na = ffi::ntfs_attr_open(

@@ -51,6 +51,21 @@ pub fn enter() -> Result<Caged> {
 pub fn enter_dir(dir: &std::path::Path) -> Result<Caged> {
     close_other_fds();
     limits(8)?;
+    // No file it writes may outgrow the largest hive edited.
+    let max = crate::native::hive::MAX_HIVE as u64;
+    // SAFETY: plain syscall on a stack value.
+    if unsafe {
+        libc::setrlimit(
+            libc::RLIMIT_FSIZE,
+            &libc::rlimit {
+                rlim_cur: max,
+                rlim_max: max,
+            },
+        )
+    } != 0
+    {
+        bail!("setrlimit(FSIZE): {}", std::io::Error::last_os_error());
+    }
     let namespaces = namespaces();
     landlock_to(dir)?;
     seccomp(true)?;
@@ -149,10 +164,14 @@ fn seccomp(files: bool) -> Result<()> {
         rules.insert(nr, r);
     };
     if files {
+        // O_PATH opens skip landlock's open check: refused.
+        add(
+            libc::SYS_openat,
+            vec![rule(vec![arg(2, Op::MaskedEq(libc::O_PATH as u64), 0)?])?],
+        );
         for nr in [
             libc::SYS_read,
             libc::SYS_write,
-            libc::SYS_openat,
             libc::SYS_close,
             libc::SYS_lseek,
             libc::SYS_fstat,
@@ -278,6 +297,10 @@ pub fn probe_dir(dir: &std::path::Path) -> (Vec<(String, bool)>, bool) {
             !try_open(std::path::Path::new(p), libc::O_RDONLY),
         ));
     }
+    // An O_PATH open would skip landlock's check (and give fstat of any host file).
+    // SAFETY: open of a constant path; only the result is used.
+    let fd = unsafe { libc::open(c"/etc".as_ptr(), libc::O_PATH) };
+    out.push(("open /etc with O_PATH".to_string(), fd < 0));
     let inside = dir.join("probe");
     let ok = try_open(&inside, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC);
     (out, ok)
