@@ -525,7 +525,7 @@ fn differential(
     let g = revirt::inspect::inspect(std::slice::from_ref(&f.image)).expect("inspect input");
     let os = &g.inspection.operating_systems[0];
     let part_no = system_partition(&g, os);
-    let parts: Vec<PathBuf> = [&f.image, &r_output(req), &app_out]
+    let parts: Vec<PathBuf> = [&f.image, &req.outputs[0], &app_out]
         .iter()
         .enumerate()
         .map(|(i, img)| {
@@ -635,10 +635,6 @@ fn system_partition(g: &revirt::inspect::Guest, os: &revirt::types::OsReport) ->
         .find(|v| v.device == os.root.device)
         .and_then(|v| v.part_number)
         .expect("system volume is a partition")
-}
-
-fn r_output(req: &RepairRequest) -> PathBuf {
-    req.outputs[0].clone()
 }
 
 #[test]

@@ -467,19 +467,25 @@ impl NtfsFs {
         }
     }
 
-    /// Creates `name` in `parent` (a file or a folder) with the security descriptor the
-    /// folder's inheritable ACEs give it.
-    fn create(&self, parent: &Inode, path: &str, name: &str, folder: bool) -> Result<Inode> {
-        let u = uname(path, name)?;
+    /// Runs `f` with a security context for this volume: no user mapping, root, and an empty
+    /// permissions cache (libntfs-3g dereferences `pseccache`, so it must point at a null).
+    fn with_scx<T>(&self, f: impl FnOnce(&mut ffi::SECURITY_CONTEXT) -> T) -> T {
         let mut cache: *mut ffi::PERMISSIONS_CACHE = std::ptr::null_mut();
         let mut scx = ffi::SECURITY_CONTEXT {
             vol: self.vol,
             pseccache: &mut cache,
             ..Default::default()
         };
+        f(&mut scx)
+    }
+
+    /// Creates `name` in `parent` (a file or a folder) with the security descriptor the
+    /// folder's inheritable ACEs give it.
+    fn create(&self, parent: &Inode, path: &str, name: &str, folder: bool) -> Result<Inode> {
+        let u = uname(path, name)?;
         // SAFETY: parent is an open folder of vol; scx lives for the call; u is a valid name.
         unsafe {
-            let securid = ffi::ntfs_inherited_id(&mut scx, parent.0, folder as _);
+            let securid = self.with_scx(|scx| ffi::ntfs_inherited_id(scx, parent.0, folder as _));
             if securid == 0 {
                 return Err(NtfsError::Lib {
                     path: path.into(),
@@ -663,20 +669,16 @@ impl NtfsFs {
         let ni = self
             .lookup(path)?
             .ok_or_else(|| NtfsError::NotFound { path: path.into() })?;
-        let mut cache: *mut ffi::PERMISSIONS_CACHE = std::ptr::null_mut();
-        let mut scx = ffi::SECURITY_CONTEXT {
-            vol: self.vol,
-            pseccache: &mut cache,
-            ..Default::default()
-        };
         // SAFETY: a size query first, then a buffer of that size.
         unsafe {
-            let n = ffi::ntfs_get_ntfs_acl(&mut scx, ni.0, std::ptr::null_mut(), 0);
+            let n = self.with_scx(|scx| ffi::ntfs_get_ntfs_acl(scx, ni.0, std::ptr::null_mut(), 0));
             if n <= 0 {
                 return Err(self.lib_err(path, "reading its security descriptor"));
             }
             let mut buf = vec![0u8; n as usize];
-            let m = ffi::ntfs_get_ntfs_acl(&mut scx, ni.0, buf.as_mut_ptr().cast(), buf.len());
+            let m = self.with_scx(|scx| {
+                ffi::ntfs_get_ntfs_acl(scx, ni.0, buf.as_mut_ptr().cast(), buf.len())
+            });
             if m != n {
                 return Err(self.lib_err(path, "reading its security descriptor"));
             }
@@ -690,14 +692,10 @@ impl NtfsFs {
         let ni = self
             .lookup(path)?
             .ok_or_else(|| NtfsError::NotFound { path: path.into() })?;
-        let mut cache: *mut ffi::PERMISSIONS_CACHE = std::ptr::null_mut();
-        let mut scx = ffi::SECURITY_CONTEXT {
-            vol: self.vol,
-            pseccache: &mut cache,
-            ..Default::default()
-        };
         // SAFETY: ni is open; sd is a buffer of its length.
-        let rc = unsafe { ffi::ntfs_set_ntfs_acl(&mut scx, ni.0, sd.as_ptr().cast(), sd.len(), 0) };
+        let rc = self.with_scx(|scx| unsafe {
+            ffi::ntfs_set_ntfs_acl(scx, ni.0, sd.as_ptr().cast(), sd.len(), 0)
+        });
         if rc != 0 {
             return Err(self.lib_err(path, "setting its security descriptor"));
         }
