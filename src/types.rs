@@ -257,6 +257,11 @@ pub struct LinuxInfo {
     pub mounts: BTreeMap<String, String>,
     pub fstab: Vec<FstabEntry>,
     pub crypttab: Vec<CrypttabEntry>,
+    /// (opened volume, `/dev/mapper/NAME`): the names crypttab gives the LUKS volumes revirt
+    /// opened, which the guest's fstab and kernel command line use. Inspection adds them to
+    /// the volumes' aliases.
+    #[serde(skip)]
+    pub mapper_aliases: Vec<(String, String)>,
     /// "initramfs-tools", "dracut", "mkinitrd" or "unknown".
     pub initramfs_tool: String,
     pub kernels: Vec<KernelInfo>,

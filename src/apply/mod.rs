@@ -434,6 +434,7 @@ fn open_writer(
         if pref == WriterPref::Native {
             return Err(native_refused(&why));
         }
+        no_appliance_on_luks(guest, l, &why)?;
         let mounts = mount_guest(&app, l)?;
         return Ok((Box::new(ApplianceWriter { app, mounts }), Some(why)));
     }
@@ -441,12 +442,28 @@ fn open_writer(
         native::Choice::Native(w) => Ok((w, None)),
         native::Choice::Appliance(why) if pref == WriterPref::Native => Err(native_refused(&why)),
         native::Choice::Appliance(why) => {
+            no_appliance_on_luks(guest, l, &why)?;
             tracing::info!("writing through the appliance: {why}");
             let app = launch_rw(guest, target)?;
             let mounts = mount_guest(&app, l)?;
             Ok((Box::new(ApplianceWriter { app, mounts }), Some(why)))
         }
     }
+}
+
+/// The appliance is not given LUKS keys, so it cannot write a guest whose filesystems lie on
+/// encrypted volumes: refused, before anything is written.
+fn no_appliance_on_luks(guest: &Guest, l: &LinuxInfo, why: &str) -> Result<()> {
+    let on = crate::plan::on_luks(&guest.inspection, l);
+    if on.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = on.iter().map(|(d, c)| format!("{d} on {c}")).collect();
+    Err(crate::error::Refused(format!(
+        "the native writer cannot write this guest ({why}), and the appliance cannot open its encrypted volumes ({})",
+        list.join(", ")
+    ))
+    .into())
 }
 
 /// Ends an apply session: journal (when anything changed), flush everything, verify with the

@@ -29,14 +29,32 @@ pub trait BlockDevice: Send + Sync {
 }
 
 /// `len` bytes of a device starting at `start` are those at `offset` of the image `image`
-/// (its path as opened, [`ImageInfo::path`]).
+/// (its path as opened, [`ImageInfo::path`]); or, with `crypt`, the plaintext at `offset` of
+/// an opened LUKS payload (`image` then names it), whose ciphertext lies at `crypt.inner`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extent {
     pub start: u64,
     pub len: u64,
     pub image: String,
     pub offset: u64,
+    pub crypt: Option<Arc<CryptExtent>>,
 }
+
+/// A LUKS payload as a writer sees it: the sector transform and where the ciphertext lies.
+#[derive(Debug)]
+pub struct CryptExtent {
+    pub crypt: Arc<crate::luks::Crypt>,
+    /// The payload's ciphertext on the images, from 0 to `crypt.len`.
+    pub inner: Vec<Extent>,
+}
+
+/// Two extents through the same opened volume are equal (the key is never compared).
+impl PartialEq for CryptExtent {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.crypt, &o.crypt) && self.inner == o.inner
+    }
+}
+impl Eq for CryptExtent {}
 
 impl Extent {
     /// A whole image file: the layout of a disk as opened.
@@ -46,12 +64,13 @@ impl Extent {
             len,
             image: image.display().to_string(),
             offset: 0,
+            crypt: None,
         }]
     }
 }
 
 /// The part `[start, start+len)` of `layout`, renumbered from `at`.
-fn clip(layout: Vec<Extent>, start: u64, len: u64, at: u64) -> Vec<Extent> {
+pub(crate) fn clip(layout: Vec<Extent>, start: u64, len: u64, at: u64) -> Vec<Extent> {
     let end = start.saturating_add(len);
     let mut out = vec![];
     for e in layout {
@@ -62,6 +81,7 @@ fn clip(layout: Vec<Extent>, start: u64, len: u64, at: u64) -> Vec<Extent> {
                 len: hi - lo,
                 image: e.image,
                 offset: e.offset + lo - e.start,
+                crypt: e.crypt,
             });
         }
     }

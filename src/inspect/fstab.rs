@@ -117,10 +117,11 @@ pub fn resolve_spec<'a>(spec: &str, vols: &'a [Volume]) -> (SpecKind, bool, Opti
             return (kind, false, by(&|v| v.aliases.iter().any(|a| a == spec)));
         }
         if let Some(name) = tail.strip_prefix("dm-name-") {
+            let dev = format!("/dev/mapper/{name}");
             return (
                 kind,
                 false,
-                by(&|v| v.device == format!("/dev/mapper/{name}")),
+                by(&|v| v.device == dev || v.aliases.contains(&dev)),
             );
         }
         let disks: std::collections::BTreeSet<usize> =
@@ -137,8 +138,13 @@ pub fn resolve_spec<'a>(spec: &str, vols: &'a [Volume]) -> (SpecKind, bool, Opti
         return (kind, true, found);
     }
     if let Some(rest) = spec.strip_prefix("/dev/mapper/") {
+        // An alias: the crypttab name of an opened LUKS volume.
         let dev = format!("/dev/mapper/{rest}");
-        return (SpecKind::Mapper, false, by(&|v| v.device == dev));
+        return (
+            SpecKind::Mapper,
+            false,
+            by(&|v| v.device == dev || v.aliases.contains(&dev)),
+        );
     }
     if let Some(rest) = spec.strip_prefix("/dev/") {
         // Kernel names: sdXN, hdXN, vdXN, xvdXN, nvmeDnNpP.

@@ -513,6 +513,11 @@ fn detect_oses(
         if linux::looks_like_linux_root(&vfs) {
             match linux::detect_linux(vfs, &volumes[i], volumes) {
                 Ok(info) => {
+                    for (dev, alias) in &info.mapper_aliases {
+                        if let Some(v) = volumes.iter_mut().find(|v| &v.report.device == dev) {
+                            v.report.aliases.push(alias.clone());
+                        }
+                    }
                     warnings.extend(
                         info.warnings
                             .iter()

@@ -14,6 +14,7 @@ use crate::error::ImageError;
 use crate::image::{read_vec, BlockDevice, Dev, Extent};
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use sha2::Digest as _;
+use std::sync::Arc;
 
 /// Why a LUKS volume cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -893,20 +894,78 @@ impl SectorCipher {
             }
         }
     }
+
+    fn encrypt(&self, data: &mut [u8], sector: u64) {
+        let mut t = self.iv(sector);
+        match self.mode {
+            Cipher::AesXts => {
+                for b in data.chunks_exact_mut(16) {
+                    let b: &mut [u8; 16] = b.try_into().unwrap();
+                    xor(b, &t);
+                    self.k1.encrypt(b);
+                    xor(b, &t);
+                    Self::xts_next(&mut t);
+                }
+            }
+            Cipher::AesCbcEssiv => {
+                for b in data.chunks_exact_mut(16) {
+                    let b: &mut [u8; 16] = b.try_into().unwrap();
+                    xor(b, &t);
+                    self.k1.encrypt(b);
+                    t = *b;
+                }
+            }
+        }
+    }
 }
 
 fn xor(a: &mut [u8; 16], b: &[u8; 16]) {
     a.iter_mut().zip(b).for_each(|(x, y)| *x ^= y);
 }
 
-/// The plaintext of a LUKS payload, decrypted sector by sector on read (read-only: revirt does
-/// not write encrypted volumes yet, and [`BlockDevice::layout`] is None so no writer tries).
+/// The sector transform of one opened LUKS volume: what both the reader ([`CryptDev`]) and
+/// the native writer (through [`crate::image::Extent::crypt`]) apply to the payload.
+pub struct Crypt {
+    cipher: SectorCipher,
+    /// Bytes per encryption sector (512 to 4096).
+    pub sector: u64,
+    /// Plaintext bytes.
+    pub len: u64,
+}
+
+impl std::fmt::Debug for Crypt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Crypt({:?}, sector {})", self.cipher.mode, self.sector)
+    }
+}
+
+impl Crypt {
+    /// Decrypts whole sectors in place; `first` is the index of `data`'s first sector.
+    pub fn decrypt(&self, data: &mut [u8], first: u64) {
+        // dm-crypt counts the IV in 512-byte units whatever the sector size (LUKS2 does not
+        // set iv_large_sectors).
+        let per = self.sector / SECTOR;
+        for (i, s) in data.chunks_mut(self.sector as usize).enumerate() {
+            self.cipher.decrypt(s, (first + i as u64) * per);
+        }
+    }
+
+    /// Encrypts whole sectors in place (the inverse of [`Crypt::decrypt`]).
+    pub fn encrypt(&self, data: &mut [u8], first: u64) {
+        let per = self.sector / SECTOR;
+        for (i, s) in data.chunks_mut(self.sector as usize).enumerate() {
+            self.cipher.encrypt(s, (first + i as u64) * per);
+        }
+    }
+}
+
+/// The plaintext of a LUKS payload, decrypted sector by sector on read. Its layout, when the
+/// container's is plain, is one extent through its [`Crypt`]: a native writer encrypts what it
+/// writes there.
 pub struct CryptDev {
     inner: Dev,
     offset: u64,
-    len: u64,
-    sector: u64,
-    cipher: SectorCipher,
+    crypt: Arc<Crypt>,
     name: String,
 }
 
@@ -915,9 +974,11 @@ impl CryptDev {
         CryptDev {
             inner,
             offset: h.payload_offset,
-            len: h.payload_len,
-            sector: h.sector_size,
-            cipher: SectorCipher::new(h.cipher, &key.bytes),
+            crypt: Arc::new(Crypt {
+                cipher: SectorCipher::new(h.cipher, &key.bytes),
+                sector: h.sector_size,
+                len: h.payload_len,
+            }),
             name,
         }
     }
@@ -925,30 +986,25 @@ impl CryptDev {
 
 impl BlockDevice for CryptDev {
     fn size(&self) -> u64 {
-        self.len
+        self.crypt.len
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
+        let (len, sector) = (self.crypt.len, self.crypt.sector);
         let end = offset.checked_add(buf.len() as u64);
-        if end.is_none_or(|e| e > self.len) {
+        if end.is_none_or(|e| e > len) {
             return Err(ImageError::OutOfRange {
                 path: self.name.clone().into(),
                 offset,
                 len: buf.len(),
-                size: self.len,
+                size: len,
             });
         }
-        let first = offset / self.sector;
-        let last = end.unwrap().div_ceil(self.sector);
-        let mut tmp = vec![0u8; ((last - first) * self.sector) as usize];
-        self.inner
-            .read_at(&mut tmp, self.offset + first * self.sector)?;
-        // dm-crypt counts the IV in 512-byte units whatever the sector size (LUKS2 does not
-        // set iv_large_sectors).
-        let per = self.sector / SECTOR;
-        for (i, s) in tmp.chunks_mut(self.sector as usize).enumerate() {
-            self.cipher.decrypt(s, (first + i as u64) * per);
-        }
-        let skip = (offset - first * self.sector) as usize;
+        let first = offset / sector;
+        let last = end.unwrap().div_ceil(sector);
+        let mut tmp = vec![0u8; ((last - first) * sector) as usize];
+        self.inner.read_at(&mut tmp, self.offset + first * sector)?;
+        self.crypt.decrypt(&mut tmp, first);
+        let skip = (offset - first * sector) as usize;
         buf.copy_from_slice(&tmp[skip..skip + buf.len()]);
         Ok(())
     }
@@ -956,7 +1012,17 @@ impl BlockDevice for CryptDev {
         self.name.clone()
     }
     fn layout(&self) -> Option<Vec<Extent>> {
-        None
+        let inner = self.inner.layout()?;
+        Some(vec![Extent {
+            start: 0,
+            len: self.crypt.len,
+            image: self.name.clone(),
+            offset: 0,
+            crypt: Some(Arc::new(crate::image::CryptExtent {
+                crypt: self.crypt.clone(),
+                inner: crate::image::clip(inner, self.offset, self.crypt.len, 0),
+            })),
+        }])
     }
 }
 

@@ -32,14 +32,72 @@ const MAX_IO: usize = 64 << 20;
 pub struct MappedVolume {
     pub name: String,
     pub size: u64,
-    /// `start` within the volume; `image` is an index into `disks` (as a string from layout).
-    extents: Vec<(u64, u64, usize, u64)>,
+    /// Sorted by `start` within the volume, contiguous from 0.
+    pieces: Vec<Piece>,
     disks: Rc<Vec<NbdDisk>>,
 }
 
+/// `len` bytes of the volume from `start` lie at `off` of `on`.
+struct Piece {
+    start: u64,
+    len: u64,
+    on: On,
+    off: u64,
+}
+
+enum On {
+    /// An output disk (index into `disks`).
+    Disk(usize),
+    /// The plaintext of an opened LUKS payload: encrypted on the way out.
+    Crypt(Rc<CryptVolume>),
+}
+
+/// A LUKS payload: its sector transform over the payload's ciphertext, mapped in turn.
+struct CryptVolume {
+    crypt: std::sync::Arc<crate::luks::Crypt>,
+    inner: MappedVolume,
+}
+
+impl CryptVolume {
+    /// The whole sectors around `[off, off+len)`: (first sector, byte offset, byte length).
+    fn span(&self, off: u64, len: usize) -> (u64, u64, usize) {
+        let s = self.crypt.sector;
+        let first = off / s;
+        let end = (off + len as u64).div_ceil(s) * s;
+        (first, first * s, (end - first * s) as usize)
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
+        let (first, at, n) = self.span(off, buf.len());
+        let mut tmp = vec![0u8; n];
+        self.inner.read_at(&mut tmp, at)?;
+        self.crypt.decrypt(&mut tmp, first);
+        let skip = (off - at) as usize;
+        buf.copy_from_slice(&tmp[skip..skip + buf.len()]);
+        Ok(())
+    }
+
+    /// Encrypts and writes `buf`; a write that does not cover whole sectors first reads back
+    /// the sectors it shares with what is already there.
+    fn write_at(&self, buf: &[u8], off: u64) -> Result<()> {
+        let (first, at, n) = self.span(off, buf.len());
+        let mut tmp = if at == off && n == buf.len() {
+            buf.to_vec()
+        } else {
+            let mut t = vec![0u8; n];
+            self.read_at(&mut t, at)?;
+            let skip = (off - at) as usize;
+            t[skip..skip + buf.len()].copy_from_slice(buf);
+            t
+        };
+        self.crypt.encrypt(&mut tmp, first);
+        self.inner.write_raw(&tmp, at)
+    }
+}
+
 impl MappedVolume {
-    /// Maps `layout` (a volume's extents on the input images) onto `disks`, whose order and
-    /// paths are `images`.
+    /// Maps `layout` (a volume's extents on the input images, possibly through opened LUKS
+    /// payloads) onto `disks`, whose order and paths are `images`.
     pub fn new(
         name: &str,
         size: u64,
@@ -47,21 +105,55 @@ impl MappedVolume {
         images: &[String],
         disks: Rc<Vec<NbdDisk>>,
     ) -> Result<Self> {
-        let mut extents = vec![];
+        let mut pieces: Vec<Piece> = vec![];
         let mut at = 0;
         for e in layout {
-            let i = images
-                .iter()
-                .position(|p| *p == e.image)
-                .with_context(|| format!("{name}: lies on {}, which is not an input", e.image))?;
-            if e.start != at
-                || e.offset
-                    .checked_add(e.len)
-                    .is_none_or(|x| x > disks[i].size())
-            {
+            let (on, room) = match &e.crypt {
+                Some(c) => {
+                    // Extents through one payload share its mapping.
+                    let same = pieces.iter().find_map(|p| match &p.on {
+                        On::Crypt(v) if std::sync::Arc::ptr_eq(&v.crypt, &c.crypt) => {
+                            Some(v.clone())
+                        }
+                        _ => None,
+                    });
+                    let v = match same {
+                        Some(v) => v,
+                        None => {
+                            if !c.crypt.len.is_multiple_of(c.crypt.sector) {
+                                bail!("{}: payload is not whole sectors", e.image);
+                            }
+                            let inner = MappedVolume::new(
+                                &e.image,
+                                c.crypt.len,
+                                &c.inner,
+                                images,
+                                disks.clone(),
+                            )?;
+                            Rc::new(CryptVolume {
+                                crypt: c.crypt.clone(),
+                                inner,
+                            })
+                        }
+                    };
+                    (On::Crypt(v), c.crypt.len)
+                }
+                None => {
+                    let i = images.iter().position(|p| *p == e.image).with_context(|| {
+                        format!("{name}: lies on {}, which is not an input", e.image)
+                    })?;
+                    (On::Disk(i), disks[i].size())
+                }
+            };
+            if e.start != at || e.offset.checked_add(e.len).is_none_or(|x| x > room) {
                 bail!("{name}: its extents do not map onto the output disks");
             }
-            extents.push((e.start, e.len, i, e.offset));
+            pieces.push(Piece {
+                start: e.start,
+                len: e.len,
+                on,
+                off: e.offset,
+            });
             at += e.len;
         }
         if at != size {
@@ -70,17 +162,17 @@ impl MappedVolume {
         Ok(MappedVolume {
             name: name.into(),
             size,
-            extents,
+            pieces,
             disks,
         })
     }
 
-    /// Calls `f(disk, disk offset, range in buf)` for each piece of `[off, off+len)`.
+    /// Calls `f(piece's target, offset there, range in buf)` for each piece of `[off, off+len)`.
     fn each(
         &self,
         off: u64,
         len: usize,
-        mut f: impl FnMut(&NbdDisk, u64, std::ops::Range<usize>) -> Result<()>,
+        mut f: impl FnMut(&On, u64, std::ops::Range<usize>) -> Result<()>,
     ) -> Result<()> {
         if off.checked_add(len as u64).is_none_or(|e| e > self.size) {
             bail!(
@@ -91,10 +183,10 @@ impl MappedVolume {
         }
         let (mut o, mut done) = (off, 0usize);
         while done < len {
-            let i = self.extents.partition_point(|e| e.0 + e.1 <= o);
-            let (start, elen, disk, doff) = self.extents[i];
-            let n = ((start + elen - o) as usize).min(len - done);
-            f(&self.disks[disk], doff + o - start, done..done + n)?;
+            let i = self.pieces.partition_point(|p| p.start + p.len <= o);
+            let p = &self.pieces[i];
+            let n = ((p.start + p.len - o) as usize).min(len - done);
+            f(&p.on, p.off + o - p.start, done..done + n)?;
             done += n;
             o += n as u64;
         }
@@ -102,25 +194,41 @@ impl MappedVolume {
     }
 
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
-        self.each(off, buf.len(), |d, at, r| d.read_at(&mut buf[r], at))
+        self.each(off, buf.len(), |on, at, r| match on {
+            On::Disk(d) => self.disks[*d].read_at(&mut buf[r], at),
+            On::Crypt(c) => c.read_at(&mut buf[r], at),
+        })
     }
 
     pub fn write_at(&self, buf: &[u8], off: u64) -> Result<()> {
         static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         crate::test_kill_point(&format!("write-{n}"));
-        self.each(off, buf.len(), |d, at, r| d.write_at(&buf[r], at))
+        self.write_raw(buf, off)
     }
 
+    fn write_raw(&self, buf: &[u8], off: u64) -> Result<()> {
+        self.each(off, buf.len(), |on, at, r| match on {
+            On::Disk(d) => self.disks[*d].write_at(&buf[r], at),
+            On::Crypt(c) => c.write_at(&buf[r], at),
+        })
+    }
+
+    /// Flushes every output disk under the volume.
     pub fn flush(&self) -> Result<()> {
         let mut seen = vec![];
-        for e in &self.extents {
-            if !seen.contains(&e.2) {
-                seen.push(e.2);
-                self.disks[e.2].flush()?;
+        self.disks_under(&mut seen);
+        seen.iter().try_for_each(|&d| self.disks[d].flush())
+    }
+
+    fn disks_under(&self, seen: &mut Vec<usize>) {
+        for p in &self.pieces {
+            match &p.on {
+                On::Disk(d) if !seen.contains(d) => seen.push(*d),
+                On::Disk(_) => {}
+                On::Crypt(c) => c.inner.disks_under(seen),
             }
         }
-        Ok(())
     }
 }
 

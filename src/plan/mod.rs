@@ -322,16 +322,16 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
             ));
         }
     }
-    for v in &ins.volumes {
-        let Some(plain) = v.luks.as_ref().and_then(|k| k.opened_as.as_deref()) else {
-            continue;
-        };
-        let on_it = mounted_on(ins, l, plain);
-        if !on_it.is_empty() {
+    for (dev, container) in on_luks(ins, l) {
+        let fstype = ins
+            .volumes
+            .iter()
+            .find(|v| v.device == dev)
+            .and_then(|v| v.fstype.as_deref())
+            .unwrap_or("unknown");
+        if !matches!(fstype, "ext2" | "ext3" | "ext4") {
             r.push(format!(
-                "{} is on the LUKS volume {} (opened as {plain}): revirt reads encrypted volumes but does not write them yet",
-                on_it.join(", "),
-                v.device
+                "{dev} ({fstype}) is on the LUKS volume {container}: revirt writes encrypted volumes only natively, which means ext2/3/4 (the appliance is not given keys)"
             ));
         }
     }
@@ -372,6 +372,23 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
 }
 
 /// The guest's mounts that sit on `dev`: itself, or an LV of a VG with a PV on it.
+/// Each mounted device that lies on an opened LUKS volume (directly or as an LV of a VG on
+/// it), with that LUKS container's device.
+pub fn on_luks(ins: &Inspection, l: &LinuxInfo) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for v in &ins.volumes {
+        let Some(plain) = v.luks.as_ref().and_then(|k| k.opened_as.as_deref()) else {
+            continue;
+        };
+        for d in mounted_on(ins, l, plain) {
+            if !out.iter().any(|(o, _)| o == d) {
+                out.push((d.to_string(), v.device.clone()));
+            }
+        }
+    }
+    out
+}
+
 fn mounted_on<'a>(ins: &Inspection, l: &'a LinuxInfo, dev: &str) -> Vec<&'a str> {
     l.mounts
         .values()

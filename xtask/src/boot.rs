@@ -55,6 +55,17 @@ pub struct BootInfo {
     /// The guest's further disks, in bus order: `<image stem>.<name>.qcow2` beside the image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_disks: Vec<String>,
+    /// LUKS passphrases the guest's volumes open with (the guest itself has them as keyfiles
+    /// in its initramfs, to boot unattended).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeySpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct KeySpec {
+    /// As revirt names it: /dev/sda2.
+    pub device: String,
+    pub passphrase: String,
 }
 
 /// The further disks of `image` its sidecar names (`<stem>.<name>.qcow2` beside it).

@@ -86,6 +86,24 @@ struct PartSpec {
     /// kind `lvm`: a further PV of the named VG (its LVs continue onto it, in disk order).
     #[serde(default)]
     pv_of: Option<String>,
+    /// The partition is a LUKS2 container (UUID `$LUKS_UUID` in setup.sh) holding `fs`.
+    #[serde(default)]
+    luks: Option<LuksSpec>,
+}
+
+#[derive(Deserialize, Clone)]
+struct LuksSpec {
+    passphrase: String,
+}
+
+/// A LUKS container to seal around a filesystem once it is on the disk.
+struct Seal {
+    disk: usize,
+    start: u64,
+    bytes: u64,
+    passphrase: String,
+    /// As revirt names the partition (/dev/sda2).
+    device: String,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -579,7 +597,9 @@ fn build_guest(
     let boot_uuid = derived_uuid(key, "boot");
     let esp_serial = hex::encode_upper(&Sha256::digest(format!("{key}/esp"))[..4]);
     let esp_uuid = format!("{}-{}", &esp_serial[..4], &esp_serial[4..]);
+    let luks_uuid = derived_uuid(key, "luks");
     let mut env = vec![
+        ("LUKS_UUID", luks_uuid.clone()),
         ("ROOT_UUID", root_uuid.clone()),
         ("BOOT_UUID", boot_uuid.clone()),
         ("ESP_UUID", esp_uuid.clone()),
@@ -614,7 +634,8 @@ fn build_guest(
         imgs.push(File::options().read(true).write(true).open(&raw)?);
         raws.push(raw);
     }
-    let vols = place_volumes(g, &placed, &mut imgs)?;
+    let (vols, seals) = place_volumes(g, &placed, &mut imgs)?;
+    ensure!(seals.len() <= 1, "{}: one LUKS partition at most", g.name);
 
     // Split the tree: each mounted volume's folder moves out, deepest mount first.
     let mut order: Vec<usize> = (0..vols.len()).collect();
@@ -657,6 +678,17 @@ fn build_guest(
         copy_pieces(&fsimg, &v.pieces, &mut imgs)
             .with_context(|| format!("copying {} into the disks", fsimg.display()))?;
         fs::remove_file(&fsimg)?;
+    }
+    for sl in &seals {
+        crate::skeleton::disk::seal(
+            &mut imgs[sl.disk],
+            sl.start,
+            sl.bytes,
+            &sl.passphrase,
+            &luks_uuid,
+            scratch,
+        )
+        .with_context(|| format!("{}: encrypting {}", g.name, sl.device))?;
     }
 
     if g.firmware == Firmware::Bios {
@@ -707,6 +739,13 @@ fn build_guest(
         source: g.source.clone(),
         expect_source: g.expect_source.clone(),
         extra_disks: g.extra_disks.iter().map(|d| d.name.clone()).collect(),
+        keys: seals
+            .iter()
+            .map(|sl| crate::boot::KeySpec {
+                device: sl.device.clone(),
+                passphrase: sl.passphrase.clone(),
+            })
+            .collect(),
     };
     let info_tmp = scratch.join("boot.json");
     fs::write(&info_tmp, serde_json::to_string_pretty(&info)?)?;
@@ -822,8 +861,14 @@ struct PvAt {
 /// PV. A VG's first PV is the partition giving its `vg`, then come its `pv_of` partitions in
 /// disk order; LVs are linear, one after the other, running on into the next PV when one is
 /// full (as `lvcreate` allocates on a VG whose first PV is too small).
-fn place_volumes(g: &GuestSpec, placed: &[Vec<Placed>], imgs: &mut [File]) -> Result<Vec<FsVol>> {
-    use crate::skeleton::{ids, lvm};
+/// The filesystems to make and where they go, with the LUKS containers to seal around some.
+fn place_volumes(
+    g: &GuestSpec,
+    placed: &[Vec<Placed>],
+    imgs: &mut [File],
+) -> Result<(Vec<FsVol>, Vec<Seal>)> {
+    use crate::skeleton::{ids, layout::LUKS_RESERVE, lvm};
+    let mut seals = vec![];
     let disks: Vec<&[PartSpec]> = std::iter::once(g.partitions.as_slice())
         .chain(g.extra_disks.iter().map(|d| d.partitions.as_slice()))
         .collect();
@@ -834,12 +879,32 @@ fn place_volumes(g: &GuestSpec, placed: &[Vec<Placed>], imgs: &mut [File]) -> Re
             let (start, bytes) = (at.start * 512, at.sectors * 512);
             let what = format!("disk {} partition {}", d + 1, i + 1);
             if let Some(fs_kind) = &p.fs {
+                // Sealed: the filesystem is written at the start and the offline reencryption
+                // moves it up past the LUKS2 header it makes room for.
+                let fs_bytes = match &p.luks {
+                    Some(l) => {
+                        ensure!(
+                            bytes > LUKS_RESERVE,
+                            "{}: {what} too small for LUKS",
+                            g.name
+                        );
+                        seals.push(Seal {
+                            disk: d,
+                            start,
+                            bytes,
+                            passphrase: l.passphrase.clone(),
+                            device: format!("/dev/sd{}{}", (b'a' + d as u8) as char, i + 1),
+                        });
+                        bytes - LUKS_RESERVE
+                    }
+                    None => bytes,
+                };
                 vols.push(FsVol {
                     what: what.clone(),
                     fs: fs_kind.clone(),
                     mount: p.mount.clone(),
-                    bytes,
-                    pieces: vec![(d, start, bytes)],
+                    bytes: fs_bytes,
+                    pieces: vec![(d, start, fs_bytes)],
                 });
             }
             let pv = PvAt {
@@ -954,7 +1019,7 @@ fn place_volumes(g: &GuestSpec, placed: &[Vec<Placed>], imgs: &mut [File]) -> Re
                 .with_context(|| format!("{}: writing PV {} of {}", g.name, k + 1, vg.name))?;
         }
     }
-    Ok(vols)
+    Ok((vols, seals))
 }
 
 /// Copies the filesystem image `src` into its pieces on the disks, skipping all-zero MiBs

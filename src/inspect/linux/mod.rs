@@ -735,16 +735,48 @@ impl LinuxInfo {
     }
 }
 
+/// `/dev/mapper/NAME` for each crypttab entry whose source is a LUKS container revirt opened
+/// (the opened volume is named as libguestfs names it; the guest knows it by NAME).
+fn mapper_aliases(
+    crypttab: &[crate::types::CrypttabEntry],
+    reports: &[crate::types::VolumeReport],
+) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for c in crypttab {
+        let opened = reports
+            .iter()
+            .filter(|r| c.resolves_to.as_ref() == Some(&r.device))
+            .find_map(|r| r.luks.as_ref()?.opened_as.clone());
+        let alias = format!("/dev/mapper/{}", c.name);
+        let Some(dev) = opened else { continue };
+        let taken = reports
+            .iter()
+            .any(|r| r.device == alias || r.aliases.contains(&alias));
+        if !c.name.contains('/') && !taken && !out.iter().any(|(_, a)| *a == alias) {
+            out.push((dev, alias));
+        }
+    }
+    out
+}
+
 /// Reads every Linux fact from the root filesystem in `vfs` (mounting its fstab entries).
 pub fn detect_linux(mut vfs: Vfs, root: &Volume, vols: &[Volume]) -> anyhow::Result<LinuxInfo> {
     let mut info = LinuxInfo::default();
     let coreos = is_coreos_root(&vfs);
     let fstab_text = info.read_or_note(&vfs, "/etc/fstab").unwrap_or_default();
-    let reports: Vec<crate::types::VolumeReport> = vols.iter().map(|v| v.report.clone()).collect();
-    info.fstab = parse_fstab(&fstab_text, &reports);
+    let mut reports: Vec<crate::types::VolumeReport> =
+        vols.iter().map(|v| v.report.clone()).collect();
     if let Some(t) = info.read_or_note(&vfs, "/etc/crypttab") {
         info.crypttab = parse_crypttab(&t, &reports);
     }
+    // fstab names an opened LUKS volume by its crypttab name: known before fstab is read.
+    info.mapper_aliases = mapper_aliases(&info.crypttab, &reports);
+    for (dev, alias) in &info.mapper_aliases {
+        if let Some(r) = reports.iter_mut().find(|r| &r.device == dev) {
+            r.aliases.push(alias.clone());
+        }
+    }
+    info.fstab = parse_fstab(&fstab_text, &reports);
     // Every entry costs a lookup, a mount attempt and a planned edit: bounded (issue #8).
     for (path, n) in [
         ("/etc/fstab", info.fstab.len()),

@@ -411,7 +411,14 @@ pub fn build_raw(
 /// cryptsetup: an offline `reencrypt --encrypt` moves the content up past the new LUKS2 header,
 /// so what was written at the region's start is the start of the LUKS volume (Argon2id at small costs: the fixture
 /// opens in milliseconds; the UUID derives from the guest).
-fn seal(disk: &mut File, start: u64, size: u64, pass: &str, uuid: &str, work: &Path) -> Result<()> {
+pub(crate) fn seal(
+    disk: &mut File,
+    start: u64,
+    size: u64,
+    pass: &str,
+    uuid: &str,
+    work: &Path,
+) -> Result<()> {
     let q = |s: &Path| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
     let img = work.join(format!("luks-{uuid}.img"));
     let key = work.join(format!("luks-{uuid}.key"));
