@@ -179,6 +179,8 @@ pub struct MdReport {
     pub members: Vec<String>,
     /// Read in pure Rust (raid1 with an in-sync member).
     pub read: bool,
+    /// Written natively through every mirror: raid1 with all its members here and in sync.
+    pub writable: bool,
 }
 
 /// `length` bytes of an LV from `start` on, at `pv_offset` bytes into the PV `pv`.

@@ -476,7 +476,13 @@ fn native_writes_through_every_luks_format_read_back_and_touch_nothing_else() {
             let layout = plain
                 .layout()
                 .expect("a plain container has a crypt layout");
-            assert!(layout.iter().all(|e| e.crypt.is_some()), "{}", v.name);
+            assert!(
+                layout
+                    .iter()
+                    .all(|e| matches!(e.via.as_deref(), Some(revirt::image::Via::Crypt { .. }))),
+                "{}",
+                v.name
+            );
             let vol = revirt::native::client::MappedVolume::new(
                 "t",
                 plain.size(),

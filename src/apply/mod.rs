@@ -434,7 +434,7 @@ fn open_writer(
         if pref == WriterPref::Native {
             return Err(native_refused(&why));
         }
-        no_appliance_on_luks(guest, l, &why)?;
+        no_appliance_on_stacks(guest, l, &why)?;
         let mounts = mount_guest(&app, l)?;
         return Ok((Box::new(ApplianceWriter { app, mounts }), Some(why)));
     }
@@ -442,7 +442,7 @@ fn open_writer(
         native::Choice::Native(w) => Ok((w, None)),
         native::Choice::Appliance(why) if pref == WriterPref::Native => Err(native_refused(&why)),
         native::Choice::Appliance(why) => {
-            no_appliance_on_luks(guest, l, &why)?;
+            no_appliance_on_stacks(guest, l, &why)?;
             tracing::info!("writing through the appliance: {why}");
             let app = launch_rw(guest, target)?;
             let mounts = mount_guest(&app, l)?;
@@ -451,17 +451,22 @@ fn open_writer(
     }
 }
 
-/// The appliance is not given LUKS keys, so it cannot write a guest whose filesystems lie on
-/// encrypted volumes: refused, before anything is written.
-fn no_appliance_on_luks(guest: &Guest, l: &LinuxInfo, why: &str) -> Result<()> {
-    let on = crate::plan::on_luks(&guest.inspection, l);
+/// The appliance is not given LUKS keys, and its view of md arrays (names, which member it
+/// assembles) is not the one revirt inspected: a guest whose filesystems lie on either is
+/// written natively or not at all. Refused before anything is written.
+fn no_appliance_on_stacks(guest: &Guest, l: &LinuxInfo, why: &str) -> Result<()> {
+    let ins = &guest.inspection;
+    let on: Vec<String> = crate::plan::on_luks(ins, l)
+        .into_iter()
+        .chain(crate::plan::on_md(ins, l))
+        .map(|(d, c)| format!("{d} on {c}"))
+        .collect();
     if on.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = on.iter().map(|(d, c)| format!("{d} on {c}")).collect();
     Err(crate::error::Refused(format!(
-        "the native writer cannot write this guest ({why}), and the appliance cannot open its encrypted volumes ({})",
-        list.join(", ")
+        "the native writer cannot write this guest ({why}), and the appliance is not used on encrypted volumes or md arrays ({})",
+        on.join(", ")
     ))
     .into())
 }

@@ -29,32 +29,37 @@ pub trait BlockDevice: Send + Sync {
 }
 
 /// `len` bytes of a device starting at `start` are those at `offset` of the image `image`
-/// (its path as opened, [`ImageInfo::path`]); or, with `crypt`, the plaintext at `offset` of
-/// an opened LUKS payload (`image` then names it), whose ciphertext lies at `crypt.inner`.
+/// (its path as opened, [`ImageInfo::path`]); or, with `via`, the bytes at `offset` of a
+/// device stacked on the images (`image` then names it) that a writer must go through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extent {
     pub start: u64,
     pub len: u64,
     pub image: String,
     pub offset: u64,
-    pub crypt: Option<Arc<CryptExtent>>,
+    pub via: Option<Arc<Via>>,
 }
 
-/// A LUKS payload as a writer sees it: the sector transform and where the ciphertext lies.
+/// A stacked device as a writer sees it.
 #[derive(Debug)]
-pub struct CryptExtent {
-    pub crypt: Arc<crate::luks::Crypt>,
-    /// The payload's ciphertext on the images, from 0 to `crypt.len`.
-    pub inner: Vec<Extent>,
+pub enum Via {
+    /// An opened LUKS payload: the sector transform and where its ciphertext lies (from 0 to
+    /// `crypt.len`).
+    Crypt {
+        crypt: Arc<crate::luks::Crypt>,
+        inner: Vec<Extent>,
+    },
+    /// An md raid1 array: every mirror's data, each `len` bytes; a write goes to all of them.
+    Mirror { len: u64, mirrors: Vec<Vec<Extent>> },
 }
 
-/// Two extents through the same opened volume are equal (the key is never compared).
-impl PartialEq for CryptExtent {
+/// Two stacks are equal when they are the same one (a key is never compared).
+impl PartialEq for Via {
     fn eq(&self, o: &Self) -> bool {
-        Arc::ptr_eq(&self.crypt, &o.crypt) && self.inner == o.inner
+        std::ptr::eq(self, o)
     }
 }
-impl Eq for CryptExtent {}
+impl Eq for Via {}
 
 impl Extent {
     /// A whole image file: the layout of a disk as opened.
@@ -64,7 +69,7 @@ impl Extent {
             len,
             image: image.display().to_string(),
             offset: 0,
-            crypt: None,
+            via: None,
         }]
     }
 }
@@ -81,7 +86,7 @@ pub(crate) fn clip(layout: Vec<Extent>, start: u64, len: u64, at: u64) -> Vec<Ex
                 len: hi - lo,
                 image: e.image,
                 offset: e.offset + lo - e.start,
-                crypt: e.crypt,
+                via: e.via,
             });
         }
     }

@@ -924,7 +924,7 @@ fn xor(a: &mut [u8; 16], b: &[u8; 16]) {
 }
 
 /// The sector transform of one opened LUKS volume: what both the reader ([`CryptDev`]) and
-/// the native writer (through [`crate::image::Extent::crypt`]) apply to the payload.
+/// the native writer (through [`crate::image::Via::Crypt`]) apply to the payload.
 pub struct Crypt {
     cipher: SectorCipher,
     /// Bytes per encryption sector (512 to 4096).
@@ -1018,7 +1018,7 @@ impl BlockDevice for CryptDev {
             len: self.crypt.len,
             image: self.name.clone(),
             offset: 0,
-            crypt: Some(Arc::new(crate::image::CryptExtent {
+            via: Some(Arc::new(crate::image::Via::Crypt {
                 crypt: self.crypt.clone(),
                 inner: crate::image::clip(inner, self.offset, self.crypt.len, 0),
             })),

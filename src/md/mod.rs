@@ -9,8 +9,10 @@
 //! data starts at 0 (0.90, 1.0) also looks like a plain filesystem: it must never be read or
 //! written as one, or a repair would change one mirror only. Only raid1 is read (any in-sync
 //! member holds the whole array; the one with the most events wins); other levels are reported
-//! and left unread. Nothing here writes: an array's device has no plain layout, so no native
-//! writer takes it, and the planner refuses to repair a guest that mounts one.
+//! and left unread. A raid1 array whose every member is on the given disks and in sync has a
+//! layout through all its mirrors ([`crate::image::Via::Mirror`]): a native write reaches each
+//! one alike. A degraded one has none (a member that comes back later would hold stale data
+//! that md takes for current), and the planner refuses to write it.
 use crate::image::{BlockDevice, Slice};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -195,11 +197,13 @@ pub struct Array {
     pub dev: Option<Dev>,
 }
 
-/// The raid1 data of one member: reads go to it, but it has no plain layout on the disks, so
-/// no writer mistakes one mirror for the array.
+/// The raid1 data: reads go to the freshest member; a writer goes through every mirror, or,
+/// when the array is not whole, gets no layout.
 struct Mirror {
     data: Slice,
     name: String,
+    /// Every member's data when all `raid_disks` are here and in sync; else empty.
+    all: Vec<Slice>,
 }
 
 impl BlockDevice for Mirror {
@@ -212,6 +216,36 @@ impl BlockDevice for Mirror {
     fn name(&self) -> String {
         self.name.clone()
     }
+    fn layout(&self) -> Option<Vec<crate::image::Extent>> {
+        if self.all.is_empty() {
+            return None;
+        }
+        let mirrors: Option<Vec<_>> = self.all.iter().map(|m| m.layout()).collect();
+        Some(vec![crate::image::Extent {
+            start: 0,
+            len: self.data.size(),
+            image: self.name.clone(),
+            offset: 0,
+            via: Some(Arc::new(crate::image::Via::Mirror {
+                len: self.data.size(),
+                mirrors: mirrors?,
+            })),
+        }])
+    }
+}
+
+/// Whether `active` (freshest first) holds every slot of a `raid_disks` array, each at the
+/// freshest event count and with the same data size: a write to all of them is a write to
+/// the array.
+fn whole(active: &[&(String, Dev, Member)], raid_disks: u32) -> bool {
+    let Some(first) = active.first() else {
+        return false;
+    };
+    (0..raid_disks).all(|slot| active.iter().filter(|m| m.2.role == Some(slot)).count() == 1)
+        && active.len() == raid_disks as usize
+        && active
+            .iter()
+            .all(|m| m.2.events == first.2.events && m.2.data_size == first.2.data_size)
 }
 
 /// The device name an array gets: `/dev/mdN` from a 0.90 minor or a numeric 1.x name ("host:0"),
@@ -253,17 +287,27 @@ pub fn assemble(members: Vec<(String, Dev, Member)>) -> (Vec<Array>, Vec<String>
             l => format!("raid{l}"),
         };
         let mut dev: Option<Dev> = None;
+        let mut writable = false;
         let freshest = active.first().filter(|m| m.2.events == first.events);
         match (first.level, freshest) {
             (1, Some((name, d, m))) => {
-                dev = Some(Arc::new(Mirror {
-                    data: Slice::new(
+                let data = |name: &String, d: &Dev, m: &Member| {
+                    Slice::new(
                         d.clone(),
                         m.data_offset,
                         m.data_size,
                         format!("{name} (md data)"),
-                    ),
+                    )
+                };
+                writable = whole(&active, first.raid_disks);
+                dev = Some(Arc::new(Mirror {
+                    data: data(name, d, m),
                     name: device.clone(),
+                    all: if writable {
+                        active.iter().map(|(n, d, m)| data(n, d, m)).collect()
+                    } else {
+                        vec![]
+                    },
                 }));
             }
             (1, None) => warnings.push(format!(
@@ -290,6 +334,7 @@ pub fn assemble(members: Vec<(String, Dev, Member)>) -> (Vec<Array>, Vec<String>
                 raid_disks: first.raid_disks,
                 members: ms.iter().map(|m| m.0.clone()).collect(),
                 read: dev.is_some(),
+                writable,
             },
             dev,
         });
@@ -341,6 +386,61 @@ mod tests {
         let mut d = synthetic_member([7; 16], role, events);
         d[1 << 20..].fill(fill);
         Arc::new(Mem(d))
+    }
+
+    /// A member on an image file of its own (so it has a layout).
+    struct OnImage(Vec<u8>, &'static str);
+    impl BlockDevice for OnImage {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&self, buf: &mut [u8], o: u64) -> Result<(), crate::error::ImageError> {
+            buf.copy_from_slice(&self.0[o as usize..o as usize + buf.len()]);
+            Ok(())
+        }
+        fn name(&self) -> String {
+            self.1.into()
+        }
+        fn layout(&self) -> Option<Vec<crate::image::Extent>> {
+            Some(crate::image::Extent::whole(
+                std::path::Path::new(self.1),
+                self.size(),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_whole_in_sync_raid1_is_laid_out_through_every_mirror_a_stale_one_not() {
+        let assembled = |ev_b: u64| {
+            let ms: Vec<(String, Dev, Member)> = [("a.img", 0u16, 5u64), ("b.img", 1, ev_b)]
+                .into_iter()
+                .map(|(img, role, ev)| {
+                    let d: Dev = Arc::new(OnImage(synthetic_member([3; 16], role, ev), img));
+                    let m = read_member(d.as_ref()).unwrap();
+                    (format!("/dev/{img}"), d, m)
+                })
+                .collect();
+            assemble(ms).0.remove(0)
+        };
+        let a = assembled(5);
+        assert!(a.report.writable);
+        let l = a.dev.as_ref().unwrap().layout().expect("a layout");
+        let Some(crate::image::Via::Mirror { len, mirrors }) = l[0].via.as_deref() else {
+            panic!("not a mirror: {l:?}");
+        };
+        assert_eq!(*len, (4 << 20) - (1 << 20));
+        let imgs: Vec<(&str, u64, u64)> = mirrors
+            .iter()
+            .map(|m| (m[0].image.as_str(), m[0].offset, m[0].len))
+            .collect();
+        assert_eq!(
+            imgs,
+            vec![("a.img", 1 << 20, *len), ("b.img", 1 << 20, *len)]
+        );
+        // One member behind the other: no layout, not writable.
+        let a = assembled(4);
+        assert!(!a.report.writable);
+        assert!(a.dev.as_ref().unwrap().layout().is_none());
     }
 
     #[test]

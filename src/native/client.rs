@@ -3,7 +3,7 @@
 //! through its extents) and sends it the filesystem operations.
 use super::nbd::NbdDisk;
 use super::proto::{read_frame, split_json, write_frame, write_json, Answer, Request};
-use crate::image::Extent;
+use crate::image::{Extent, Via};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -49,7 +49,9 @@ enum On {
     /// An output disk (index into `disks`).
     Disk(usize),
     /// The plaintext of an opened LUKS payload: encrypted on the way out.
-    Crypt(Rc<CryptVolume>),
+    Crypt(Box<CryptVolume>),
+    /// An md raid1 array: read from the first mirror, written to every one.
+    Mirror(Vec<MappedVolume>),
 }
 
 /// A LUKS payload: its sector transform over the payload's ciphertext, mapped in turn.
@@ -108,35 +110,23 @@ impl MappedVolume {
         let mut pieces: Vec<Piece> = vec![];
         let mut at = 0;
         for e in layout {
-            let (on, room) = match &e.crypt {
-                Some(c) => {
-                    // Extents through one payload share its mapping.
-                    let same = pieces.iter().find_map(|p| match &p.on {
-                        On::Crypt(v) if std::sync::Arc::ptr_eq(&v.crypt, &c.crypt) => {
-                            Some(v.clone())
-                        }
-                        _ => None,
-                    });
-                    let v = match same {
-                        Some(v) => v,
-                        None => {
-                            if !c.crypt.len.is_multiple_of(c.crypt.sector) {
-                                bail!("{}: payload is not whole sectors", e.image);
-                            }
-                            let inner = MappedVolume::new(
-                                &e.image,
-                                c.crypt.len,
-                                &c.inner,
-                                images,
-                                disks.clone(),
-                            )?;
-                            Rc::new(CryptVolume {
-                                crypt: c.crypt.clone(),
-                                inner,
-                            })
-                        }
-                    };
-                    (On::Crypt(v), c.crypt.len)
+            let sub =
+                |l: &[Extent], len| MappedVolume::new(&e.image, len, l, images, disks.clone());
+            let (on, room) = match e.via.as_deref() {
+                Some(Via::Crypt { crypt, inner }) => {
+                    if !crypt.len.is_multiple_of(crypt.sector) {
+                        bail!("{}: payload is not whole sectors", e.image);
+                    }
+                    let (inner, len) = (sub(inner, crypt.len)?, crypt.len);
+                    let crypt = crypt.clone();
+                    (On::Crypt(Box::new(CryptVolume { crypt, inner })), len)
+                }
+                Some(Via::Mirror { len, mirrors }) => {
+                    if mirrors.is_empty() {
+                        bail!("{}: an array without mirrors", e.image);
+                    }
+                    let m: Result<Vec<_>> = mirrors.iter().map(|l| sub(l, *len)).collect();
+                    (On::Mirror(m?), *len)
                 }
                 None => {
                     let i = images.iter().position(|p| *p == e.image).with_context(|| {
@@ -197,6 +187,7 @@ impl MappedVolume {
         self.each(off, buf.len(), |on, at, r| match on {
             On::Disk(d) => self.disks[*d].read_at(&mut buf[r], at),
             On::Crypt(c) => c.read_at(&mut buf[r], at),
+            On::Mirror(m) => m[0].read_at(&mut buf[r], at),
         })
     }
 
@@ -211,6 +202,7 @@ impl MappedVolume {
         self.each(off, buf.len(), |on, at, r| match on {
             On::Disk(d) => self.disks[*d].write_at(&buf[r], at),
             On::Crypt(c) => c.write_at(&buf[r], at),
+            On::Mirror(m) => m.iter().try_for_each(|v| v.write_raw(&buf[r.clone()], at)),
         })
     }
 
@@ -227,6 +219,7 @@ impl MappedVolume {
                 On::Disk(d) if !seen.contains(d) => seen.push(*d),
                 On::Disk(_) => {}
                 On::Crypt(c) => c.inner.disks_under(seen),
+                On::Mirror(m) => m.iter().for_each(|v| v.disks_under(seen)),
             }
         }
     }

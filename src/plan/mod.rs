@@ -310,14 +310,15 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
     if l.kernels.is_empty() {
         r.push("no kernel found under /boot: nothing to make bootable".into());
     }
-    for md in &ins.md_arrays {
+    for md in ins.md_arrays.iter().filter(|m| !m.writable) {
         let on_it = mounted_on(ins, l, &md.device);
         if !on_it.is_empty() {
             r.push(format!(
-                "{} is on the md RAID array {} ({} of {}): revirt reads it but does not write md arrays yet (a write must reach every mirror)",
+                "{} is on the md RAID array {} ({} of {}, {} found): revirt writes only a raid1 whose every member is here and in sync (a write must reach every mirror alike)",
                 on_it.join(", "),
                 md.device,
                 md.level,
+                md.raid_disks,
                 md.members.join(", ")
             ));
         }
@@ -375,14 +376,33 @@ fn refusals(l: &LinuxInfo, ins: &Inspection) -> Vec<String> {
 /// Each mounted device that lies on an opened LUKS volume (directly or as an LV of a VG on
 /// it), with that LUKS container's device.
 pub fn on_luks(ins: &Inspection, l: &LinuxInfo) -> Vec<(String, String)> {
-    let mut out = vec![];
-    for v in &ins.volumes {
-        let Some(plain) = v.luks.as_ref().and_then(|k| k.opened_as.as_deref()) else {
-            continue;
-        };
-        for d in mounted_on(ins, l, plain) {
+    let plains = ins.volumes.iter().filter_map(|v| {
+        let plain = v.luks.as_ref()?.opened_as.as_deref()?;
+        Some((plain, v.device.as_str()))
+    });
+    stacked_mounts(ins, l, plains)
+}
+
+/// Each mounted device that lies on an md array (directly or as an LV), with the array.
+pub fn on_md(ins: &Inspection, l: &LinuxInfo) -> Vec<(String, String)> {
+    let arrays = ins
+        .md_arrays
+        .iter()
+        .map(|m| (m.device.as_str(), m.device.as_str()));
+    stacked_mounts(ins, l, arrays)
+}
+
+/// The mounted devices on each `(device, what to name it by)` of `under`.
+fn stacked_mounts<'a>(
+    ins: &Inspection,
+    l: &LinuxInfo,
+    under: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vec![];
+    for (dev, what) in under {
+        for d in mounted_on(ins, l, dev) {
             if !out.iter().any(|(o, _)| o == d) {
-                out.push((d.to_string(), v.device.clone()));
+                out.push((d.to_string(), what.to_string()));
             }
         }
     }

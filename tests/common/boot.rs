@@ -96,8 +96,23 @@ pub fn boot(
     firmware: Option<&str>,
     timeout: u64,
 ) -> Result<Value, String> {
+    boot_with(image, &[], platform, firmware, timeout)
+}
+
+/// [`boot`] with further disks `disks` in bus order (else the ones the image's sidecar names).
+pub fn boot_with(
+    image: &Path,
+    disks: &[PathBuf],
+    platform: &str,
+    firmware: Option<&str>,
+    timeout: u64,
+) -> Result<Value, String> {
     let mut c = xtask();
-    c.arg("boot").arg(image).args([
+    c.arg("boot").arg(image);
+    for d in disks {
+        c.arg("--disk").arg(d);
+    }
+    c.args([
         "--platform",
         platform,
         "--timeout",

@@ -56,6 +56,20 @@ struct GuestSpec {
     extra_disks: Vec<DiskSpec>,
     source: crate::boot::SourceSpec,
     expect_source: String,
+    /// md arrays over partitions of kind `raid` (made by mdadm in the libguestfs appliance).
+    #[serde(default)]
+    arrays: Vec<ArraySpec>,
+}
+
+#[derive(Deserialize, Clone)]
+struct ArraySpec {
+    /// What the member partitions' `md` says; the array is /dev/md0 in the guest
+    /// (`--name=0` under the guest's hostname as homehost, as the Debian installer names it).
+    name: String,
+    /// raid1 over every member, superblock `metadata` (1.0: at the end, the data at 0).
+    metadata: String,
+    fs: String,
+    mount: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -89,6 +103,9 @@ struct PartSpec {
     /// The partition is a LUKS2 container (UUID `$LUKS_UUID` in setup.sh) holding `fs`.
     #[serde(default)]
     luks: Option<LuksSpec>,
+    /// kind `raid`: the array (of `arrays`) this partition is a member of.
+    #[serde(default)]
+    md: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -113,6 +130,7 @@ enum PartKind {
     Esp,
     BiosBoot,
     Lvm,
+    Raid,
 }
 
 #[derive(Deserialize, Clone)]
@@ -140,6 +158,15 @@ struct FsVol {
     bytes: u64,
     /// (disk index, byte offset on that disk, length), in filesystem order.
     pieces: Vec<(usize, u64, u64)>,
+    /// On an md array instead: written through it in the appliance.
+    md: Option<MdBuild>,
+}
+
+/// An md array to create over member partitions, then fill with a filesystem.
+struct MdBuild {
+    metadata: String,
+    /// (disk index, partition number), in member order.
+    members: Vec<(usize, usize)>,
 }
 
 /// Folder holding the recipes.
@@ -598,7 +625,9 @@ fn build_guest(
     let esp_serial = hex::encode_upper(&Sha256::digest(format!("{key}/esp"))[..4]);
     let esp_uuid = format!("{}-{}", &esp_serial[..4], &esp_serial[4..]);
     let luks_uuid = derived_uuid(key, "luks");
+    let md_uuid = derived_uuid(key, "md");
     let mut env = vec![
+        ("MD_UUID", md_uuid.clone()),
         ("LUKS_UUID", luks_uuid.clone()),
         ("ROOT_UUID", root_uuid.clone()),
         ("BOOT_UUID", boot_uuid.clone()),
@@ -675,6 +704,13 @@ fn build_guest(
         };
         mkfs(v, &uuid, label, &esp_serial, tree, &fsimg, scratch)
             .with_context(|| format!("{}: making {} on {}", g.name, v.fs, v.what))?;
+        if let Some(md) = &v.md {
+            imgs.iter().try_for_each(File::sync_all)?;
+            build_md(md, &md_uuid, &g.name, &raws, &fsimg)
+                .with_context(|| format!("{}: making {}", g.name, v.what))?;
+            fs::remove_file(&fsimg)?;
+            continue;
+        }
         copy_pieces(&fsimg, &v.pieces, &mut imgs)
             .with_context(|| format!("copying {} into the disks", fsimg.display()))?;
         fs::remove_file(&fsimg)?;
@@ -800,6 +836,8 @@ fn partition(raw: &Path, table: Table, parts: &[PartSpec], guest: &str) -> Resul
             (Table::Mbr, PartKind::Linux) => "83",
             (Table::Mbr, PartKind::Esp) => "ef",
             (Table::Mbr, PartKind::Lvm) => "8e",
+            (Table::Mbr, PartKind::Raid) => "fd",
+            (Table::Gpt, PartKind::Raid) => "A19D880F-05FC-4D3B-A006-743F0F84911E",
             (Table::Gpt, PartKind::Linux) => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
             (Table::Gpt, PartKind::Esp) => "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
             (Table::Gpt, PartKind::BiosBoot) => "21686148-6449-6E6F-744E-656564454649",
@@ -869,6 +907,7 @@ fn place_volumes(
 ) -> Result<(Vec<FsVol>, Vec<Seal>)> {
     use crate::skeleton::{ids, layout::LUKS_RESERVE, lvm};
     let mut seals = vec![];
+    let mut raid: Vec<(String, usize, usize, u64)> = vec![];
     let disks: Vec<&[PartSpec]> = std::iter::once(g.partitions.as_slice())
         .chain(g.extra_disks.iter().map(|d| d.partitions.as_slice()))
         .collect();
@@ -905,6 +944,7 @@ fn place_volumes(
                     mount: p.mount.clone(),
                     bytes: fs_bytes,
                     pieces: vec![(d, start, fs_bytes)],
+                    md: None,
                 });
             }
             let pv = PvAt {
@@ -913,6 +953,14 @@ fn place_volumes(
                 start,
                 bytes,
             };
+            if let Some(a) = &p.md {
+                ensure!(
+                    p.kind == PartKind::Raid,
+                    "{}: {what}: md on kind raid only",
+                    g.name
+                );
+                raid.push((a.clone(), d, i + 1, bytes));
+            }
             let lvm_part = p.kind == PartKind::Lvm;
             match (&p.vg, &p.pv_of) {
                 (None, None) if !lvm_part => {}
@@ -988,6 +1036,7 @@ fn place_volumes(
                 mount: lv.mount.clone(),
                 bytes: want * lvm::EXTENT,
                 pieces,
+                md: None,
             });
             lvs.push(lvm::LvSegments {
                 name: lv.name.clone(),
@@ -1019,7 +1068,72 @@ fn place_volumes(
                 .with_context(|| format!("{}: writing PV {} of {}", g.name, k + 1, vg.name))?;
         }
     }
+    for a in &g.arrays {
+        let members: Vec<_> = raid.iter().filter(|r| r.0 == a.name).collect();
+        ensure!(
+            members.len() >= 2,
+            "{}: array {} needs 2 members",
+            g.name,
+            a.name
+        );
+        // Room for mdadm's superblock (and its rounding) at the members' end.
+        let bytes = members.iter().map(|m| m.3).min().unwrap_or(0) - (1 << 20);
+        vols.push(FsVol {
+            what: format!("md {}", a.name),
+            fs: a.fs.clone(),
+            mount: a.mount.clone(),
+            bytes,
+            pieces: vec![],
+            md: Some(MdBuild {
+                metadata: a.metadata.clone(),
+                members: members.iter().map(|m| (m.1, m.2)).collect(),
+            }),
+        });
+    }
+    ensure!(g.arrays.len() <= 1, "{}: one md array at most", g.name);
     Ok((vols, seals))
+}
+
+/// Creates the array `md` over its member partitions of the raw disks (mdadm in the libguestfs
+/// appliance: the host kernel's md is not used) and writes the filesystem image through it, so
+/// every mirror holds it.
+fn build_md(md: &MdBuild, uuid: &str, host: &str, raws: &[PathBuf], fsimg: &Path) -> Result<()> {
+    let devs: Vec<String> = md
+        .members
+        .iter()
+        .map(|(d, p)| format!("/dev/sd{}{p}", (b'a' + *d as u8) as char))
+        .collect();
+    let script = format!(
+        "run\n\
+         debug sh \"udevadm settle; mdadm --create /dev/md0 --run --assume-clean --bitmap=none --metadata={} --level=1 --raid-devices={} --homehost={host} --name=0 --uuid={uuid} {}\"\n\
+         upload {} /dev/md0\n\
+         debug sh \"sync; mdadm --stop /dev/md0\"\n",
+        md.metadata,
+        devs.len(),
+        devs.join(" "),
+        fsimg.display()
+    );
+    let mut gf = Command::new("guestfish");
+    gf.env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+    for r in raws {
+        gf.arg("--format=raw").arg("-a").arg(r);
+    }
+    let mut child = gf
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("starting guestfish")?;
+    child
+        .stdin
+        .take()
+        .context("guestfish stdin")?
+        .write_all(script.as_bytes())?;
+    let st = child.wait()?;
+    ensure!(
+        st.success(),
+        "guestfish (mdadm --create, upload) failed: {st}"
+    );
+    Ok(())
 }
 
 /// Copies the filesystem image `src` into its pieces on the disks, skipping all-zero MiBs
