@@ -1168,17 +1168,37 @@ pub fn hivelog(data: &[u8]) {
 /// twice over (a mirror of two) and its data read.
 pub fn md(data: &[u8]) {
     let dev: Dev = Arc::new(Image::decode(data));
-    if let Some(m) = crate::md::read_member(dev.as_ref()) {
-        let members = vec![
-            ("/dev/sda1".to_string(), dev.clone(), m.clone()),
-            ("/dev/sdb1".to_string(), dev, m),
-        ];
+    let Some(m) = crate::md::read_member(dev.as_ref()) else {
+        return;
+    };
+    // As found (the same member twice), then as every slot of its array (the striped levels
+    // read from all of them).
+    let twice = vec![
+        ("/dev/sda1".to_string(), dev.clone(), m.clone()),
+        ("/dev/sdb1".to_string(), dev.clone(), m.clone()),
+    ];
+    let slots = (0..m.raid_disks.min(8))
+        .map(|i| {
+            let mut mi = m.clone();
+            mi.role = Some(i);
+            (
+                format!("/dev/sd{}1", (b'a' + i as u8) as char),
+                dev.clone(),
+                mi,
+            )
+        })
+        .collect();
+    for members in [twice, slots] {
         let (arrays, _) = crate::md::assemble(members);
         for a in arrays {
-            if let Some(d) = a.dev {
-                let mut buf = [0u8; 512];
-                let _ = d.read_at(&mut buf, 0);
+            let Some(d) = a.dev else { continue };
+            let mut buf = vec![0u8; 4096];
+            let size = d.size();
+            for at in [0, size / 2, size.saturating_sub(4096)] {
+                let n = (size - at).min(4096) as usize;
+                let _ = d.read_at(&mut buf[..n], at);
             }
+            let _ = d.layout();
         }
     }
 }

@@ -7,9 +7,11 @@
 //! Superblock places (linux `include/uapi/linux/raid/md_p.h`): 1.1 at 0, 1.2 at 4 KiB, 1.0 at
 //! the end (8 KiB from it, 4 KiB aligned), 0.90 in the last 64 KiB-aligned 64 KiB. A member whose
 //! data starts at 0 (0.90, 1.0) also looks like a plain filesystem: it must never be read or
-//! written as one, or a repair would change one mirror only. Only raid1 is read (any in-sync
-//! member holds the whole array; the one with the most events wins); other levels are reported
-//! and left unread. A raid1 array whose every member is on the given disks and in sync has a
+//! written as one, or a repair would change one mirror only. raid1 is read from its freshest
+//! member (any in-sync one holds the whole array); raid0 and raid5 (left-symmetric, mdadm's
+//! default) from all their members, equal in size, the raid5 parity never read (so never
+//! rebuilt: a member missing leaves the array unread); other levels are reported and left
+//! unread. A raid1 array whose every member is on the given disks and in sync has a
 //! layout through all its mirrors ([`crate::image::Via::Mirror`]): a native write reaches each
 //! one alike. A degraded one has none (a member that comes back later would hold stale data
 //! that md takes for current), and the planner refuses to write it.
@@ -45,6 +47,9 @@ pub struct Member {
     /// Where the array's data lies on this member, in bytes.
     pub data_offset: u64,
     pub data_size: u64,
+    /// Striped levels: bytes per chunk and the parity layout (md's `algorithm` numbers).
+    pub chunk: u64,
+    pub layout: u32,
 }
 
 fn le32(b: &[u8], o: usize) -> u32 {
@@ -127,6 +132,8 @@ pub fn parse_1(b: &[u8], at: u64, size: u64, version: &'static str) -> Option<Me
         events: le64(b, 200),
         data_offset,
         data_size,
+        chunk: le32(b, 88) as u64 * 512,
+        layout: le32(b, 76),
     })
 }
 
@@ -166,6 +173,9 @@ pub fn parse_090(b: &[u8], size: u64) -> Option<Member> {
         events: ((le32(b, 40 * 4) as u64) << 32) | le32(b, 39 * 4) as u64,
         data_offset: 0,
         data_size,
+        // The personality section: layout (word 64), chunk size in bytes (word 65).
+        chunk: le32(b, 65 * 4) as u64,
+        layout: le32(b, 64 * 4),
     })
 }
 
@@ -248,6 +258,119 @@ fn whole(active: &[&(String, Dev, Member)], raid_disks: u32) -> bool {
             .all(|m| m.2.events == first.2.events && m.2.data_size == first.2.data_size)
 }
 
+/// md's raid5 parity layout "left-symmetric" (mdadm's default).
+const LEFT_SYMMETRIC: u32 = 2;
+/// Largest chunk read (md's own limit is far below).
+const MAX_CHUNK: u64 = 1 << 30;
+
+/// A raid0 or raid5 array read from all its members (read-only: no layout). raid5 reads the
+/// data chunks and never the parity, so every member must be here.
+struct Striped {
+    /// By role.
+    members: Vec<Slice>,
+    chunk: u64,
+    /// 0 or 5.
+    level: i32,
+    size: u64,
+    name: String,
+}
+
+impl Striped {
+    /// (member, offset on it) of the byte at `off` and how many bytes of its chunk follow.
+    fn locate(&self, off: u64) -> (usize, u64, u64) {
+        let n = self.members.len() as u64;
+        let (k, within) = (off / self.chunk, off % self.chunk);
+        let (disk, row) = if self.level == 0 {
+            (k % n, k / n)
+        } else {
+            let data = n - 1;
+            let (row, d) = (k / data, k % data);
+            let parity = data - row % n;
+            ((parity + 1 + d) % n, row)
+        };
+        (
+            disk as usize,
+            row * self.chunk + within,
+            self.chunk - within,
+        )
+    }
+}
+
+impl BlockDevice for Striped {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), crate::error::ImageError> {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > self.size)
+        {
+            return Err(crate::error::ImageError::OutOfRange {
+                path: self.name.clone().into(),
+                offset,
+                len: buf.len(),
+                size: self.size,
+            });
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let (disk, at, left) = self.locate(offset + done as u64);
+            let n = (left as usize).min(buf.len() - done);
+            self.members[disk].read_at(&mut buf[done..done + n], at)?;
+            done += n;
+        }
+        Ok(())
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// raid0 / raid5 (left-symmetric) over every member, all the same size and at the same event
+/// count; else why not.
+fn striped(
+    active: &[&(String, Dev, Member)],
+    first: &Member,
+    device: &str,
+) -> Result<Striped, String> {
+    let n = first.raid_disks as usize;
+    let chunk = first.chunk;
+    if first.level == 5 && first.layout != LEFT_SYMMETRIC {
+        return Err(format!(
+            "raid5 layout {} (only left-symmetric is read)",
+            first.layout
+        ));
+    }
+    if chunk == 0 || chunk > MAX_CHUNK || !chunk.is_multiple_of(512) {
+        return Err(format!("chunk size {chunk}"));
+    }
+    let mut members = vec![];
+    for slot in 0..first.raid_disks {
+        let Some((name, d, m)) = active.iter().map(|a| &**a).find(|a| a.2.role == Some(slot))
+        else {
+            return Err(format!("member {slot} is not among the given disks"));
+        };
+        if m.events != first.events || m.data_size != first.data_size || m.chunk != chunk {
+            return Err(format!("{name} does not match the freshest member"));
+        }
+        members.push(Slice::new(
+            d.clone(),
+            m.data_offset,
+            m.data_size,
+            format!("{name} (md data)"),
+        ));
+    }
+    let per = first.data_size / chunk * chunk;
+    let data = if first.level == 0 { n } else { n - 1 } as u64;
+    Ok(Striped {
+        members,
+        chunk,
+        level: first.level,
+        size: per * data,
+        name: device.to_string(),
+    })
+}
+
 /// The device name an array gets: `/dev/mdN` from a 0.90 minor or a numeric 1.x name ("host:0"),
 /// else `/dev/md/NAME` (as udev names it).
 fn array_device(m: &Member, fallback: usize) -> String {
@@ -313,8 +436,14 @@ pub fn assemble(members: Vec<(String, Dev, Member)>) -> (Vec<Array>, Vec<String>
             (1, None) => warnings.push(format!(
                 "{device}: no in-sync raid1 member among the given disks"
             )),
+            (0 | 5, _) if first.raid_disks >= 2 && first.raid_disks <= 64 => {
+                match striped(&active, first, &device) {
+                    Ok(s) => dev = Some(Arc::new(s)),
+                    Err(why) => warnings.push(format!("{device}: {level} not read: {why}")),
+                }
+            }
             _ => warnings.push(format!(
-                "{device}: {level} arrays are not read in pure Rust (only raid1)"
+                "{device}: {level} arrays are not read in pure Rust (raid1, raid0 and raid5 are)"
             )),
         }
         if active.len() < first.raid_disks as usize {
