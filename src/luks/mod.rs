@@ -872,47 +872,44 @@ impl SectorCipher {
     }
 
     fn decrypt(&self, data: &mut [u8], sector: u64) {
-        let mut t = self.iv(sector);
-        match self.mode {
-            Cipher::AesXts => {
-                for b in data.chunks_exact_mut(16) {
-                    let b: &mut [u8; 16] = b.try_into().unwrap();
-                    xor(b, &t);
-                    self.k1.decrypt(b);
-                    xor(b, &t);
-                    Self::xts_next(&mut t);
-                }
-            }
-            Cipher::AesCbcEssiv => {
-                for b in data.chunks_exact_mut(16) {
-                    let b: &mut [u8; 16] = b.try_into().unwrap();
-                    let c = *b;
-                    self.k1.decrypt(b);
-                    xor(b, &t);
-                    t = c;
-                }
-            }
-        }
+        self.transform(data, sector, false)
     }
 
     fn encrypt(&self, data: &mut [u8], sector: u64) {
+        self.transform(data, sector, true)
+    }
+
+    /// One sector through the cipher, either way.
+    fn transform(&self, data: &mut [u8], sector: u64, encrypt: bool) {
         let mut t = self.iv(sector);
+        let blocks = data
+            .chunks_exact_mut(16)
+            .map(|b| <&mut [u8; 16]>::try_from(b).unwrap());
         match self.mode {
             Cipher::AesXts => {
-                for b in data.chunks_exact_mut(16) {
-                    let b: &mut [u8; 16] = b.try_into().unwrap();
+                for b in blocks {
                     xor(b, &t);
-                    self.k1.encrypt(b);
+                    if encrypt {
+                        self.k1.encrypt(b)
+                    } else {
+                        self.k1.decrypt(b)
+                    }
                     xor(b, &t);
                     Self::xts_next(&mut t);
                 }
             }
             Cipher::AesCbcEssiv => {
-                for b in data.chunks_exact_mut(16) {
-                    let b: &mut [u8; 16] = b.try_into().unwrap();
-                    xor(b, &t);
-                    self.k1.encrypt(b);
-                    t = *b;
+                for b in blocks {
+                    if encrypt {
+                        xor(b, &t);
+                        self.k1.encrypt(b);
+                        t = *b;
+                    } else {
+                        let c = *b;
+                        self.k1.decrypt(b);
+                        xor(b, &t);
+                        t = c;
+                    }
                 }
             }
         }

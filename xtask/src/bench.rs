@@ -163,12 +163,27 @@ pub fn run(only_real: bool, peers: bool) -> Result<()> {
 
 /// Whether `revirt inspect` needed the appliance on these disks ("yes"/"no", "?" if it failed).
 /// `--key` arguments for a fixture with encrypted volumes (the phony builder's `NAME.keys`).
+/// `--key` arguments for a fixture: a phony guest's `<name>.keys` lines, a real guest's
+/// sidecar keys (fixture passphrases: argv is fine for a benchmark).
 fn key_args(img: &Path) -> Vec<String> {
-    std::fs::read_to_string(img.with_extension("keys"))
+    let mut specs: Vec<String> = std::fs::read_to_string(img.with_extension("keys"))
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.is_empty())
-        .flat_map(|l| ["--key".to_string(), l.to_string()])
+        .map(str::to_string)
+        .collect();
+    let sidecar = std::fs::read_to_string(img.with_extension("boot.json")).ok();
+    if let Some(info) = sidecar.and_then(|t| serde_json::from_str::<crate::boot::BootInfo>(&t).ok())
+    {
+        specs.extend(
+            info.keys
+                .iter()
+                .map(|k| format!("{}:key:{}", k.device, k.passphrase)),
+        );
+    }
+    specs
+        .into_iter()
+        .flat_map(|l| ["--key".to_string(), l])
         .collect()
 }
 
