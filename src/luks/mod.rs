@@ -937,6 +937,17 @@ impl std::fmt::Debug for Crypt {
 }
 
 impl Crypt {
+    /// The whole sectors around `[off, off+len)`: (first sector, its byte offset, byte length).
+    pub fn span(&self, off: u64, len: usize) -> (u64, u64, usize) {
+        let first = off / self.sector;
+        let end = (off + len as u64).div_ceil(self.sector) * self.sector;
+        (
+            first,
+            first * self.sector,
+            (end - first * self.sector) as usize,
+        )
+    }
+
     /// Decrypts whole sectors in place; `first` is the index of `data`'s first sector.
     pub fn decrypt(&self, data: &mut [u8], first: u64) {
         // dm-crypt counts the IV in 512-byte units whatever the sector size (LUKS2 does not
@@ -986,7 +997,7 @@ impl BlockDevice for CryptDev {
         self.crypt.len
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
-        let (len, sector) = (self.crypt.len, self.crypt.sector);
+        let len = self.crypt.len;
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|e| e > len) {
             return Err(ImageError::OutOfRange {
@@ -996,12 +1007,11 @@ impl BlockDevice for CryptDev {
                 size: len,
             });
         }
-        let first = offset / sector;
-        let last = end.unwrap().div_ceil(sector);
-        let mut tmp = vec![0u8; ((last - first) * sector) as usize];
-        self.inner.read_at(&mut tmp, self.offset + first * sector)?;
+        let (first, at, n) = self.crypt.span(offset, buf.len());
+        let mut tmp = vec![0u8; n];
+        self.inner.read_at(&mut tmp, self.offset + at)?;
         self.crypt.decrypt(&mut tmp, first);
-        let skip = (offset - first * sector) as usize;
+        let skip = (offset - at) as usize;
         buf.copy_from_slice(&tmp[skip..skip + buf.len()]);
         Ok(())
     }

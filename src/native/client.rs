@@ -61,16 +61,8 @@ struct CryptVolume {
 }
 
 impl CryptVolume {
-    /// The whole sectors around `[off, off+len)`: (first sector, byte offset, byte length).
-    fn span(&self, off: u64, len: usize) -> (u64, u64, usize) {
-        let s = self.crypt.sector;
-        let first = off / s;
-        let end = (off + len as u64).div_ceil(s) * s;
-        (first, first * s, (end - first * s) as usize)
-    }
-
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
-        let (first, at, n) = self.span(off, buf.len());
+        let (first, at, n) = self.crypt.span(off, buf.len());
         let mut tmp = vec![0u8; n];
         self.inner.read_at(&mut tmp, at)?;
         self.crypt.decrypt(&mut tmp, first);
@@ -82,7 +74,7 @@ impl CryptVolume {
     /// Encrypts and writes `buf`; a write that does not cover whole sectors first reads back
     /// the sectors it shares with what is already there.
     fn write_at(&self, buf: &[u8], off: u64) -> Result<()> {
-        let (first, at, n) = self.span(off, buf.len());
+        let (first, at, n) = self.crypt.span(off, buf.len());
         let mut tmp = if at == off && n == buf.len() {
             buf.to_vec()
         } else {
